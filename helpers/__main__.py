@@ -1,0 +1,36 @@
+"""Command line: `python -m helpers doctor` (pre-flight check) and `python -m helpers run` (execute the course)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from helpers.environment import environment_report
+from helpers.profiles import detect_profile_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run doctor or run."""
+    parser = argparse.ArgumentParser(prog="python -m helpers")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("doctor", help="report this machine's GPU, SDPA backends, bitsandbytes, versions, hub")
+    run = commands.add_parser("run", help="execute every notebook and print one results table")
+    run.add_argument("--notebooks", type=Path, default=Path("notebooks"))
+    run.add_argument("--build", type=Path, default=Path("build"))
+    run.add_argument("--pattern", default="[0-9]*.ipynb", help="which notebooks, as a glob")
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        report = environment_report()
+        profile = detect_profile_name()
+        print(report.as_text())
+        print(f"{'profile':<20} {profile}")
+        print(f"\nstamp: {report.stamp(profile)}")
+        return 0 if report.bitsandbytes == "works" else 1
+    from helpers.course import run_course
+
+    print(run_course(args.notebooks, args.build, args.pattern))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The first cell of every lesson: detect the machine, choose the profile, print the stamp, record results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from helpers.environment import EnvironmentReport, environment_report
+from helpers.profiles import Profile, use_profile
+from helpers.results import record
+
+
+@dataclass
+class Lesson:
+    """One lesson's context: its id, the profile it runs under, and the machine it runs on."""
+
+    id: str
+    profile: Profile
+    report: EnvironmentReport
+
+    @property
+    def stamp(self) -> str:
+        """The one-line hardware and version stamp of this run."""
+        return self.report.stamp(self.profile.name)
+
+    @property
+    def device(self) -> str:
+        """The device this lesson computes on ("cpu" or "cuda")."""
+        return self.profile.device
+
+    def size(self, key: str) -> Any:
+        """Return one of this lesson's sizes under the current profile."""
+        return self.profile.size(self.id, key)
+
+    def record(self, **values: float | str) -> None:
+        """Record headline results of this lesson for the course's results table."""
+        path = record(self.id, self.stamp, **values)
+        print(f"recorded {len(values)} results in {path}")
+
+
+def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
+    """Choose the profile (detected unless named), probe the machine, print the stamp, and return the lesson."""
+    chosen = use_profile(profile)
+    lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
+    print(f"Lesson {lesson_id} | {lesson.stamp}")
+    return lesson

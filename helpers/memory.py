@@ -1,0 +1,180 @@
+"""Memory: a model's footprint, the peak a call needs, the analytic size at a precision, and the decode bandwidth bound."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from helpers.timing import benchmark
+
+GiB = 2**30
+MiB = 2**20
+
+# Peak memory bandwidth in bytes/s from vendor data sheets, matched against torch.cuda.get_device_name().
+KNOWN_BANDWIDTH = {
+    "H200": 4.8e12,
+    "H100 80GB HBM3": 3.35e12,
+    "H100 PCIe": 2.0e12,
+    "H100 NVL": 3.9e12,
+    "A100-SXM4-80GB": 2.039e12,
+    "A100-SXM4-40GB": 1.555e12,
+    "A100 80GB PCIe": 1.935e12,
+    "A100-PCIE-40GB": 1.555e12,
+    "L4": 3.0e11,
+    "A10G": 6.0e11,
+    "A10": 6.0e11,
+    "T4": 3.2e11,
+    "V100": 9.0e11,
+}
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """Return the C library when it is glibc (it has mallopt and malloc_trim), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+GLIBC = _glibc()
+if GLIBC is not None:
+    # A fixed mmap threshold (M_MMAP_THRESHOLD = -3) hands large freed blocks straight back to the OS,
+    # so the resident set follows live tensors and a call's CPU peak can be measured.
+    GLIBC.mallopt(-3, 128 * 1024)
+
+
+def _extra_bytes(param: torch.Tensor) -> int:
+    """Bytes a quantized parameter keeps beside its packed data (bitsandbytes scales and nested states)."""
+    extra = 0
+    state = getattr(param, "quant_state", None)
+    while state is not None:
+        extra += state.absmax.numel() * state.absmax.element_size()
+        state = getattr(state, "state2", None)
+    scale = getattr(param, "SCB", None)
+    if isinstance(scale, torch.Tensor):
+        extra += scale.numel() * scale.element_size()
+    return extra
+
+
+def model_footprint(model: torch.nn.Module) -> int:
+    """Return the bytes a model's parameters and buffers occupy, quantization scales included."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() + _extra_bytes(t) for t in tensors)
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """Return how many weights a parameter holds, unpacking 4-bit storage (two weights a byte)."""
+    state = getattr(param, "quant_state", None)
+    return state.shape.numel() if state is not None else param.numel()
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Return the number of weights in a model, quantized or not."""
+    return sum(logical_numel(p) for p in model.parameters())
+
+
+def analytic_size(parameters: int, bits: float) -> int:
+    """Return the bytes that `parameters` weights take at `bits` bits each (no scales, no overhead)."""
+    return int(parameters * bits / 8)
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    """Memory of one call: what was in use before, and the highest point during the call, in bytes."""
+
+    before: int
+    peak: int
+    kind: str
+
+    @property
+    def added(self) -> int:
+        """Bytes the call needed on top of what was already allocated."""
+        return max(0, self.peak - self.before)
+
+    def __str__(self) -> str:
+        return f"peak {self.peak / MiB:.0f} MiB ({self.kind}), {self.added / MiB:.0f} MiB above the {self.before / MiB:.0f} MiB before"
+
+
+def _status_kib(field: str) -> int:
+    """Read one field (VmRSS, VmHWM) of this process from /proc, in KiB."""
+    match = re.search(rf"^{field}:\s+(\d+)", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"/proc/self/status has no {field}")
+    return int(match.group(1))
+
+
+def _cpu_peak(fn: Callable[[], Any]) -> PeakMemory:
+    """Peak resident memory of this process during fn: the kernel's high-water mark, reset first; else sampled."""
+    if GLIBC is not None:
+        GLIBC.malloc_trim(0)
+    before = _status_kib("VmRSS") * 1024
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
+    except OSError:
+        return _sampled_peak(fn, before)
+    fn()
+    return PeakMemory(before, _status_kib("VmHWM") * 1024, "CPU resident set, high-water mark")
+
+
+def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
+    """Peak resident memory during fn by sampling every millisecond, where the high-water mark cannot be reset."""
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _status_kib("VmRSS") * 1024)
+            done.wait(0.001)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        watcher.join()
+    return PeakMemory(before, max(peak[0], _status_kib("VmRSS") * 1024), "CPU resident set, sampled")
+
+
+def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> PeakMemory:
+    """Measure the peak memory of one call: GPU peak allocated on CUDA, the process's resident high-water mark on CPU."""
+    with torch.inference_mode():
+        if torch.device(device).type != "cuda":
+            return _cpu_peak(fn)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return PeakMemory(before, torch.cuda.max_memory_allocated(device), "GPU peak allocated")
+
+
+def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> float:
+    """Measure memory bandwidth in bytes/s with a large copy (bytes read plus bytes written)."""
+    source = torch.empty(megabytes * MiB, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    timing = benchmark(lambda: target.copy_(source), device=device, warmup=2, repeats=5)
+    return 2 * source.numel() / (timing.median / 1e3)
+
+
+def memory_bandwidth(device: str | torch.device) -> tuple[float, str]:
+    """Return (peak bandwidth in bytes/s, where it came from): a data-sheet figure for known GPUs, else measured."""
+    if torch.device(device).type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in KNOWN_BANDWIDTH.items():
+            if key in name:
+                return value, f"data sheet of {key}"
+    return measured_bandwidth(device), "measured with a large copy"
+
+
+def decode_bound_tokens_per_s(weight_bytes: int, bandwidth: float) -> float:
+    """Return the most tokens/s batch-1 decoding can reach when every token reads all weights once."""
+    return bandwidth / weight_bytes

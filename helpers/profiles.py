@@ -1,0 +1,87 @@
+"""Profiles: one notebook, any machine; sizes come from the profile detected here (or COURSE_PROFILE)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+PROFILE_ENV = "COURSE_PROFILE"
+T4_MEMORY_GIB = 15.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where the course runs and how big each lesson's experiments are there."""
+
+    name: str
+    device: str
+    dtype: torch.dtype
+    warmup: int
+    repeats: int
+    sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memory_cap_gib: float | None = None
+    flash_allowed: bool = True
+
+    def size(self, lesson: str, key: str) -> Any:
+        """Return one size of one lesson, with an error naming the keys this profile has."""
+        try:
+            return self.sizes[lesson][key]
+        except KeyError:
+            known = sorted(self.sizes.get(lesson, {}))
+            raise KeyError(f"profile {self.name!r} has no size {key!r} for lesson {lesson!r}; it has {known}") from None
+
+
+CPU_SIZES: dict[str, dict[str, Any]] = {
+    "00": {"eval_tokens": 512, "new_tokens": 16, "prompt_tokens": 64},
+}
+GPU_SIZES: dict[str, dict[str, Any]] = {
+    "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
+}
+T4_SIZES: dict[str, dict[str, Any]] = {
+    "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
+}
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile("cpu", "cpu", torch.float32, warmup=1, repeats=5, sizes=CPU_SIZES),
+    "gpu": Profile("gpu", "cuda", torch.bfloat16, warmup=3, repeats=10, sizes=GPU_SIZES),
+    "t4": Profile(
+        "t4",
+        "cuda",
+        torch.float16,
+        warmup=3,
+        repeats=10,
+        sizes=T4_SIZES,
+        memory_cap_gib=T4_MEMORY_GIB,
+        flash_allowed=False,
+    ),
+}
+
+
+def detect_profile_name() -> str:
+    """Return the profile this machine calls for: COURSE_PROFILE if set, else cpu, t4 (small or pre-Ampere GPU) or gpu."""
+    chosen = os.environ.get(PROFILE_ENV)
+    if chosen:
+        if chosen not in PROFILES:
+            raise ValueError(f"{PROFILE_ENV}={chosen!r} is not a profile; choose one of {sorted(PROFILES)}")
+        return chosen
+    if not torch.cuda.is_available():
+        return "cpu"
+    props = torch.cuda.get_device_properties(0)
+    big_enough = props.total_memory / 2**30 > 2 * T4_MEMORY_GIB
+    return "gpu" if big_enough and props.major >= 8 else "t4"
+
+
+def use_profile(name: str | None = None) -> Profile:
+    """Return the profile (detected when name is None) and apply its limits: T4 emulation caps memory and turns flash off."""
+    profile = PROFILES[name or detect_profile_name()]
+    if profile.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"profile {profile.name!r} needs a CUDA GPU and none is visible; use COURSE_PROFILE=cpu")
+    if profile.memory_cap_gib is not None:
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, profile.memory_cap_gib / total))
+    if profile.device == "cuda":
+        torch.backends.cuda.enable_flash_sdp(profile.flash_allowed)
+    return profile

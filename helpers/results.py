@@ -1,0 +1,75 @@
+"""Headline results: each lesson records a few numbers; the course run gathers them into one table and one plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from helpers.cache import cache_dir
+
+RESULTS_ENV = "COURSE_RESULTS_DIR"
+
+
+def results_dir() -> Path:
+    """Return where lessons write their results (COURSE_RESULTS_DIR, else the cache's results folder)."""
+    folder = Path(os.environ.get(RESULTS_ENV) or cache_dir() / "results")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def record(lesson: str, stamp: str, **values: float | str) -> Path:
+    """Add headline values (name=value; put the unit in the name) to a lesson's results file and return its path."""
+    path = results_dir() / f"{lesson}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"lesson": lesson, "values": {}}
+    data["stamp"] = stamp
+    data["values"].update(values)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return path
+
+
+def load_results(folder: Path | None = None) -> list[dict]:
+    """Return every lesson's recorded results, ordered by lesson."""
+    folder = folder or results_dir()
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def format_value(value: float | str) -> str:
+    """Return a value as a table shows it: numbers with three significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def results_table(results: list[dict]) -> str:
+    """Return the results as one Markdown table: lesson, measure, value, and where it was measured."""
+    rows = ["| lesson | measure | value | measured on |", "|---|---|---|---|"]
+    for lesson in results:
+        where = lesson["stamp"].replace("|", r"\|")
+        for name, value in lesson["values"].items():
+            rows.append(f"| {lesson['lesson']} | {name} | {format_value(value)} | {where} |")
+    return "\n".join(rows)
+
+
+def plot_results(results: list[dict], path: Path) -> Path:
+    """Draw each lesson's positive numeric results as log-scale bars (one panel a lesson) into path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numeric = [
+        (
+            r["lesson"],
+            {k: v for k, v in r["values"].items() if isinstance(v, int | float) and not isinstance(v, bool) and v > 0},
+        )
+        for r in results
+    ]
+    numeric = [(lesson, values) for lesson, values in numeric if values]
+    fig, axes = plt.subplots(len(numeric), 1, figsize=(8, 1.2 + 0.4 * sum(len(v) for _, v in numeric)), squeeze=False)
+    for ax, (lesson, values) in zip(axes[:, 0], numeric, strict=True):
+        ax.barh(list(values), list(values.values()))
+        ax.set_title(f"lesson {lesson}", loc="left")
+        ax.set_xscale("log")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

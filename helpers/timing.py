@@ -1,0 +1,125 @@
+"""Timing done right: warm-up, then repeats timed with CUDA events on a GPU or perf_counter on a CPU; median and spread."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Repeated measurements of one call, in milliseconds."""
+
+    times_ms: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """Median time in ms."""
+        return statistics.median(self.times_ms)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range in ms (0 with fewer than two repeats)."""
+        if len(self.times_ms) < 2:
+            return 0.0
+        low, _, high = statistics.quantiles(self.times_ms, n=4, method="inclusive")
+        return high - low
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for queued GPU work on the device; nothing to do on a CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(
+    fn: Callable[[], Any], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
+) -> Timing:
+    """Time fn after `warmup` untimed calls: CUDA events on a GPU, perf_counter on a CPU."""
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+        times = []
+        for _ in range(repeats):
+            if torch.device(device).type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                begin = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - begin) * 1e3)
+    return Timing(tuple(times))
+
+
+@dataclass(frozen=True)
+class GenerationTiming:
+    """Prefill (time to first token) and decode speed of greedy generation."""
+
+    prefill: Timing
+    total: Timing
+    new_tokens: int
+    batch: int
+
+    @property
+    def decode_ms_per_token(self) -> float:
+        """Median time of one decode step after the first token, in ms."""
+        return (self.total.median - self.prefill.median) / (self.new_tokens - 1)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Decode speed of one sequence in tokens per second."""
+        return 1e3 / self.decode_ms_per_token
+
+    def __str__(self) -> str:
+        return (
+            f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
+            f"(batch {self.batch}, {self.new_tokens} new tokens)"
+        )
+
+
+def benchmark_generation(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    *,
+    new_tokens: int,
+    warmup: int = 1,
+    repeats: int = 3,
+    attention_mask: torch.Tensor | None = None,
+    **generate_options: Any,
+) -> GenerationTiming:
+    """Time greedy `generate` for 1 token (prefill) and for `new_tokens` tokens; decode speed is their difference."""
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    device = input_ids.device
+
+    def generate(count: int) -> Callable[[], Any]:
+        return lambda: model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=count,
+            min_new_tokens=count,
+            do_sample=False,
+            pad_token_id=0,
+            **generate_options,
+        )
+
+    prefill = benchmark(generate(1), device=device, warmup=warmup, repeats=repeats)
+    total = benchmark(generate(new_tokens), device=device, warmup=warmup, repeats=repeats)
+    return GenerationTiming(prefill, total, new_tokens, input_ids.shape[0])

@@ -1,0 +1,18 @@
+"""Shared fixtures: the real packaged model, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M real weights in float32 on the CPU, with its tokenizer."""
+    from helpers.models import load_causal_lm
+
+    return load_causal_lm("smollm2-135m", dtype=torch.float32)

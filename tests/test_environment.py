@@ -1,0 +1,33 @@
+import torch
+
+from helpers.environment import environment_report, hub_status, runnable_sdpa_backends
+
+
+def test_report_on_this_machine():
+    report = environment_report(probe_hub=False)
+    assert "MATH" in report.sdpa_backends
+    assert report.bitsandbytes == "works"
+    assert report.versions["torch"] == torch.__version__
+    assert report.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    stamp = report.stamp("cpu")
+    assert torch.__version__ in stamp and "profile cpu" in stamp
+    assert "sdpa_backends" in report.as_text()
+
+
+def test_cpu_has_no_gpu_only_backends():
+    ran = runnable_sdpa_backends("cpu", torch.float32)
+    assert "MATH" in ran
+    assert "CUDNN_ATTENTION" not in ran and "EFFICIENT_ATTENTION" not in ran
+
+
+def test_hub_status_offline_does_not_touch_the_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_status().startswith("offline")
+
+
+def test_doctor_command(capsys):
+    from helpers.__main__ import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "stamp:" in out and "bitsandbytes" in out

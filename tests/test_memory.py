@@ -1,0 +1,61 @@
+import bitsandbytes as bnb
+import pytest
+import torch
+
+from helpers.memory import (
+    analytic_size,
+    decode_bound_tokens_per_s,
+    memory_bandwidth,
+    model_footprint,
+    parameter_count,
+    peak_memory,
+)
+
+
+@pytest.mark.parametrize(("dtype", "bytes_per_weight"), [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)])
+def test_footprint_counts_bytes_of_the_dtype(dtype, bytes_per_weight):
+    layer = torch.nn.Linear(100, 100).to(dtype)
+    assert model_footprint(layer) == (100 * 100 + 100) * bytes_per_weight
+
+
+def test_footprint_counts_buffers_and_shared_weights_once():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.BatchNorm1d(4))
+    shared = torch.nn.ModuleList([model[0], model[0]])
+    assert model_footprint(shared) == 10 * 4 * 4
+    assert model_footprint(model) == (40 + 8) * 4 + (4 + 4) * 4 + 8  # weights, running stats, counter
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_four_bit_footprint_and_logical_parameter_count(double_quant):
+    layer = bnb.nn.Linear4bit(256, 256, bias=False, quant_type="nf4", compute_dtype=torch.float32)
+    weight = torch.randn(256, 256)
+    layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4", compress_statistics=double_quant)
+    layer = layer.to("cpu")  # moving a Params4bit to a device quantizes it
+    assert layer.weight.dtype == torch.uint8
+    assert parameter_count(layer) == 256 * 256
+    packed, blocks = 256 * 256 // 2, 256 * 256 // 64  # half a byte a weight, one absmax a block of 64
+    # plain: fp32 absmax; double quantization: uint8 absmax plus one fp32 scale per 256 of them
+    scales = blocks + blocks // 256 * 4 if double_quant else blocks * 4
+    assert model_footprint(layer) == packed + scales
+
+
+def test_analytic_size():
+    assert analytic_size(1_000_000, 16) == 2_000_000
+    assert analytic_size(1_000_000, 4) == 500_000
+
+
+def test_cpu_peak_sees_a_temporary_allocation():
+    def allocate():
+        block = torch.ones(200 * 2**20 // 4)
+        return block.sum()
+
+    peak = peak_memory(allocate)
+    assert peak.added >= 190 * 2**20
+    assert peak.added < 600 * 2**20
+
+
+def test_decode_bound_and_bandwidth():
+    assert decode_bound_tokens_per_s(2 * 10**9, 2 * 10**12) == 1000
+    bandwidth, source = memory_bandwidth("cpu")
+    assert source.startswith("measured")
+    assert 1e9 < bandwidth < 1e13

@@ -1,0 +1,97 @@
+import os
+
+import pytest
+import torch
+from transformers import BitsAndBytesConfig
+
+from helpers.cache import atomic_directory
+from helpers.memory import model_footprint, parameter_count
+from helpers.models import (
+    UnknownModelError,
+    available_models,
+    load_causal_lm,
+    load_encoder,
+    model_config,
+    synthetic_checkpoint,
+)
+from helpers.quality import ask
+
+
+def test_unknown_name_lists_what_is_available():
+    with pytest.raises(UnknownModelError, match="smollm2-135m"):
+        load_causal_lm("no-such-model")
+
+
+def test_hub_id_offline_gives_actionable_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UnknownModelError, match="HF_HUB_OFFLINE"):
+        load_causal_lm("facebook/opt-350m-not-cached")
+
+
+def test_available_models_names_every_source():
+    text = available_models()
+    assert "smollm2-135m" in text and "llama3-8b-shape" in text and "Hub id" in text
+
+
+def test_packaged_decoder_answers(smollm2):
+    model, tokenizer = smollm2
+    assert parameter_count(model) == 134_515_008
+    assert "Paris" in ask(model, tokenizer, "What is the capital of France?")
+
+
+@pytest.mark.parametrize(
+    ("quant", "bytes_per_linear_weight"), [("nf4", 0.5 + 4 / 64), ("fp4", 0.5 + 4 / 64), ("int8", 1.0)]
+)
+def test_packaged_decoder_loads_quantized_from_converted_cache(smollm2, quant, bytes_per_linear_weight):
+    if quant == "int8":
+        config, dtype = BitsAndBytesConfig(load_in_8bit=True), torch.float16
+    else:
+        config, dtype = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant), torch.float32
+    model, tokenizer = load_causal_lm("smollm2-135m", dtype=dtype, quantization_config=config)
+    full = smollm2[0]
+    linear = sum(m.weight.numel() for n, m in full.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head")
+    other = parameter_count(full) - linear  # embeddings (tied with lm_head) and norms keep the load dtype
+    expected = other * torch.finfo(dtype).bits / 8 + linear * bytes_per_linear_weight
+    assert model_footprint(model) == pytest.approx(expected, rel=0.02)
+    assert parameter_count(model) == parameter_count(full)
+    assert "Paris" in ask(model, tokenizer, "What is the capital of France?")
+
+
+def test_packaged_encoder_loads_with_attention_choice():
+    model, tokenizer = load_encoder("minilm-l6", attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    out = model(**tokenizer(["hello world"], return_tensors="pt")).last_hidden_state
+    assert out.shape == (1, 4, 384)
+
+
+def test_synthetic_model_has_its_shape():
+    model, tokenizer = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
+    assert tokenizer is None
+    assert model.dtype == torch.bfloat16
+    config = model_config("llama-tiny-shape")
+    assert len(model.model.layers) == config.num_hidden_layers
+    again, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
+    assert torch.equal(model.lm_head.weight, again.lm_head.weight)  # same seed, same weights
+
+
+def test_synthetic_checkpoint_is_written_once_and_completely(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    from transformers import AutoModelForCausalLM
+
+    path = synthetic_checkpoint("llama-tiny-shape", AutoModelForCausalLM)
+    assert (path / "config.json").exists() and (path / "model.safetensors").exists()
+    assert not [p for p in path.parent.iterdir() if "partial" in p.name]
+    stamp = os.path.getmtime(path / "model.safetensors")
+    assert synthetic_checkpoint("llama-tiny-shape", AutoModelForCausalLM) == path
+    assert os.path.getmtime(path / "model.safetensors") == stamp
+    from_checkpoint, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16, device_map={"": "cpu"})
+    built, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
+    assert torch.equal(from_checkpoint.model.layers[0].mlp.up_proj.weight, built.model.layers[0].mlp.up_proj.weight)
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt), atomic_directory(target) as staging:
+        (staging / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from helpers.profiles import PROFILES, detect_profile_name, use_profile
+
+
+def test_cpu_machine_detects_cpu_profile(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert detect_profile_name() == ("cpu" if not torch.cuda.is_available() else detect_profile_name())
+    if not torch.cuda.is_available():
+        assert detect_profile_name() == "cpu"
+
+
+def test_env_override_and_bad_name(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert use_profile().name == "cpu"
+    monkeypatch.setenv("COURSE_PROFILE", "tpu")
+    with pytest.raises(ValueError, match="choose one of"):
+        detect_profile_name()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_gpu_profile_without_gpu_says_what_to_do():
+    with pytest.raises(RuntimeError, match="COURSE_PROFILE=cpu"):
+        use_profile("gpu")
+
+
+def test_every_profile_sizes_the_same_lessons_and_keys():
+    keys = {name: {lesson: set(sizes) for lesson, sizes in p.sizes.items()} for name, p in PROFILES.items()}
+    assert keys["cpu"] == keys["gpu"] == keys["t4"]
+
+
+def test_t4_profile_emulates_a_t4():
+    t4 = PROFILES["t4"]
+    assert t4.dtype == torch.float16 and not t4.flash_allowed and t4.memory_cap_gib == 15
+
+
+def test_missing_size_names_known_keys():
+    with pytest.raises(KeyError, match="eval_tokens"):
+        PROFILES["cpu"].size("00", "no_such_size")

@@ -1,0 +1,31 @@
+import nbformat
+
+from helpers.course import run_course
+from helpers.results import load_results, plot_results, record, results_table
+
+
+def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    record("01", "GPU | torch", speedup=2.5)
+    record("01", "GPU | torch", note="fp16")
+    record("00", "CPU", decode_tok_s=12.25)
+    results = load_results(tmp_path)
+    assert [r["lesson"] for r in results] == ["00", "01"]
+    assert results[1]["values"] == {"speedup": 2.5, "note": "fp16"}
+    table = results_table(results)
+    assert "| 01 | speedup | 2.5 | GPU \\| torch |" in table
+    assert "| 00 | decode_tok_s | 12.2 | CPU |" in table
+    assert plot_results(results, tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_run_course_executes_notebooks_and_collects_results(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from helpers.results import record\nrecord('99', 'here', answer=42.0)")]
+    nbformat.write(nb, notebooks / "99_probe.ipynb")
+    report = run_course(notebooks, tmp_path / "build")
+    assert "| 99 | answer | 42 | here |" in report
+    assert "99_probe.ipynb" in report
+    executed = nbformat.read(tmp_path / "build" / "notebooks" / "99_probe.ipynb", as_version=4)
+    assert executed.cells[0].execution_count == 1

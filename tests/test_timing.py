@@ -1,0 +1,49 @@
+import time
+
+import pytest
+import torch
+
+from helpers.models import load_causal_lm
+from helpers.timing import Timing, benchmark, benchmark_generation
+
+
+def test_warmup_calls_are_not_timed():
+    calls = []
+
+    def slow_first_call():
+        time.sleep(0.3 if not calls else 0.005)
+        calls.append(1)
+
+    timing = benchmark(slow_first_call, warmup=1, repeats=3)
+    assert len(calls) == 4
+    assert timing.median < 0.1 * 1e3
+
+
+def test_benchmark_measures_milliseconds():
+    timing = benchmark(lambda: time.sleep(0.02), warmup=0, repeats=3)
+    assert 19 <= timing.median <= 60
+    assert len(timing.times_ms) == 3
+
+
+def test_median_and_spread():
+    timing = Timing((1.0, 2.0, 3.0, 4.0, 100.0))
+    assert timing.median == 3.0
+    assert timing.spread == 2.0
+    assert Timing((5.0,)).spread == 0.0
+
+
+def test_repeats_must_be_positive():
+    with pytest.raises(ValueError):
+        benchmark(lambda: None, repeats=0)
+
+
+def test_generation_separates_prefill_from_decode():
+    model, _ = load_causal_lm("llama-tiny-shape")
+    ids = torch.randint(0, 8000, (2, 32))
+    result = benchmark_generation(model, ids, new_tokens=8, warmup=1, repeats=2)
+    assert result.prefill.median < result.total.median
+    assert result.batch == 2
+    expected = 1e3 * (result.new_tokens - 1) / (result.total.median - result.prefill.median)
+    assert result.decode_tokens_per_s == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        benchmark_generation(model, ids, new_tokens=1)
