@@ -36,12 +36,33 @@ class Profile:
 
 CPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 512, "new_tokens": 16, "prompt_tokens": 64},
+    "01": {
+        "batch": 16,
+        "length": 64,
+        "paddings": [0.0, 0.25, 0.5, 0.75],
+        "dtypes": ["float32", "bfloat16"],
+        "large_shape": None,
+    },
 }
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
+    "01": {
+        "batch": 64,
+        "length": 512,
+        "paddings": [0.0, 0.25, 0.5, 0.75],
+        "dtypes": ["float32", "float16", "bfloat16"],
+        "large_shape": "bert-base-shape",
+    },
 }
 T4_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
+    "01": {
+        "batch": 32,
+        "length": 512,
+        "paddings": [0.0, 0.25, 0.5, 0.75],
+        "dtypes": ["float32", "float16"],
+        "large_shape": "bert-base-shape",
+    },
 }
 
 PROFILES: dict[str, Profile] = {

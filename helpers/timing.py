@@ -66,6 +66,13 @@ def benchmark(
     return Timing(tuple(times))
 
 
+def benchmark_each(
+    calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
+) -> dict[str, Timing]:
+    """Time several calls on the same inputs, one after another, and return their timings by name."""
+    return {name: benchmark(fn, device=device, warmup=warmup, repeats=repeats) for name, fn in calls.items()}
+
+
 @dataclass(frozen=True)
 class GenerationTiming:
     """Prefill (time to first token) and decode speed of greedy generation."""

@@ -1,0 +1,87 @@
+import pytest
+import torch
+from transformers import AutoModel, BertConfig, RobertaConfig
+
+from helpers.fast_path import FastPathUnsupportedError, from_fast_path, mean_pooled, to_fast_path
+from helpers.models import load_encoder
+
+
+def random_padded_batch(vocab: int, batch: int = 6, length: int = 24, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    lengths = torch.randint(2, length + 1, (batch,), generator=generator)
+    lengths[0] = length  # at least one full row, so the padded width is the batch's longest
+    mask = (torch.arange(length) < lengths[:, None]).long()
+    return ids * mask, mask
+
+
+def tiny(config_class, **overrides):
+    config = config_class(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=500, **overrides
+    )
+    torch.manual_seed(0)
+    return AutoModel.from_config(config).eval()
+
+
+@pytest.mark.parametrize("config_class", [BertConfig, RobertaConfig])
+def test_conversion_matches_on_random_padding(config_class):
+    model = tiny(config_class)
+    fast = to_fast_path(model)
+    for seed in range(3):
+        ids, mask = random_padded_batch(500, seed=seed)
+        with torch.inference_mode():
+            expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
+        real = mask.bool()
+        torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-4)
+        assert got[~real].abs().max() == 0  # padding is skipped, not computed
+
+
+def test_real_minilm_embeddings_match():
+    model, tokenizer = load_encoder("minilm-l6", attn_implementation="eager")
+    fast = to_fast_path(model)
+    batch = tokenizer(
+        ["A short one.", "A much longer sentence that needs a lot more tokens than the first."],
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        expected = mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"])
+        got = mean_pooled(fast(**batch).last_hidden_state, batch["attention_mask"])
+    assert (expected * got).sum(-1).min() > 0.99999
+
+
+def test_round_trip_saves_and_reloads_identically(tmp_path):
+    model = tiny(BertConfig)
+    reversed_model = from_fast_path(to_fast_path(model))
+    reversed_model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    ids, mask = random_padded_batch(500)
+    with torch.inference_mode():
+        assert torch.equal(
+            reloaded(input_ids=ids, attention_mask=mask).last_hidden_state,
+            model(input_ids=ids, attention_mask=mask).last_hidden_state,
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"hidden_act": "gelu_new"}, "activation 'gelu_new'"),
+        ({"position_embedding_type": "relative_key"}, "relative position"),
+        ({"is_decoder": True}, "decoders"),
+    ],
+)
+def test_unsupported_configs_say_why(overrides, reason):
+    with pytest.raises(FastPathUnsupportedError, match=reason):
+        to_fast_path(tiny(BertConfig, **overrides))
+
+
+def test_training_mode_and_head_mask_are_refused():
+    model = tiny(BertConfig)
+    with pytest.raises(FastPathUnsupportedError, match=r"model.eval\(\)"):
+        to_fast_path(model.train())
+    fast = to_fast_path(model.eval())
+    ids, mask = random_padded_batch(500)
+    with pytest.raises(FastPathUnsupportedError, match="head_mask"):
+        fast(input_ids=ids, attention_mask=mask, head_mask=torch.ones(2, 4))
