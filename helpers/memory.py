@@ -1,4 +1,4 @@
-"""Memory: a model's footprint, the peak a call needs, the analytic size at a precision, and the decode bandwidth bound."""
+"""Memory: a model's footprint, the peak memory a call needs, and the analytic size of weights at a precision."""
 
 from __future__ import annotations
 
@@ -13,27 +13,8 @@ from typing import Any
 
 import torch
 
-from helpers.timing import benchmark
-
 GiB = 2**30
 MiB = 2**20
-
-# Peak memory bandwidth in bytes/s from vendor data sheets, matched against torch.cuda.get_device_name().
-KNOWN_BANDWIDTH = {
-    "H200": 4.8e12,
-    "H100 80GB HBM3": 3.35e12,
-    "H100 PCIe": 2.0e12,
-    "H100 NVL": 3.9e12,
-    "A100-SXM4-80GB": 2.039e12,
-    "A100-SXM4-40GB": 1.555e12,
-    "A100 80GB PCIe": 1.935e12,
-    "A100-PCIE-40GB": 1.555e12,
-    "L4": 3.0e11,
-    "A10G": 6.0e11,
-    "A10": 6.0e11,
-    "T4": 3.2e11,
-    "V100": 9.0e11,
-}
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -155,26 +136,3 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> Pe
         fn()
         torch.cuda.synchronize(device)
         return PeakMemory(before, torch.cuda.max_memory_allocated(device), "GPU peak allocated")
-
-
-def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> float:
-    """Measure memory bandwidth in bytes/s with a large copy (bytes read plus bytes written)."""
-    source = torch.empty(megabytes * MiB, dtype=torch.uint8, device=device)
-    target = torch.empty_like(source)
-    timing = benchmark(lambda: target.copy_(source), device=device, warmup=2, repeats=5)
-    return 2 * source.numel() / (timing.median / 1e3)
-
-
-def memory_bandwidth(device: str | torch.device) -> tuple[float, str]:
-    """Return (peak bandwidth in bytes/s, where it came from): a data-sheet figure for known GPUs, else measured."""
-    if torch.device(device).type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in KNOWN_BANDWIDTH.items():
-            if key in name:
-                return value, f"data sheet of {key}"
-    return measured_bandwidth(device), "measured with a large copy"
-
-
-def decode_bound_tokens_per_s(weight_bytes: int, bandwidth: float) -> float:
-    """Return the most tokens/s batch-1 decoding can reach when every token reads all weights once."""
-    return bandwidth / weight_bytes

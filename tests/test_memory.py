@@ -2,14 +2,8 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
-from helpers.memory import (
-    analytic_size,
-    decode_bound_tokens_per_s,
-    memory_bandwidth,
-    model_footprint,
-    parameter_count,
-    peak_memory,
-)
+from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth, peak_flops_16bit
+from helpers.memory import analytic_size, model_footprint, parameter_count, peak_memory
 
 
 @pytest.mark.parametrize(("dtype", "bytes_per_weight"), [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)])
@@ -59,3 +53,7 @@ def test_decode_bound_and_bandwidth():
     bandwidth, source = memory_bandwidth("cpu")
     assert source.startswith("measured")
     assert 1e9 < bandwidth < 1e13
+
+
+def test_peak_flops_is_unknown_on_cpu():
+    assert peak_flops_16bit("cpu") == (None, "no data-sheet figure for this device")

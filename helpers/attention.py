@@ -1,0 +1,158 @@
+"""Attention kernels: which SDPA backend runs (and why not the others), and time and memory against sequence length."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
+
+from helpers.memory import peak_memory
+from helpers.timing import benchmark
+
+BACKENDS = {
+    "math": SDPBackend.MATH,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one SDPA backend ran on given inputs, and the reasons PyTorch gave when it did not."""
+
+    backend: str
+    runs: bool
+    reasons: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.backend:<10} runs" if self.runs else f"{self.backend:<10} refused: " + " | ".join(self.reasons)
+
+
+def run_with_backend(
+    backend: str,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """Run scaled_dot_product_attention allowing only one backend; raises RuntimeError when it cannot run."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown SDPA backend {backend!r}; choose from {sorted(BACKENDS)}")
+    with sdpa_kernel([BACKENDS[backend]]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+
+
+def probe_backends(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+) -> dict[str, Verdict]:
+    """Try every SDPA backend on these inputs; for each refused one, keep PyTorch's warnings that say why."""
+    verdicts = {}
+    for name in BACKENDS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                run_with_backend(name, q, k, v, attn_mask, is_causal)
+                runs, error = True, ""
+            except RuntimeError as err:
+                runs, error = False, str(err).split("\n")[0]
+        reasons = tuple(
+            str(w.message).strip()
+            for w in caught
+            if "not used because" in str(w.message) or "Expected" in str(w.message)
+        )
+        verdicts[name] = Verdict(name, runs, reasons or ((error,) if error else ()))
+    return verdicts
+
+
+def default_backend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+) -> str:
+    """Return the backend SDPA picks by itself for these inputs on this machine (its priority order, global switches)."""
+    choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
+    return next(name for name, backend in BACKENDS.items() if int(backend) == choice)
+
+
+def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: bool) -> float:
+    """Return the matrix FLOPs of one attention call: QK^T and PV, halved when causal."""
+    flops = 4 * batch * heads * seq * seq * head_dim
+    return flops / 2 if causal else flops
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One backend at one sequence length: median ms and peak bytes above what was allocated before, None if it failed."""
+
+    seq: int
+    ms: float | None
+    peak_bytes: int | None
+    error: str = ""
+
+
+def is_out_of_memory(err: Exception) -> bool:
+    """Return whether an exception is an out-of-memory failure (CUDA or CPU allocator)."""
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def sweep_sequence_lengths(
+    backends: list[str],
+    seq_lens: list[int],
+    *,
+    batch: int,
+    heads: int,
+    head_dim: int,
+    dtype: torch.dtype,
+    device: str,
+    warmup: int,
+    repeats: int,
+    causal: bool = True,
+) -> dict[str, list[SweepPoint]]:
+    """Time each backend and measure its peak memory at each sequence length; failures (OOM, refusal) are recorded."""
+    results: dict[str, list[SweepPoint]] = {name: [] for name in backends}
+    for seq in tqdm(seq_lens, desc="sequence lengths"):
+        qkv = [torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype) for _ in range(3)]
+        for name in backends:
+            call = partial(run_with_backend, name, *qkv, is_causal=causal)
+            results[name].append(measure_point(call, seq, device, warmup, repeats))
+        del qkv
+    return results
+
+
+def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int, repeats: int) -> SweepPoint:
+    """Measure one call's peak memory and median time; an out-of-memory or refused call becomes a point with its reason."""
+    try:
+        peak = peak_memory(call, device)
+        timing = benchmark(call, device=device, warmup=warmup, repeats=repeats)
+        point = SweepPoint(seq, timing.median, peak.added)
+    except (RuntimeError, torch.OutOfMemoryError) as err:
+        point = SweepPoint(seq, None, None, "out of memory" if is_out_of_memory(err) else str(err).split("\n")[0])
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return point
+
+
+def sweep_prefill(
+    models: dict[str, torch.nn.Module],
+    seq_lens: list[int],
+    *,
+    vocab_size: int,
+    device: str,
+    warmup: int,
+    repeats: int,
+    batch: int = 1,
+) -> dict[str, list[SweepPoint]]:
+    """Time a prompt's forward pass (prefill, last position's logits only) and its peak memory for each model."""
+    results: dict[str, list[SweepPoint]] = {name: [] for name in models}
+    for seq in tqdm(seq_lens, desc="prompt lengths"):
+        ids = torch.randint(0, vocab_size, (batch, seq), device=device)
+        for name, model in models.items():
+            call = partial(model, input_ids=ids, logits_to_keep=1)
+            results[name].append(measure_point(call, seq, device, warmup, repeats))
+    return results

@@ -1,0 +1,76 @@
+"""The hardware's limits beside each measurement: memory bandwidth (decode bound) and peak 16-bit matrix FLOP/s."""
+
+from __future__ import annotations
+
+import torch
+
+from helpers.memory import MiB
+from helpers.timing import benchmark
+
+# Peak memory bandwidth in bytes/s from vendor data sheets, matched against torch.cuda.get_device_name().
+KNOWN_BANDWIDTH = {
+    "H200": 4.8e12,
+    "H100 80GB HBM3": 3.35e12,
+    "H100 PCIe": 2.0e12,
+    "H100 NVL": 3.9e12,
+    "A100-SXM4-80GB": 2.039e12,
+    "A100-SXM4-40GB": 1.555e12,
+    "A100 80GB PCIe": 1.935e12,
+    "A100-PCIE-40GB": 1.555e12,
+    "L4": 3.0e11,
+    "A10G": 6.0e11,
+    "A10": 6.0e11,
+    "T4": 3.2e11,
+    "V100": 9.0e11,
+}
+
+# Dense fp16/bf16 tensor-core peak in FLOP/s from vendor data sheets (no sparsity).
+KNOWN_TFLOPS_16BIT = {
+    "H200": 989e12,
+    "H100 80GB HBM3": 989e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+    "T4": 65e12,
+    "V100": 125e12,
+}
+
+
+def _lookup(table: dict[str, float], device: str | torch.device) -> tuple[str, float] | None:
+    """Return (key, value) of the first table entry whose key is in this CUDA device's name."""
+    if torch.device(device).type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next(((key, value) for key, value in table.items() if key in name), None)
+
+
+def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> float:
+    """Measure memory bandwidth in bytes/s with a large copy (bytes read plus bytes written)."""
+    source = torch.empty(megabytes * MiB, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    timing = benchmark(lambda: target.copy_(source), device=device, warmup=2, repeats=5)
+    return 2 * source.numel() / (timing.median / 1e3)
+
+
+def memory_bandwidth(device: str | torch.device) -> tuple[float, str]:
+    """Return (peak bandwidth in bytes/s, where it came from): a data-sheet figure for known GPUs, else measured."""
+    found = _lookup(KNOWN_BANDWIDTH, device)
+    if found is not None:
+        return found[1], f"data sheet of {found[0]}"
+    return measured_bandwidth(device), "measured with a large copy"
+
+
+def decode_bound_tokens_per_s(weight_bytes: int, bandwidth: float) -> float:
+    """Return the most tokens/s batch-1 decoding can reach when every token reads all weights once."""
+    return bandwidth / weight_bytes
+
+
+def peak_flops_16bit(device: str | torch.device) -> tuple[float | None, str]:
+    """Return (dense fp16/bf16 peak FLOP/s, where it came from), or None where no data-sheet figure is known."""
+    found = _lookup(KNOWN_TFLOPS_16BIT, device)
+    if found is None:
+        return None, "no data-sheet figure for this device"
+    return found[1], f"data sheet of {found[0]}"
