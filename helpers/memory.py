@@ -33,7 +33,7 @@ if GLIBC is not None:
     GLIBC.mallopt(-3, 128 * 1024)
 
 
-def _extra_bytes(param: torch.Tensor) -> int:
+def extra_bytes(param: torch.Tensor) -> int:
     """Bytes a quantized parameter keeps beside its packed data (bitsandbytes scales and nested states)."""
     extra = 0
     state = getattr(param, "quant_state", None)
@@ -49,7 +49,7 @@ def _extra_bytes(param: torch.Tensor) -> int:
 def model_footprint(model: torch.nn.Module) -> int:
     """Return the bytes a model's parameters and buffers occupy, quantization scales included."""
     tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() + _extra_bytes(t) for t in tensors)
+    return sum(t.numel() * t.element_size() + extra_bytes(t) for t in tensors)
 
 
 def logical_numel(param: torch.Tensor) -> int:

@@ -157,13 +157,23 @@ def build_synthetic(
     return model.eval()
 
 
+def checkpoint_bytes(name: str) -> int:
+    """Return the bf16 size of a synthetic model, counted on the meta device (no memory used)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(synthetic_config(name))
+    return 2 * sum(p.numel() for p in model.parameters())
+
+
 def synthetic_checkpoint(name: str, model_class: type, seed: int = 0) -> Path:
     """Return a saved bf16 checkpoint of a synthetic model, writing it once into the cache."""
     target = cache_dir() / "synthetic" / f"{name}-seed{seed}"
     if target.exists():
         return target
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"Writing synthetic checkpoint {target} (once)...")
+    fits_gpu = torch.cuda.is_available() and checkpoint_bytes(name) < 0.8 * torch.cuda.mem_get_info()[0]
+    device = "cuda" if fits_gpu else "cpu"
+    print(f"Writing synthetic checkpoint {target} (once, built on {device})...")
     model = build_synthetic(name, model_class, torch.bfloat16, device, seed)
     with atomic_directory(target) as staging:
         model.save_pretrained(staging)

@@ -43,8 +43,18 @@ CPU_SIZES: dict[str, dict[str, Any]] = {
         "dtypes": ["float32", "bfloat16"],
         "large_shape": None,
     },
-    "02": {"batch": 1, "heads": 8, "head_dim": 64, "seq_lens": [256, 512, 1024, 2048], "dtype": "float32",
-           "headline_seq": 1024, "decoder": "smollm2-135m", "prompt_lens": [128, 256, 512], "new_tokens": 16},
+    "02": {
+        "batch": 1,
+        "heads": 8,
+        "head_dim": 64,
+        "seq_lens": [256, 512, 1024, 2048],
+        "dtype": "float32",
+        "headline_seq": 1024,
+        "decoder": "smollm2-135m",
+        "prompt_lens": [128, 256, 512],
+        "new_tokens": 16,
+    },
+    "03": {"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None},
 }
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
@@ -55,9 +65,24 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "dtypes": ["float32", "float16", "bfloat16"],
         "large_shape": "bert-base-shape",
     },
-    "02": {"batch": 4, "heads": 16, "head_dim": 64, "seq_lens": [512, 1024, 2048, 4096, 8192, 16384, 32768],
-           "dtype": "float16", "headline_seq": 4096, "decoder": "llama-1b-shape",
-           "prompt_lens": [512, 1024, 2048, 4096, 8192], "new_tokens": 64},
+    "02": {
+        "batch": 4,
+        "heads": 16,
+        "head_dim": 64,
+        "seq_lens": [512, 1024, 2048, 4096, 8192, 16384, 32768],
+        "dtype": "float16",
+        "headline_seq": 4096,
+        "decoder": "llama-1b-shape",
+        "prompt_lens": [512, 1024, 2048, 4096, 8192],
+        "new_tokens": 64,
+    },
+    "03": {
+        "eval_tokens": 4096,
+        "prompt_tokens": 512,
+        "new_tokens": 64,
+        "half": "bfloat16",
+        "large_shape": "llama3-8b-shape",
+    },
 }
 T4_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
@@ -68,9 +93,24 @@ T4_SIZES: dict[str, dict[str, Any]] = {
         "dtypes": ["float32", "float16"],
         "large_shape": "bert-base-shape",
     },
-    "02": {"batch": 4, "heads": 16, "head_dim": 64, "seq_lens": [512, 1024, 2048, 4096, 8192, 16384],
-           "dtype": "float16", "headline_seq": 4096, "decoder": "llama-1b-shape",
-           "prompt_lens": [512, 1024, 2048, 4096], "new_tokens": 64},
+    "02": {
+        "batch": 4,
+        "heads": 16,
+        "head_dim": 64,
+        "seq_lens": [512, 1024, 2048, 4096, 8192, 16384],
+        "dtype": "float16",
+        "headline_seq": 4096,
+        "decoder": "llama-1b-shape",
+        "prompt_lens": [512, 1024, 2048, 4096],
+        "new_tokens": 64,
+    },
+    "03": {
+        "eval_tokens": 2048,
+        "prompt_tokens": 512,
+        "new_tokens": 64,
+        "half": "float16",
+        "large_shape": "llama-1b-shape",
+    },
 }
 
 PROFILES: dict[str, Profile] = {

@@ -1,0 +1,59 @@
+"""One decoder, all the numbers a lesson compares: footprint, perplexity, a greedy answer, prefill and decode speed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from helpers.memory import MiB, model_footprint
+from helpers.quality import ask, input_device, perplexity
+from helpers.timing import benchmark_generation
+
+
+@dataclass(frozen=True)
+class DecoderReport:
+    """Measured figures of one decoder variant."""
+
+    footprint_bytes: int
+    perplexity: float | None
+    answer: str
+    prefill_ms: float
+    decode_tokens_per_s: float
+
+    def row(self, name: str) -> str:
+        """Return this report as one aligned text row."""
+        ppl = f"{self.perplexity:8.2f}" if self.perplexity is not None else "       -"
+        return (
+            f"{name:<22}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}{self.decode_tokens_per_s:>9.1f}"
+            f"  {self.answer[:60]!r}"
+        )
+
+
+REPORT_HEADER = f"{'variant':<22}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
+
+
+def evaluate_decoder(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    *,
+    eval_tokens: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    warmup: int,
+    repeats: int,
+    question: str = "What is the capital of France?",
+) -> DecoderReport:
+    """Measure footprint, perplexity and a greedy answer (real weights only), then prefill ms and decode tokens/s."""
+    real = tokenizer is not None
+    device = input_device(model)
+    prompt = torch.randint(0, model.config.vocab_size, (1, prompt_tokens), device=device)
+    speed = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=warmup, repeats=repeats)
+    return DecoderReport(
+        footprint_bytes=model_footprint(model),
+        perplexity=perplexity(model, tokenizer, max_tokens=eval_tokens) if real else None,
+        answer=ask(model, tokenizer, question) if real else "(synthetic weights: no meaningful text)",
+        prefill_ms=speed.prefill.median,
+        decode_tokens_per_s=speed.decode_tokens_per_s,
+    )

@@ -1,0 +1,86 @@
+"""bitsandbytes quantization made visible: code books, blockwise round trips, named configurations, footprint tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import bitsandbytes as bnb
+import bitsandbytes.functional as bnbf
+import torch
+from transformers import BitsAndBytesConfig
+
+from helpers.memory import extra_bytes
+
+BLOCK = 64  # bitsandbytes' default 4-bit block size
+
+
+def code_book(quant_type: str) -> torch.Tensor:
+    """Return the 16 values a 4-bit code can stand for ("nf4" or "fp4"), sorted, as multiples of the block's absmax."""
+    return bnbf.get_4bit_type(quant_type, device="cpu").sort().values
+
+
+def quantize_from_scratch(weight: torch.Tensor, quant_type: str, block: int = BLOCK) -> torch.Tensor:
+    """Quantize to 4 bits and back in plain torch: per block, divide by absmax, round to the nearest code, multiply back."""
+    code = code_book(quant_type).to(weight.device)
+    blocks = weight.float().reshape(-1, block)
+    absmax = blocks.abs().amax(dim=1, keepdim=True)
+    nearest = ((blocks / absmax).unsqueeze(-1) - code).abs().argmin(dim=-1)
+    return (code[nearest] * absmax).reshape(weight.shape)
+
+
+def bitsandbytes_round_trip(weight: torch.Tensor, quant_type: str, block: int = BLOCK) -> torch.Tensor:
+    """Quantize to 4 bits and back with bitsandbytes' own kernels."""
+    packed, state = bnbf.quantize_4bit(weight.float(), blocksize=block, quant_type=quant_type)
+    return bnbf.dequantize_4bit(packed, state)
+
+
+def bnb_config(scheme: str, compute_dtype: torch.dtype = torch.bfloat16, **options) -> BitsAndBytesConfig:
+    """Return the BitsAndBytesConfig of a named scheme: "nf4", "fp4", "nf4-dq" (double quantization) or "int8"."""
+    if scheme == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, **options)
+    if scheme not in ("nf4", "fp4", "nf4-dq"):
+        raise ValueError(f"unknown scheme {scheme!r}; choose nf4, fp4, nf4-dq or int8")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=scheme[:3],
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_use_double_quant=scheme == "nf4-dq",
+        **options,
+    )
+
+
+def module_kind(module: torch.nn.Module) -> str:
+    """Name the kind of a leaf module for footprint tables."""
+    if isinstance(module, bnb.nn.Linear4bit):
+        return "4-bit linear"
+    if isinstance(module, bnb.nn.Linear8bitLt):
+        return "int8 linear"
+    if isinstance(module, torch.nn.Embedding):
+        return "embedding"
+    if isinstance(module, torch.nn.Linear):
+        return "linear (unquantized)"
+    return "norms and other"
+
+
+def footprint_by_kind(model: torch.nn.Module) -> dict[str, int]:
+    """Return bytes per module kind (shared weights counted once, where they are first met)."""
+    seen: set[int] = set()
+    totals: dict[str, int] = defaultdict(int)
+    for module in model.modules():
+        for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            totals[module_kind(module)] += tensor.numel() * tensor.element_size() + extra_bytes(tensor)
+    return dict(totals)
+
+
+def bits_per_weight(scheme: str) -> float:
+    """Return the storage bits per quantized weight, scales included (block 64; double quantization groups 256 scales)."""
+    return {
+        "fp32": 32.0,
+        "bf16": 16.0,
+        "int8": 8.0 + 32 / 4096,  # one fp32 scale per row; rows are thousands of weights long
+        "nf4": 4.0 + 32 / BLOCK,
+        "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256),
+    }[scheme]
