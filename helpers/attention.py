@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,13 +64,15 @@ def probe_backends(
                 runs, error = True, ""
             except RuntimeError as err:
                 runs, error = False, str(err).split("\n")[0]
-        reasons = tuple(
-            str(w.message).strip()
-            for w in caught
-            if "not used because" in str(w.message) or "Expected" in str(w.message)
-        )
+        reasons = tuple(dict.fromkeys(r for r in (refusal_reason(str(w.message)) for w in caught) if r))
         verdicts[name] = Verdict(name, runs, reasons or ((error,) if error else ()))
     return verdicts
+
+
+def refusal_reason(message: str) -> str:
+    """Return the reason in one of PyTorch's SDPA warnings, without its source location; "" for bare headings."""
+    reason = re.sub(r"\s*\(Triggered internally at [^)]*\)", "", message).strip()
+    return "" if reason.endswith("because:") else reason
 
 
 def default_backend(

@@ -5,6 +5,7 @@ from helpers.attention import (
     attention_flops,
     default_backend,
     probe_backends,
+    refusal_reason,
     run_with_backend,
     sweep_prefill,
     sweep_sequence_lengths,
@@ -68,3 +69,10 @@ def test_prefill_sweep_on_a_real_shape():
     )
     assert [p.seq for p in result["sdpa"]] == [16, 64]
     assert all(p.ms > 0 for p in result["sdpa"])
+
+
+def test_refusal_reason_keeps_the_reason_and_drops_headings():
+    heading = "Flash attention kernel not used because: (Triggered internally at /x/sdp_utils.cpp:988.)"
+    assert refusal_reason(heading) == ""
+    reason = "Expected query, key and value to all be of dtype: {Half, BFloat16}. (Triggered internally at /x/y.h:91.)"
+    assert refusal_reason(reason) == "Expected query, key and value to all be of dtype: {Half, BFloat16}."
