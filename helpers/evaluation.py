@@ -26,12 +26,12 @@ class DecoderReport:
         """Return this report as one aligned text row."""
         ppl = f"{self.perplexity:8.2f}" if self.perplexity is not None else "       -"
         return (
-            f"{name:<22}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}{self.decode_tokens_per_s:>9.1f}"
+            f"{name:<32}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}{self.decode_tokens_per_s:>9.1f}"
             f"  {self.answer[:60]!r}"
         )
 
 
-REPORT_HEADER = f"{'variant':<22}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
+REPORT_HEADER = f"{'variant':<32}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
 
 
 def evaluate_decoder(

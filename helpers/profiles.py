@@ -55,6 +55,15 @@ CPU_SIZES: dict[str, dict[str, Any]] = {
         "new_tokens": 16,
     },
     "03": {"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None},
+    "04": {
+        "capture_tokens": 256,
+        "eval_tokens": 384,
+        "prompt_tokens": 64,
+        "new_tokens": 8,
+        "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
+        "large_shape": None,
+        "batches": [1],
+    },
 }
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
@@ -83,6 +92,15 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "half": "bfloat16",
         "large_shape": "llama3-8b-shape",
     },
+    "04": {
+        "capture_tokens": 1024,
+        "eval_tokens": 4096,
+        "prompt_tokens": 512,
+        "new_tokens": 64,
+        "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
+        "large_shape": "llama-1b-shape",
+        "batches": [1, 32],
+    },
 }
 T4_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
@@ -110,6 +128,15 @@ T4_SIZES: dict[str, dict[str, Any]] = {
         "new_tokens": 64,
         "half": "float16",
         "large_shape": "llama-1b-shape",
+    },
+    "04": {
+        "capture_tokens": 1024,
+        "eval_tokens": 2048,
+        "prompt_tokens": 512,
+        "new_tokens": 64,
+        "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
+        "large_shape": "llama-1b-shape",
+        "batches": [1, 32],
     },
 }
 

@@ -1,0 +1,75 @@
+"""LLM.int8() made visible: capture what enters each linear layer, find outlier features, and decompose a matmul."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+@torch.inference_mode()
+def capture_linear_inputs(
+    model: nn.Module, input_ids: torch.Tensor, names: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Run the model once and return, per linear layer (all, or those named), its input as a (tokens, features) tensor."""
+    wanted = set(names) if names is not None else None
+    captured: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and (wanted is None or name in wanted):
+
+            def keep(_module: nn.Module, args: tuple, name: str = name) -> None:
+                captured[name] = args[0].detach().reshape(-1, args[0].shape[-1]).float().cpu()
+
+            hooks.append(module.register_forward_pre_hook(keep))
+    try:
+        model(input_ids=input_ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured
+
+
+def feature_magnitudes(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return, per layer, the largest |value| each feature dimension reaches over all tokens."""
+    return {name: x.abs().amax(dim=0) for name, x in inputs.items()}
+
+
+def outlier_features(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Return the indices of feature columns where any token's |value| reaches the threshold (LLM.int8()'s rule)."""
+    return torch.nonzero(x.abs().amax(dim=0) >= threshold).flatten()
+
+
+def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vector-wise absmax int8: each row scaled so its largest |value| maps to 127; returns (int8 values, row scales)."""
+    scale = matrix.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+    return (matrix / scale).round().clamp(-127, 127).to(torch.int8), scale
+
+
+def int8_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Naive absmax int8: x @ weight.T with rows of x and rows of weight in vector-wise int8, accumulated, rescaled."""
+    xq, x_scale = quantize_rows(x.float())
+    wq, w_scale = quantize_rows(weight.float())
+    return (xq.float() @ wq.float().T) * x_scale * w_scale.T  # integer products, exact in float32 at these sizes
+
+
+def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
+    """LLM.int8(): outlier columns of x in 16-bit, the rest in int8; the weight is stored once, in int8.
+
+    The 16-bit part multiplies the outlier columns of x by those columns of the dequantized int8 weight, because an
+    int8 model keeps no 16-bit copy of its weights (this is also what bitsandbytes does).
+    """
+    wq, w_scale = quantize_rows(weight.float())
+    outliers = outlier_features(x, threshold)
+    regular_x = x.float().clone()
+    regular_x[:, outliers] = 0  # outlier columns leave the int8 part (and its row scales)
+    xq, x_scale = quantize_rows(regular_x)
+    result = (xq.float() @ wq.float().T) * x_scale * w_scale.T
+    dequantized = wq[:, outliers].float() * w_scale
+    return result + x[:, outliers].half().float() @ dequantized.half().float().T
+
+
+def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    """Return ||approx - exact|| / ||exact|| (Frobenius norms)."""
+    return ((approx - exact).norm() / exact.norm()).item()
