@@ -57,3 +57,54 @@ def evaluate_decoder(
         prefill_ms=speed.prefill.median,
         decode_tokens_per_s=speed.decode_tokens_per_s,
     )
+
+
+@dataclass(frozen=True)
+class CombinationResult:
+    """One weights × attention combination: footprint, prefill and peak memory per context, decode speeds."""
+
+    footprint_bytes: int
+    prefill_ms: dict[int, float | None]
+    peak_bytes: dict[int, int | None]
+    decode_tokens_per_s: float | None
+    batch_tokens_per_s: float | None
+    error: str = ""
+
+
+def measure_combination(
+    model: PreTrainedModel,
+    backend: str | None,
+    contexts: list[int],
+    *,
+    new_tokens: int,
+    batch: int,
+    warmup: int,
+    repeats: int,
+) -> CombinationResult:
+    """Measure prefill (time, peak memory) at each context and decode speed at batch 1 and `batch`, with only
+    `backend` allowed for SDPA (None: no restriction); a refused kernel is recorded as the error."""
+    from contextlib import nullcontext
+    from functools import partial
+
+    from torch.nn.attention import sdpa_kernel
+
+    from helpers.attention import BACKENDS, measure_point
+
+    device = str(input_device(model).type)
+    allowed = sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
+    vocab = model.config.vocab_size
+    prefill_ms: dict[int, float | None] = {}
+    peak: dict[int, int | None] = {}
+    with allowed:
+        for context in contexts:
+            ids = torch.randint(0, vocab, (1, context), device=input_device(model))
+            point = measure_point(partial(model, input_ids=ids, logits_to_keep=1), context, device, warmup, repeats)
+            if point.error and "out of memory" not in point.error:
+                return CombinationResult(model_footprint(model), {}, {}, None, None, point.error)
+            prefill_ms[context], peak[context] = point.ms, point.peak_bytes
+        speeds = []
+        for rows in (1, batch):
+            prompt = torch.randint(0, vocab, (rows, contexts[0]), device=input_device(model))
+            speed = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=warmup, repeats=repeats)
+            speeds.append(speed.decode_tokens_per_s * rows)
+    return CombinationResult(model_footprint(model), prefill_ms, peak, speeds[0], speeds[1])

@@ -64,6 +64,15 @@ CPU_SIZES: dict[str, dict[str, Any]] = {
         "large_shape": None,
         "batches": [1],
     },
+    "05": {
+        "half": "float32",
+        "model": "smollm2-135m",
+        "contexts": [64, 192],
+        "new_tokens": 4,
+        "batch": 2,
+        "eval_tokens": 256,
+        "compile": False,
+    },
 }
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
@@ -101,6 +110,15 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "large_shape": "llama-1b-shape",
         "batches": [1, 32],
     },
+    "05": {
+        "half": "bfloat16",
+        "model": "llama-1b-shape",
+        "contexts": [512, 4096],
+        "new_tokens": 64,
+        "batch": 16,
+        "eval_tokens": 4096,
+        "compile": True,
+    },
 }
 T4_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
@@ -137,6 +155,15 @@ T4_SIZES: dict[str, dict[str, Any]] = {
         "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
         "large_shape": "llama-1b-shape",
         "batches": [1, 32],
+    },
+    "05": {
+        "half": "float16",
+        "model": "llama-1b-shape",
+        "contexts": [512, 4096],
+        "new_tokens": 64,
+        "batch": 16,
+        "eval_tokens": 2048,
+        "compile": True,
     },
 }
 
