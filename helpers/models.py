@@ -218,6 +218,7 @@ def load_model(
     quantization_config: Any = None,
     device_map: Any = None,
     max_memory: dict | None = None,
+    offload_folder: str | None = None,
     seed: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Load any course model with one call and return (model in eval mode, tokenizer or None for synthetic weights)."""
@@ -234,6 +235,8 @@ def load_model(
         options.update(quantization_config=quantization_config, device_map=device_map or {"": device})
         if max_memory is not None:
             options["max_memory"] = max_memory
+        if offload_folder is not None:
+            options["offload_folder"] = offload_folder
     model = load_from_source(source, model_class, name, dtype=dtype, **options)
     if not dispatched:
         model.to(device)

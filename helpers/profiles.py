@@ -73,6 +73,7 @@ CPU_SIZES: dict[str, dict[str, Any]] = {
         "eval_tokens": 256,
         "compile": False,
     },
+    "06": {"dispatch_model": "smollm2-135m", "cpu_budget": "150MB", "gpu_budget": None, "new_tokens": 8},
 }
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
@@ -119,6 +120,7 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "eval_tokens": 4096,
         "compile": True,
     },
+    "06": {"dispatch_model": "llama-1b-shape", "cpu_budget": "40GiB", "gpu_budget": "1GiB", "new_tokens": 16},
 }
 T4_SIZES: dict[str, dict[str, Any]] = {
     "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
@@ -165,6 +167,7 @@ T4_SIZES: dict[str, dict[str, Any]] = {
         "eval_tokens": 2048,
         "compile": True,
     },
+    "06": {"dispatch_model": "llama-1b-shape", "cpu_budget": "20GiB", "gpu_budget": "1GiB", "new_tokens": 16},
 }
 
 PROFILES: dict[str, Profile] = {

@@ -1,0 +1,119 @@
+"""Device maps with accelerate: plan on the meta device, check budgets with a clear error, and draw where layers land."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+from accelerate import init_empty_weights
+from accelerate.utils import CustomDtype, compute_module_sizes, get_balanced_memory, infer_auto_device_map
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from helpers.memory import GiB
+from helpers.models import model_config
+
+PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
+    "bf16": torch.bfloat16,
+    "int8": torch.int8,
+    "4-bit": CustomDtype.INT4,
+}
+
+
+class BudgetError(ValueError):
+    """A max_memory budget that cannot hold the model; the message says by how much and what to change."""
+
+
+def empty_model(name: str) -> PreTrainedModel:
+    """Build a course model on the meta device: its structure and sizes, no memory for weights."""
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(model_config(name))
+
+
+def to_bytes(value: int | str) -> int:
+    """Return a max_memory entry ("600MB", "2GiB" or bytes) in bytes."""
+    if isinstance(value, int):
+        return value
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    text = value.strip().upper()
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+def model_bytes(model: PreTrainedModel, precision: str) -> int:
+    """Return the bytes of a model's weights at a precision ("bf16", "int8", "4-bit"), as accelerate counts them."""
+    return compute_module_sizes(model, dtype=PRECISIONS[precision])[""]
+
+
+def check_budget(model: PreTrainedModel, max_memory: dict[int | str, int | str], precision: str) -> None:
+    """Raise BudgetError when the devices in max_memory (disk counts as unlimited) cannot hold the weights."""
+    if "disk" in max_memory:
+        return
+    need = model_bytes(model, precision)
+    have = sum(to_bytes(v) for v in max_memory.values())
+    if need > have:
+        smaller = {p: model_bytes(model, p) / GiB for p in PRECISIONS if model_bytes(model, p) < need}
+        hint = ", ".join(f"{p} needs {size:.1f} GiB" for p, size in smaller.items())
+        raise BudgetError(
+            f"the weights need {need / GiB:.1f} GiB at {precision} but max_memory gives {have / GiB:.1f} GiB "
+            f"({', '.join(f'{k}: {to_bytes(v) / GiB:.1f} GiB' for k, v in max_memory.items())}). Raise a budget, "
+            f"add 'disk' (offload_folder=...) for the rest, or quantize" + (f": {hint}." if hint else ".")
+        )
+
+
+def plan(
+    model: PreTrainedModel,
+    max_memory: dict[int | str, int | str],
+    precision: str = "bf16",
+    strategy: str = "sequential",
+) -> dict[str, int | str]:
+    """Return accelerate's device map for imagined or real devices: "sequential", "balanced" or "balanced_low_0"."""
+    check_budget(model, max_memory, precision)
+    dtype = PRECISIONS[precision]
+    no_split = model._no_split_modules
+    budget = {k: to_bytes(v) for k, v in max_memory.items()}
+    logging.getLogger("accelerate.utils.modeling").setLevel(
+        logging.ERROR
+    )  # "Device 0 is not available" for imagined GPUs
+    if strategy != "sequential":
+        budget = get_balanced_memory(model, budget, no_split, dtype=dtype, low_zero=strategy == "balanced_low_0")
+    return infer_auto_device_map(model, max_memory=budget, no_split_module_classes=no_split, dtype=dtype)
+
+
+def device_totals(model: PreTrainedModel, device_map: dict[str, int | str], precision: str = "bf16") -> dict:
+    """Return the bytes of weights each device holds under a device map."""
+    sizes = compute_module_sizes(model, dtype=PRECISIONS[precision])
+    totals: dict[int | str, int] = defaultdict(int)
+    for module, device in device_map.items():
+        totals[device] += sizes[module]
+    return dict(totals)
+
+
+def draw_device_map(
+    model: PreTrainedModel, device_map: dict[str, int | str], title: str, precision: str = "bf16"
+) -> None:
+    """Show the model's modules, in order, as one bar coloured by the device each lands on."""
+    import matplotlib.pyplot as plt
+
+    sizes = compute_module_sizes(model, dtype=PRECISIONS[precision])
+    devices = list(dict.fromkeys(device_map.values()))
+    colours = {d: plt.cm.tab10(i) for i, d in enumerate(devices)}
+    fig, ax = plt.subplots(figsize=(9, 1.6))
+    left = 0.0
+    for module, device in device_map.items():
+        width = sizes[module] / GiB
+        ax.barh(0, width, left=left, color=colours[device], edgecolor="white", linewidth=0.3)
+        left += width
+    for device in devices:
+        ax.barh(
+            0,
+            0,
+            color=colours[device],
+            label=f"{device}: {device_totals(model, device_map, precision)[device] / GiB:.1f} GiB",
+        )
+    ax.set(yticks=[], xlabel="GiB of weights, modules in order (embedding → layers → head)", title=title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=len(devices), frameon=False)
+    fig.tight_layout()
+    plt.show()

@@ -1,0 +1,45 @@
+import pytest
+
+from helpers.memory import GiB
+from helpers.placement import BudgetError, device_totals, empty_model, model_bytes, plan, to_bytes
+
+
+@pytest.fixture(scope="module")
+def big():
+    return empty_model("llama3-70b-shape")
+
+
+def test_meta_model_uses_no_memory_and_sizes_scale_with_precision(big):
+    assert next(big.parameters()).device.type == "meta"
+    bf16, int8, int4 = (model_bytes(big, p) for p in ("bf16", "int8", "4-bit"))
+    assert 130 * GiB < bf16 < 133 * GiB
+    assert bf16 == 2 * int8 == 4 * int4
+
+
+def test_to_bytes():
+    assert to_bytes("600MB") == 600 * 10**6
+    assert to_bytes("2GiB") == 2 * 2**30
+    assert to_bytes(5) == 5
+
+
+def test_plan_respects_budgets_and_keeps_layers_whole(big):
+    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"})
+    totals = device_totals(big, device_map)
+    assert totals[0] <= 80 * GiB and totals[1] <= 80 * GiB
+    assert sum(totals.values()) == model_bytes(big, "bf16")
+    assert all(key.count(".") <= 2 for key in device_map)  # whole decoder layers (model.layers.N) or top modules
+
+
+def test_balanced_spreads_and_low_0_keeps_gpu0_light(big):
+    budget = {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}
+    sequential = device_totals(big, plan(big, budget, strategy="sequential"))
+    balanced = device_totals(big, plan(big, budget, strategy="balanced"))
+    low0 = device_totals(big, plan(big, budget, strategy="balanced_low_0"))
+    assert abs(balanced[0] - balanced[1]) < abs(sequential[0] - sequential[1])
+    assert low0[0] < balanced[0]
+
+
+def test_impossible_budget_says_what_to_do(big):
+    with pytest.raises(BudgetError, match="4-bit needs 32.9 GiB"):
+        plan(big, {0: "80GiB", 1: "40GiB"})
+    plan(big, {0: "80GiB", 1: "40GiB", "disk": "1TB"})  # disk offload makes it possible
