@@ -34,11 +34,22 @@ def to_bytes(value: int | str) -> int:
     """Return a max_memory entry ("600MB", "2GiB" or bytes) in bytes."""
     if isinstance(value, int):
         return value
-    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    units = {
+        "KIB": 2**10,
+        "MIB": 2**20,
+        "GIB": 2**30,
+        "TIB": 2**40,
+        "KB": 10**3,
+        "MB": 10**6,
+        "GB": 10**9,
+        "TB": 10**12,
+    }
     text = value.strip().upper()
     for unit, factor in units.items():
         if text.endswith(unit):
             return int(float(text[: -len(unit)]) * factor)
+    if not text.isdigit():
+        raise ValueError(f"max_memory entry {value!r}: use bytes or a number with KB, MB, GB, TB, KiB, MiB, GiB or TiB")
     return int(text)
 
 

@@ -20,6 +20,8 @@ def test_to_bytes():
     assert to_bytes("600MB") == 600 * 10**6
     assert to_bytes("2GiB") == 2 * 2**30
     assert to_bytes(5) == 5
+    with pytest.raises(ValueError, match="GiB"):
+        to_bytes("lots")
 
 
 def test_plan_respects_budgets_and_keeps_layers_whole(big):
