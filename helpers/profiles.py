@@ -104,12 +104,12 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
     },
     "04": {
         "capture_tokens": 1024,
-        "eval_tokens": 4096,
+        "eval_tokens": 2048,
         "prompt_tokens": 512,
-        "new_tokens": 64,
+        "new_tokens": 16,
         "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
         "large_shape": "llama-1b-shape",
-        "batches": [1, 32],
+        "batches": [1, 16],
     },
     "05": {
         "half": "bfloat16",
@@ -153,10 +153,10 @@ T4_SIZES: dict[str, dict[str, Any]] = {
         "capture_tokens": 1024,
         "eval_tokens": 2048,
         "prompt_tokens": 512,
-        "new_tokens": 64,
+        "new_tokens": 16,
         "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
         "large_shape": "llama-1b-shape",
-        "batches": [1, 32],
+        "batches": [1, 16],
     },
     "05": {
         "half": "float16",
