@@ -1,4 +1,4 @@
-"""Command line: `python -m helpers doctor` (pre-flight check) and `python -m helpers run` (execute the course)."""
+"""Command line: `doctor` (pre-flight check), `run` (execute the course), `table` (results of a stored run)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from helpers.profiles import detect_profile_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run doctor or run."""
+    """Parse the command line and run doctor, run or table."""
     parser = argparse.ArgumentParser(prog="python -m helpers")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="report this machine's GPU, SDPA backends, bitsandbytes, versions, hub")
@@ -18,7 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     run.add_argument("--build", type=Path, default=Path("build"))
     run.add_argument("--pattern", default="[0-9]*.ipynb", help="which notebooks, as a glob")
+    table = commands.add_parser("table", help="print the Markdown results table of a results folder")
+    table.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "table":
+        from helpers.results import load_results, results_table
+
+        print(results_table(load_results(args.folder)))
+        return 0
     if args.command == "doctor":
         report = environment_report()
         profile = detect_profile_name()

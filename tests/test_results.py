@@ -29,3 +29,12 @@ def test_run_course_executes_notebooks_and_collects_results(tmp_path):
     assert "99_probe.ipynb" in report
     executed = nbformat.read(tmp_path / "build" / "notebooks" / "99_probe.ipynb", as_version=4)
     assert executed.cells[0].execution_count == 1
+
+
+def test_readme_h100_table_is_what_the_stored_results_give():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    stored = readme.split("<!-- results:h100 -->\n")[1].split("\n<!-- /results:h100 -->")[0]
+    assert stored == results_table(load_results(root / "results" / "h100"))
