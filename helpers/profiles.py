@@ -122,52 +122,17 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
     },
     "06": {"dispatch_model": "llama-1b-shape", "cpu_budget": "40GiB", "gpu_budget": "1GiB", "new_tokens": 16},
 }
+# A T4 (16 GB, sm75, no fast bf16) runs the GPU sizes except where these entries say otherwise.
+T4_OVERRIDES: dict[str, dict[str, Any]] = {
+    "00": {"eval_tokens": 2048},
+    "01": {"batch": 32, "dtypes": ["float32", "float16"]},
+    "02": {"seq_lens": [512, 1024, 2048, 4096, 8192, 16384], "prompt_lens": [512, 1024, 2048, 4096]},
+    "03": {"eval_tokens": 2048, "half": "float16", "large_shape": "llama-1b-shape"},
+    "05": {"half": "float16", "eval_tokens": 2048},
+    "06": {"cpu_budget": "20GiB"},
+}
 T4_SIZES: dict[str, dict[str, Any]] = {
-    "00": {"eval_tokens": 2048, "new_tokens": 64, "prompt_tokens": 512},
-    "01": {
-        "batch": 32,
-        "length": 512,
-        "paddings": [0.0, 0.25, 0.5, 0.75],
-        "dtypes": ["float32", "float16"],
-        "large_shape": "bert-base-shape",
-    },
-    "02": {
-        "batch": 4,
-        "heads": 16,
-        "head_dim": 64,
-        "seq_lens": [512, 1024, 2048, 4096, 8192, 16384],
-        "dtype": "float16",
-        "headline_seq": 4096,
-        "decoder": "llama-1b-shape",
-        "prompt_lens": [512, 1024, 2048, 4096],
-        "new_tokens": 64,
-    },
-    "03": {
-        "eval_tokens": 2048,
-        "prompt_tokens": 512,
-        "new_tokens": 64,
-        "half": "float16",
-        "large_shape": "llama-1b-shape",
-    },
-    "04": {
-        "capture_tokens": 1024,
-        "eval_tokens": 2048,
-        "prompt_tokens": 512,
-        "new_tokens": 16,
-        "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
-        "large_shape": "llama-1b-shape",
-        "batches": [1, 16],
-    },
-    "05": {
-        "half": "float16",
-        "model": "llama-1b-shape",
-        "contexts": [512, 4096],
-        "new_tokens": 64,
-        "batch": 16,
-        "eval_tokens": 2048,
-        "compile": True,
-    },
-    "06": {"dispatch_model": "llama-1b-shape", "cpu_budget": "20GiB", "gpu_budget": "1GiB", "new_tokens": 16},
+    lesson: {**sizes, **T4_OVERRIDES.get(lesson, {})} for lesson, sizes in GPU_SIZES.items()
 }
 
 PROFILES: dict[str, Profile] = {
