@@ -159,11 +159,10 @@ def build_synthetic(
 
 def checkpoint_bytes(name: str) -> int:
     """Return the bf16 size of a synthetic model, counted on the meta device (no memory used)."""
-    from accelerate import init_empty_weights
+    from helpers.memory import parameter_count
+    from helpers.placement import empty_model
 
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(synthetic_config(name))
-    return 2 * sum(p.numel() for p in model.parameters())
+    return 2 * parameter_count(empty_model(name))
 
 
 def synthetic_checkpoint(name: str, model_class: type, seed: int = 0) -> Path:
