@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+from torch.nn.attention import sdpa_kernel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from helpers.attention import BACKENDS, measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
 from helpers.timing import benchmark_generation
@@ -83,13 +87,6 @@ def measure_combination(
 ) -> CombinationResult:
     """Measure prefill (time, peak memory) at each context and decode speed at batch 1 and `batch`, with only
     `backend` allowed for SDPA (None: no restriction); a refused kernel is recorded as the error."""
-    from contextlib import nullcontext
-    from functools import partial
-
-    from torch.nn.attention import sdpa_kernel
-
-    from helpers.attention import BACKENDS, measure_point
-
     device = str(input_device(model).type)
     allowed = sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
     vocab = model.config.vocab_size
