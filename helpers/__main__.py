@@ -1,4 +1,4 @@
-"""Command line: `doctor` (pre-flight check), `run` (execute the course), `table` (results of a stored run)."""
+"""Command line: `doctor` (pre-flight check), `run` (execute the course), `publish` (store a run), `table` (its results)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from helpers.profiles import detect_profile_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run doctor, run or table."""
+    """Parse the command line and run doctor, run, publish or table."""
     parser = argparse.ArgumentParser(prog="python -m helpers")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="report this machine's GPU, SDPA backends, bitsandbytes, versions, hub")
@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     run.add_argument("--build", type=Path, default=Path("build"))
     run.add_argument("--pattern", default="[0-9]*.ipynb", help="which notebooks, as a glob")
+    publish = commands.add_parser(
+        "publish", help="store a run's results and run times, regenerate README and guide tables"
+    )
+    publish.add_argument("--build", type=Path, help="a run's build folder; omitted: only regenerate the tables")
+    publish.add_argument("--as", dest="name", choices=["cpu", "t4", "h100"], help="which stored run it becomes")
+    publish.add_argument("--notebooks", action="store_true", help="also copy its executed notebooks over notebooks/")
     table = commands.add_parser("table", help="print the Markdown results table of a results folder")
     table.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
@@ -25,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         from helpers.results import load_results, results_table
 
         print(results_table(load_results(args.folder)))
+        return 0
+    if args.command == "publish":
+        from helpers.publish import publish, write_documents
+
+        if args.build is None:
+            write_documents()
+        elif args.name is None:
+            parser.error("publish --build needs --as cpu|t4|h100")
+        else:
+            publish(args.build, args.name, args.notebooks)
         return 0
     if args.command == "doctor":
         report = environment_report()

@@ -159,3 +159,36 @@ def sweep_prefill(
             call = partial(model, input_ids=ids, logits_to_keep=1)
             results[name].append(measure_point(call, seq, device, warmup, repeats))
     return results
+
+
+def draw_attention_memory(
+    seq: int,
+    *,
+    batch: int,
+    heads: int,
+    head_dim: int,
+    element: int,
+    limit_bytes: float,
+    sweep: dict[str, list[SweepPoint]] | None = None,
+) -> None:
+    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit."""
+    import matplotlib.pyplot as plt
+
+    bars = {
+        "math: scores (b·h·n²)": batch * heads * seq * seq * element,
+        "fused: q, k, v, out (4·b·h·n·d)": 4 * batch * heads * seq * head_dim * element,
+    }
+    for name, points in (sweep or {}).items():
+        for point in points:
+            if point.seq == seq and point.peak_bytes:
+                bars[f"measured peak, {name}"] = point.peak_bytes
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(bars)))
+    gib = [v / 2**30 for v in bars.values()]
+    drawn = ax.barh(list(bars), gib, color=["tab:red", "tab:green"] + ["tab:gray"] * (len(bars) - 2))
+    ax.bar_label(drawn, labels=[f"{v:.3g} GiB" for v in gib], padding=3)
+    ax.axvline(limit_bytes / 2**30, color="black", linestyle="--", label=f"memory limit {limit_bytes / 2**30:.0f} GiB")
+    ax.set(xscale="log", xlabel="GiB (log)", title=f"attention memory at {seq} tokens")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    plt.show()

@@ -1,7 +1,8 @@
-"""Run the whole course headless: execute every notebook, keep executed copies, print one results table."""
+"""Run the whole course headless: execute every notebook, keep executed copies and run times, print one results table."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from helpers.environment import environment_report
+from helpers.profiles import detect_profile_name
 from helpers.results import RESULTS_ENV, load_results, plot_results, results_table
+from helpers.widgets import STATIC_ENV
 
 CELL_TIMEOUT_S = 1800
 
@@ -30,15 +34,25 @@ def execute_notebook(source: Path, target: Path, kernel: str = "python3") -> flo
 
 
 def run_course(notebooks: Path, build: Path, pattern: str = "[0-9]*.ipynb") -> str:
-    """Execute the notebooks matching pattern into build/notebooks and return the results table (also written to build)."""
+    """Execute the notebooks matching pattern into build/notebooks (widgets drawn static) and return the results table.
+
+    The table goes to build/results.md, each notebook's run time to build/runtimes.json.
+    """
     results = build / "results"
     results.mkdir(parents=True, exist_ok=True)
     os.environ[RESULTS_ENV] = str(results.resolve())
-    durations = {}
+    os.environ.setdefault(STATIC_ENV, "1")  # stored outputs must show in viewers that render no widgets
+    stamp = environment_report(probe_hub=False).stamp(detect_profile_name())
+    runtimes_path = build / "runtimes.json"
+    previous = json.loads(runtimes_path.read_text()) if runtimes_path.exists() else {}
+    # runs of a few notebooks at a time (--pattern) add up while machine, versions and profile stay the same
+    same_setup = previous.get("stamp", "").rsplit(" | ", 1)[0] == stamp.rsplit(" | ", 1)[0]
+    durations: dict[str, float] = previous.get("seconds", {}) if same_setup else {}
     for source in sorted(notebooks.glob(pattern)):
         print(f"running {source.name} ...", flush=True)
         durations[source.name] = execute_notebook(source, build / "notebooks" / source.name)
         print(f"  done in {durations[source.name]:.0f} s", flush=True)
+        runtimes_path.write_text(json.dumps({"stamp": stamp, "seconds": durations}, indent=2, sort_keys=True))
     lessons = load_results(results)
     table = results_table(lessons)
     timing = "\n".join(

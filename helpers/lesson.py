@@ -28,6 +28,12 @@ class Lesson:
         """The device this lesson computes on ("cpu" or "cuda")."""
         return self.profile.device
 
+    @property
+    def memory_limit_bytes(self) -> float:
+        """The memory this lesson may use: the device's, or the profile's cap where it emulates a smaller GPU."""
+        cap = self.profile.memory_cap_gib or self.report.memory_gib
+        return min(cap, self.report.memory_gib) * 2**30
+
     def size(self, key: str) -> Any:
         """Return one of this lesson's sizes under the current profile."""
         return self.profile.size(self.id, key)

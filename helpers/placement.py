@@ -128,3 +128,21 @@ def draw_device_map(
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=len(devices), frameon=False)
     fig.tight_layout()
     plt.show()
+
+
+def draw_plan(
+    model: PreTrainedModel, gpu0_gib: int, gpu1_gib: int, cpu_gib: int, precision: str, strategy: str
+) -> None:
+    """Plan the model onto two imagined GPUs and the CPU at these budgets and draw the map, or say why it cannot fit."""
+    budget = {0: f"{gpu0_gib}GiB", 1: f"{gpu1_gib}GiB", "cpu": f"{cpu_gib}GiB"}
+    try:
+        device_map = plan(model, budget, precision=precision, strategy=strategy)
+    except BudgetError as err:
+        print(f"BudgetError: {err}")
+        return
+    draw_device_map(
+        model,
+        device_map,
+        f"{precision}, {strategy}: GPU 0 {gpu0_gib} GiB, GPU 1 {gpu1_gib} GiB, CPU {cpu_gib} GiB",
+        precision,
+    )

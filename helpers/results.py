@@ -29,9 +29,9 @@ def record(lesson: str, stamp: str, **values: float | str) -> Path:
 
 
 def load_results(folder: Path | None = None) -> list[dict]:
-    """Return every lesson's recorded results, ordered by lesson."""
+    """Return every lesson's recorded results (files named by lesson number), ordered by lesson."""
     folder = folder or results_dir()
-    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("[0-9]*.json"))]
 
 
 def format_value(value: float | str) -> str:

@@ -16,9 +16,24 @@ def test_every_lesson_is_present():
 def test_stored_outputs_carry_a_stamp_and_no_errors(path):
     notebook = nbformat.read(path, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert "start_lesson" in code[0].source, "the first code cell must print the stamp"
+    setup, lesson = code[0], code[1]
+    assert "colab-setup" in setup.metadata.get("tags", []), "the first code cell must be the Colab set-up cell"
+    assert "start_lesson" in lesson.source, "the first lesson cell must print the stamp"
     outputs = [output for cell in code for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    if outputs:  # executed and committed: it must say where it ran
-        assert code[0].outputs and "| torch " in code[0].outputs[0]["text"]
+    if outputs:  # executed and committed: its first output must say where it ran
+        assert not setup.outputs, "outside Colab the set-up cell prints nothing"
+        assert lesson.outputs and "| torch " in lesson.outputs[0]["text"]
         assert all(cell.execution_count for cell in code), "stored outputs must come from one full run"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_lesson_has_an_exercise_with_its_check_and_a_solution(path):
+    notebook = nbformat.read(path, as_version=4)
+    cells = notebook.cells
+    exercises = [i for i, cell in enumerate(cells) if "exercise" in cell.metadata.get("tags", [])]
+    assert len(exercises) == 1
+    answer, check = cells[exercises[0]], cells[exercises[0] + 1]
+    assert answer.source.startswith("answer = ...")
+    assert f'check("{path.name[:2]}", answer' in check.source
+    assert (path.parent.parent / "workshop" / "solutions" / f"{path.name[:2]}.py").exists()

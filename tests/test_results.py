@@ -38,3 +38,45 @@ def test_readme_h100_table_is_what_the_stored_results_give():
     readme = (root / "README.md").read_text()
     stored = readme.split("<!-- results:h100 -->\n")[1].split("\n<!-- /results:h100 -->")[0]
     assert stored == results_table(load_results(root / "results" / "h100"))
+
+
+def test_readme_and_guide_tables_are_what_the_stored_runs_give():
+    from helpers.publish import stale_documents
+
+    assert stale_documents() == [], "run: python -m helpers publish"
+
+
+def test_run_course_adds_up_run_times_of_partial_runs(tmp_path):
+    import json
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("98_a", "99_b"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("import os; assert os.environ['COURSE_STATIC'] == '1'")]
+        nbformat.write(nb, notebooks / f"{name}.ipynb")
+    run_course(notebooks, tmp_path / "build", pattern="98_*.ipynb")
+    run_course(notebooks, tmp_path / "build", pattern="99_*.ipynb")
+    stored = json.loads((tmp_path / "build" / "runtimes.json").read_text())
+    assert sorted(stored["seconds"]) == ["98_a.ipynb", "99_b.ipynb"]
+    assert "| torch " in stored["stamp"]
+
+
+def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
+    import json
+
+    from helpers.publish import fill, lesson_table, publish
+
+    build = tmp_path / "build"
+    (build / "results").mkdir(parents=True)
+    (build / "results" / "00.json").write_text(json.dumps({"lesson": "00", "stamp": "GPU", "values": {"x": 1.5}}))
+    (build / "runtimes.json").write_text(json.dumps({"stamp": "GPU | torch", "seconds": {"00_tour.ipynb": 150.0}}))
+    root = tmp_path / "repo"
+    (root / "workshop").mkdir(parents=True)
+    (root / "README.md").write_text("a\n<!-- results:t4 -->\nold\n<!-- /results:t4 -->\nb\n")
+    (root / "workshop" / "instructor_guide.md").write_text("<!-- runtimes -->\nold\n<!-- /runtimes -->\n")
+    publish(build, "t4", notebooks=False, root=root)
+    assert "| 00 | x | 1.5 | GPU |" in (root / "README.md").read_text()
+    assert "| 00_tour | not run | 2.5 min | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
+    assert "T4 emulation: GPU | torch" in lesson_table(root)
+    assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"

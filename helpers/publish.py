@@ -1,0 +1,141 @@
+"""Publish a course run: store its results and run times, then regenerate the README's and the guide's tables from them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from helpers.results import load_results, results_table
+
+ROOT = Path(__file__).resolve().parent.parent
+# Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
+RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "h100": "H100"}
+LESSONS = {
+    "00_tour": ("the course tools", "stamp, profile, model sources, timing, memory, bandwidth bound, perplexity"),
+    "01_encoder_fast_path": (
+        "what BetterTransformer did, today",
+        "padding waste; HF eager vs sdpa vs PyTorch fast path (nested tensors): time, agreement per dtype, speed-up vs "
+        "padding; reverse + save round trip",
+    ),
+    "02_decoder_attention": (
+        "SDPA and its kernels",
+        "attention from scratch; math / efficient / flash / cuDNN time, memory and TFLOP/s vs sequence length; "
+        '"No available kernel" explained; eager vs sdpa prefill, decode, same answers',
+    ),
+    "03_four_bit_weights": (
+        "FP4 and NF4 with bitsandbytes",
+        "code books, blockwise round trip from scratch vs bitsandbytes; footprint, perplexity, answers, prefill and "
+        "decode per variant; what stays unquantized; which GPU fits an 8B model",
+    ),
+    "04_llm_int8": (
+        "LLM.int8()",
+        "outlier features of a real model; the decomposition from scratch vs bitsandbytes; footprint, perplexity and "
+        "speed against the threshold; skip modules; batch size; generate vs pipeline",
+    ),
+    "05_four_bit_with_flash": (
+        "4-bit + flash attention",
+        "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, prefill, peak memory, decode; a "
+        "decision table; compute dtype and flash; decode vs the bandwidth bound, static cache + torch.compile",
+    ),
+    "06_device_map": (
+        "device_map and max_memory",
+        "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GB); strategies; "
+        "no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; quantized models "
+        "across devices",
+    ),
+}
+
+
+def load_runtimes(name: str, root: Path = ROOT) -> dict:
+    """Return a stored run's stamp and seconds per notebook ({} when that run was never published)."""
+    path = root / "results" / name / "runtimes.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def duration(seconds: float | None) -> str:
+    """Return a run time as a table shows it: seconds below two minutes, else minutes."""
+    if seconds is None:
+        return "not run"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def lesson_table(root: Path = ROOT) -> str:
+    """Return the Markdown lesson table: Colab badge, topic, what you measure, and each stored run's time."""
+    from colab.badges import colab_url
+
+    runs = {name: load_runtimes(name, root).get("seconds", {}) for name in RUNS}
+    rows = [
+        "| notebook | topic | what you measure | " + " | ".join(RUNS.values()) + " |",
+        "|---|---|---|" + "---|" * len(RUNS),
+    ]
+    for stem, (topic, measured) in LESSONS.items():
+        path = root / "notebooks" / f"{stem}.ipynb"
+        badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
+        times = " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS)
+        rows.append(f"| [{stem}](notebooks/{stem}.ipynb) {badge} | {topic} | {measured} | {times} |")
+    stamps = [f"{heading}: {load_runtimes(name, root).get('stamp', 'not run yet')}" for name, heading in RUNS.items()]
+    return "\n".join(rows) + "\n\nRun times measured on: " + "; ".join(stamps) + "."
+
+
+def runtime_table(root: Path = ROOT) -> str:
+    """Return each notebook's run time per stored run, with the run's stamp, for the instructor guide."""
+    rows = ["| notebook | " + " | ".join(RUNS.values()) + " |", "|---|" + "---|" * len(RUNS)]
+    runs = {name: load_runtimes(name, root).get("seconds", {}) for name in RUNS}
+    for stem in LESSONS:
+        rows.append(f"| {stem} | " + " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS) + " |")
+    totals = [duration(sum(runs[name].values())) if runs[name] else "not run" for name in RUNS]
+    rows.append("| **all** | " + " | ".join(totals) + " |")
+    return "\n".join(rows)
+
+
+def sections(root: Path = ROOT) -> dict[str, str]:
+    """Return every generated section by its marker name."""
+    return {
+        "lessons": lesson_table(root),
+        "runtimes": runtime_table(root),
+        **{f"results:{name}": results_table(load_results(root / "results" / name)) for name in ("h100", "t4")},
+    }
+
+
+def fill(text: str, generated: dict[str, str]) -> str:
+    """Return text with each `<!-- name -->` ... `<!-- /name -->` section it contains replaced by the generated one."""
+    for name, body in generated.items():
+        pattern = re.compile(rf"(<!-- {re.escape(name)} -->\n).*?(\n<!-- /{re.escape(name)} -->)", re.DOTALL)
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+    return text
+
+
+DOCUMENTS = ("README.md", "workshop/instructor_guide.md")
+
+
+def stale_documents(root: Path = ROOT) -> list[str]:
+    """Return the documents whose generated sections differ from what the stored runs give."""
+    generated = sections(root)
+    return [doc for doc in DOCUMENTS if fill((root / doc).read_text(), generated) != (root / doc).read_text()]
+
+
+def write_documents(root: Path = ROOT) -> None:
+    """Regenerate the marked sections of the README and the instructor guide."""
+    generated = sections(root)
+    for doc in DOCUMENTS:
+        path = root / doc
+        path.write_text(fill(path.read_text(), generated))
+
+
+def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
+    """Store a course run from build as results/<name> (and its executed notebooks over notebooks/), then regenerate."""
+    if name not in RUNS:
+        raise ValueError(f"unknown run {name!r}; published runs are {sorted(RUNS)}")
+    runtimes = build / "runtimes.json"
+    if not runtimes.exists():
+        raise FileNotFoundError(f"{runtimes} is missing: run `python -m helpers run --build {build}` first")
+    target = root / "results" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for path in [*(build / "results").glob("[0-9]*.json"), runtimes]:
+        shutil.copy2(path, target / path.name)
+    if notebooks:
+        for path in sorted((build / "notebooks").glob("[0-9]*.ipynb")):
+            shutil.copy2(path, root / "notebooks" / path.name)
+    write_documents(root)

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from helpers.exercises import STRICT_ENV, ExerciseError, check
+from helpers.placement import empty_model
+
+
+def test_unanswered_exercise_prints_where_the_solution_is(capsys, monkeypatch):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    assert check("02", ..., batch=1, heads=2, element=4) is False
+    assert "workshop/solutions/02.py" in capsys.readouterr().out
+
+
+def test_strict_mode_raises_on_a_wrong_answer(monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(ExerciseError, match="not yet"):
+        check("02", 123, batch=1, heads=2, element=4)
+
+
+@pytest.mark.parametrize(
+    ("lesson", "right", "wrong", "context"),
+    [
+        ("00", 1e12 / 250, 1e12 / 1000, {"footprint": 1000, "bits": 16, "bandwidth": 1e12}),
+        ("01", 1 - (4 + 16) / (2 * 16), 1 - 6 / 8, {"lengths": [2, 4], "padded_to": 4}),
+        ("02", 1 * 2 * 8192 * 8192 * 4, 1 * 2 * 8192 * 4, {"batch": 1, "heads": 2, "element": 4}),
+        ("03", 10, 11, {}),
+    ],
+)
+def test_checks_accept_the_right_answer_and_reject_a_wrong_one(lesson, right, wrong, context, monkeypatch):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    assert check(lesson, right, **context)
+    assert not check(lesson, wrong, **context)
+
+
+def test_outlier_count_check_uses_the_threshold_of_three(monkeypatch):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    x = torch.zeros(4, 5)
+    x[0, 1], x[2, 3], x[1, 4] = 3.5, -7.0, 2.9
+    assert check("04", 2, x=x)
+    assert not check("04", 1, x=x)
+
+
+def test_combination_check_adds_weights_and_prefill_peak(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    ran = {
+        ("bf16", "eager"): SimpleNamespace(footprint_bytes=100, peak_bytes={8: 50}),
+        ("nf4", "eager"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 200}),
+        ("nf4", "flash"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 10}),
+    }
+    assert check("05", ("nf4", "flash"), ran=ran, long=8)
+    assert not check("05", ("nf4", "eager"), ran=ran, long=8)
+
+
+def test_budget_check_finds_the_smallest_gpu0_budget(monkeypatch):
+    from helpers.placement import plan
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    model = empty_model("llama3-8b-shape")  # ~15 GiB in bf16: GPU 1 at 80 GiB holds it all
+    assert set(plan(model, {0: "1GiB", 1: "80GiB"}).values()) <= {0, 1}
+    assert check("06", 1, model=model)
+    assert not check("06", 2, model=model)
