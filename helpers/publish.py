@@ -65,7 +65,8 @@ def lesson_table(root: Path = ROOT) -> str:
     """Return the Markdown lesson table: Colab badge, topic, what you measure, and each stored run's time."""
     from colab.badges import colab_url
 
-    runs = {name: load_runtimes(name, root).get("seconds", {}) for name in RUNS}
+    stored = {name: load_runtimes(name, root) for name in RUNS}
+    runs = {name: run.get("seconds", {}) for name, run in stored.items()}
     rows = [
         "| notebook | topic | what you measure | " + " | ".join(RUNS.values()) + " |",
         "|---|---|---|" + "---|" * len(RUNS),
@@ -75,7 +76,7 @@ def lesson_table(root: Path = ROOT) -> str:
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
         times = " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS)
         rows.append(f"| [{stem}](notebooks/{stem}.ipynb) {badge} | {topic} | {measured} | {times} |")
-    stamps = [f"{heading}: {load_runtimes(name, root).get('stamp', 'not run yet')}" for name, heading in RUNS.items()]
+    stamps = [f"{heading}: {stored[name].get('stamp', 'not run yet')}" for name, heading in RUNS.items()]
     return "\n".join(rows) + "\n\nRun times measured on: " + "; ".join(stamps) + "."
 
 
