@@ -19,3 +19,16 @@ def test_no_widgets_outside_a_kernel(monkeypatch):
 def test_a_start_value_outside_its_options_is_refused():
     with pytest.raises(ValueError, match="not among its options"):
         explore(lambda seq: None, seq=([1, 2], 3))
+
+
+def test_live_view_builds_a_slider_and_a_menu_and_draws_at_the_start_values(monkeypatch):
+    import ipywidgets
+
+    from helpers import widgets
+
+    monkeypatch.setattr(widgets, "widgets_render", lambda: True)  # as in a Jupyter kernel
+    assert isinstance(widgets.control([1, 2, 4], 2), ipywidgets.SelectionSlider)
+    assert isinstance(widgets.control(["a", "b"], "a"), ipywidgets.Dropdown)
+    seen = []
+    widgets.explore(lambda seq, kind: seen.append((seq, kind)), seq=([1, 2, 4], 4), kind=(["a", "b"], "a"))
+    assert seen == [(4, "a")]
