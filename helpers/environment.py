@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
 import socket
+import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -64,6 +66,29 @@ def bitsandbytes_status(device: str) -> str:
     return "works" if error < 0.2 else f"fails: nf4 round-trip error {error:.3f}"
 
 
+LINK_KINDS = {"NV": "NVLink", "PIX": "PCIe, one switch", "PXB": "PCIe, several switches", "PHB": "PCIe, through the CPU",
+              "NODE": "PCIe, across a NUMA node", "SYS": "PCIe, across CPU sockets"}
+
+
+def gpu_link(topology: str | None = None) -> str:
+    """Return how GPU 0 and GPU 1 are connected, read from `nvidia-smi topo -m` (e.g. "NV18 (NVLink, 18 links)")."""
+    if topology is None:
+        if torch.cuda.device_count() < 2:
+            return "one GPU or none: no link between GPUs"
+        if shutil.which("nvidia-smi") is None:
+            return "unknown (nvidia-smi not found)"
+        topology = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, check=False).stdout
+    rows = [line.split() for line in topology.splitlines() if line.strip()]
+    header = next((i for i, row in enumerate(rows) if row[:2] == ["GPU0", "GPU1"]), None)
+    gpu0 = next((row for row in rows[(header or 0) + 1 :] if row[0] == "GPU0"), None)
+    if header is None or gpu0 is None:
+        return "unknown (nvidia-smi topo -m gave no GPU matrix)"
+    entry = gpu0[2]  # the row reads: GPU0, X (itself), then its link to GPU1
+    if entry.startswith("NV"):
+        return f"{entry} (NVLink, {entry[2:]} links)"
+    return f"{entry} ({LINK_KINDS.get(entry, 'see nvidia-smi topo -m')})"
+
+
 def hub_status() -> str:
     """Return whether the model hub is reachable, without touching the network when HF_HUB_OFFLINE is set."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
@@ -90,6 +115,7 @@ class EnvironmentReport:
     bitsandbytes: str
     hub: str
     versions: dict[str, str] = field(default_factory=dict)
+    gpu_link: str = ""
 
     def stamp(self, profile: str = "") -> str:
         """Return the one-line stamp a notebook prints first, so stored results say where they came from."""
@@ -144,4 +170,5 @@ def environment_report(probe_hub: bool = True) -> EnvironmentReport:
         bitsandbytes=bitsandbytes_status(device),
         hub=hub_status() if probe_hub else "not probed",
         versions=library_versions(),
+        gpu_link=gpu_link() if torch.cuda.device_count() > 1 else "",
     )

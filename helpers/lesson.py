@@ -46,6 +46,9 @@ class Lesson:
 
 def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     """Choose the profile (detected unless named), probe the machine, print the stamp, and return the lesson."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars would bury the results in stored outputs
     chosen = use_profile(profile)
     lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
     print(f"Lesson {lesson_id} | {lesson.stamp}")

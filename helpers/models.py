@@ -197,6 +197,11 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
     raise UnknownModelError(f"Unknown model {name!r}.\n{available_models()}")
 
 
+def pretrained_path(name: str, model_class: type = AutoModelForCausalLM) -> str | Path:
+    """Return what `from_pretrained` loads for a course name: a packaged or converted folder, a synthetic checkpoint, a Hub id."""
+    return resolve_source(name, model_class, needs_checkpoint=True)[0]
+
+
 def load_from_source(source: str | Path, model_class: type, name: str, **kwargs: Any) -> PreTrainedModel:
     """Call from_pretrained, turning a Hub miss into an error that lists what is available."""
     try:

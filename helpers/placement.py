@@ -26,8 +26,9 @@ class BudgetError(ValueError):
 
 def empty_model(name: str) -> PreTrainedModel:
     """Build a course model on the meta device: its structure and sizes, no memory for weights."""
+    config = model_config(name)  # outside the meta context: a first call may convert real weights into the cache
     with init_empty_weights():
-        return AutoModelForCausalLM.from_config(model_config(name))
+        return AutoModelForCausalLM.from_config(config)
 
 
 def to_bytes(value: int | str) -> int:

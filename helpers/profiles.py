@@ -120,7 +120,15 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "eval_tokens": 4096,
         "compile": True,
     },
-    "06": {"dispatch_model": "llama-1b-shape", "cpu_budget": "40GiB", "gpu_budget": "1GiB", "new_tokens": 16},
+    "06": {
+        "dispatch_model": "llama-1b-shape",
+        "cpu_budget": "40GiB",
+        "gpu_budget": "1GiB",
+        "new_tokens": 16,
+        "parallel_model": "llama3-8b-shape",
+        "parallel_options": ["--prompt-lens", "512", "2048", "8192", "--batches", "1", "16", "--new-tokens", "32",
+                             "--warmup", "2", "--repeats", "5"],
+    },
 }
 # A T4 (16 GB, sm75, no fast bf16) runs the GPU sizes except where these entries say otherwise.
 T4_OVERRIDES: dict[str, dict[str, Any]] = {

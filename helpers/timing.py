@@ -34,16 +34,22 @@ class Timing:
         return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
 
 
+ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
+
+
 def synchronize(device: str | torch.device) -> None:
-    """Wait for queued GPU work on the device; nothing to do on a CPU."""
-    if torch.device(device).type == "cuda":
+    """Wait for queued GPU work on the device (on every GPU for ALL_GPUS); nothing to do on a CPU."""
+    if device == ALL_GPUS:
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.synchronize(index)
+    elif torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def benchmark(
     fn: Callable[[], Any], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
 ) -> Timing:
-    """Time fn after `warmup` untimed calls: CUDA events on a GPU, perf_counter on a CPU."""
+    """Time fn after `warmup` untimed calls: CUDA events on one GPU, else perf_counter (after syncing for ALL_GPUS)."""
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     with torch.inference_mode():
@@ -52,7 +58,7 @@ def benchmark(
         synchronize(device)
         times = []
         for _ in range(repeats):
-            if torch.device(device).type == "cuda":
+            if device != ALL_GPUS and torch.device(device).type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
                 fn()
@@ -62,6 +68,7 @@ def benchmark(
             else:
                 begin = time.perf_counter()
                 fn()
+                synchronize(device)
                 times.append((time.perf_counter() - begin) * 1e3)
     return Timing(tuple(times))
 
@@ -107,14 +114,18 @@ def benchmark_generation(
     warmup: int = 1,
     repeats: int = 3,
     attention_mask: torch.Tensor | None = None,
+    device: str | torch.device | None = None,
     **generate_options: Any,
 ) -> GenerationTiming:
-    """Time greedy `generate` for 1 token (prefill) and for `new_tokens` tokens; decode speed is their difference."""
+    """Time greedy `generate` for 1 token (prefill) and for `new_tokens` tokens; decode speed is their difference.
+
+    `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs).
+    """
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    device = input_ids.device
+    device = device or input_ids.device
 
     def generate(count: int) -> Callable[[], Any]:
         return lambda: model.generate(
@@ -130,3 +141,20 @@ def benchmark_generation(
     prefill = benchmark(generate(1), device=device, warmup=warmup, repeats=repeats)
     total = benchmark(generate(new_tokens), device=device, warmup=warmup, repeats=repeats)
     return GenerationTiming(prefill, total, new_tokens, input_ids.shape[0])
+
+
+def interleaved(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Call each measurement once per round, in turn (A, B, A, B, ...), and return each one's values by name."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    values: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            values[name].append(call())
+    return values
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float, float]:
+    """Return the median, lowest and highest of per-round ratios numerator/denominator of interleaved rounds."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)

@@ -40,7 +40,10 @@ def explore(view: Callable[..., None], **controls: tuple[Sequence[Any], Any]) ->
     if widgets_render():
         import ipywidgets
 
-        ipywidgets.interact(view, **{name: control(*spec) for name, spec in controls.items()})
+        def show(**values: Any) -> None:  # a plain function: interact cannot inspect functools.partial views
+            view(**values)
+
+        ipywidgets.interact(show, **{name: control(*spec) for name, spec in controls.items()})
         return
     shown = ", ".join(f"{name}={value}" for name, value in start.items())
     print(

@@ -1,0 +1,151 @@
+"""Several GPUs: run the placement script, read its results (live or stored), tabulate, plot and explain them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from helpers.tables import table
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "notebooks" / "parallel_decode.py"
+STORED_RUN = "h100x2"  # results/<run>/ holds the two-GPU measurements that other machines show
+RESULT_FILE = "parallel-06.json"
+PLACEMENT_NAMES = {"one-gpu": "one GPU", "pipeline": "pipeline split (device_map)", "tensor-parallel": "tensor parallel"}
+
+
+def placement_script() -> ModuleType:
+    """Import notebooks/parallel_decode.py (wherever the notebook runs) so a lesson can show its code."""
+    spec = importlib.util.spec_from_file_location("parallel_decode", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch(placement: str, model: str, out: Path, gpus: int = 2, options: tuple[str, ...] = ()) -> list[str]:
+    """Return the command that runs the placement script: python for one process, torchrun for tensor parallel."""
+    script = [str(SCRIPT), "--model", str(model), "--placement", placement, "--out", str(out), *options]
+    if placement == "tensor-parallel":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus), *script]
+    return [sys.executable, *script]
+
+
+def run_placement(placement: str, model: str, out: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the placement script, show its last error lines if it fails, and return its JSON results."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(launch(placement, model, out, options=options), capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-15:]))
+    return json.loads(out.read_text())
+
+
+def stored_results(run: str = STORED_RUN, root: Path = ROOT) -> dict[str, Any]:
+    """Return the stored two-GPU results of lesson 06, with an error that says how to make them when missing."""
+    path = root / "results" / run / RESULT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run lesson 06 on a machine with 2 GPUs and publish it as {run}")
+    return json.loads(path.read_text())
+
+
+def interval_text(median: float, low: float, high: float, unit: str = "") -> str:
+    """Return a median with its interval, e.g. '41.2 tok/s [40.8, 41.9]'."""
+    return f"{median:.3g}{unit} [{low:.3g}, {high:.3g}]"
+
+
+def ratio_interval(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, float]:
+    """Return a/b for two summaries (median, q1, q3): the median ratio and the widest ratio their quartiles allow."""
+    return a["median"] / b["median"], a["q1"] / b["q3"], a["q3"] / b["q1"]
+
+
+def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
+    """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
+    median, low, high = ratio
+    if low <= 1.0 <= high:
+        return f"no measurable difference ({median:.2f}x, interval {low:.2f}-{high:.2f})"
+    if median > 1:
+        return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
+    return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
+
+
+def placements_table(placements: dict[str, dict[str, Any]]) -> str:
+    """Return one row per placement: prefill per prompt length, decode per batch, weights and peak per GPU."""
+    first = next(iter(placements.values()))
+    lengths, batches = list(first["prefill_ms"]), list(first["decode"])
+    headers = ["placement", *[f"prefill {n} ms" for n in lengths], *[f"decode b{b} tok/s" for b in batches],
+               "weights per GPU GiB", "peak per GPU GiB"]
+    rows = []
+    for name, result in placements.items():
+        used = [m for m in result["memory"] if m["allocated_gib"] > 0.01]
+        rows.append([
+            PLACEMENT_NAMES[name],
+            *[interval_text(result["prefill_ms"][n]["median"], result["prefill_ms"][n]["q1"],
+                            result["prefill_ms"][n]["q3"]) for n in lengths],
+            *[interval_text(result["decode"][b]["median"], result["decode"][b]["q1"], result["decode"][b]["q3"])
+              for b in batches],
+            " / ".join(f"{m['allocated_gib']:.1f}" for m in used),
+            " / ".join(f"{m['peak_gib']:.1f}" for m in used),
+        ])
+    return table(headers, rows)
+
+
+def decode_bound(result: dict[str, Any], bandwidth: float) -> float:
+    """Return the batch-1 decode bound of a placement: the busiest GPU must read its share of the weights per token.
+
+    A pipeline's GPUs read their halves one after the other, so its bound is one GPU reading all the weights.
+    """
+    shares = [m["allocated_gib"] * 2**30 for m in result["memory"] if m["allocated_gib"] > 0.01]
+    per_token = max(shares) if result["placement"] == "tensor-parallel" else sum(shares)
+    return bandwidth / per_token
+
+
+def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) -> str:
+    """Return the lesson's reading of the placement table, every direction decided by the measured intervals."""
+    one, pipe, tp = (placements[k] for k in ("one-gpu", "pipeline", "tensor-parallel"))
+    batch = next(iter(one["decode"]))
+    longest = list(one["prefill_ms"])[-1]
+    lines = []
+    for result in (one, pipe, tp):
+        bound = decode_bound(result, bandwidth)
+        rate = result["decode"][batch]["median"]
+        lines.append(f"{PLACEMENT_NAMES[result['placement']]}: batch-{batch} decode {rate:.1f} tok/s = "
+                     f"{100 * rate / bound:.0f}% of its bandwidth bound {bound:.0f} tok/s")
+    pipeline = ratio_interval(pipe["decode"][batch], one["decode"][batch])
+    turns = "" if pipeline[1] > 1 else "; the GPUs take turns, so the second GPU adds memory, not speed"
+    lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + turns)
+    lines.append("tensor parallel vs one GPU, decode: "
+                 + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
+    # prefill: a smaller time is faster, so the ratio is one / other
+    slow, fast = one["prefill_ms"][longest], tp["prefill_ms"][longest]
+    lines.append(f"tensor parallel vs one GPU, prefill of {longest} tokens: "
+                 + compare((slow["median"] / fast["median"], slow["q1"] / fast["q3"], slow["q3"] / fast["q1"])))
+    reduce = tp["allreduce"]
+    per_token_ms = reduce["per_token"] * reduce["decode"]["us"] / 1e3
+    step_ms = 1e3 / tp["decode"][batch]["median"]
+    lines.append(f"tensor parallel pays {reduce['per_token']} all-reduces per token over {link}: "
+                 f"{reduce['decode']['us']:.0f} us each for {reduce['decode']['bytes']} bytes = {per_token_ms:.2f} ms "
+                 f"of its {step_ms:.2f} ms decode step ({100 * per_token_ms / step_ms:.0f}%)")
+    return "\n".join(lines)
+
+
+def plot_placements(placements: dict[str, dict[str, Any]], title: str) -> None:
+    """Draw prefill time against prompt length and decode speed against batch, one line per placement."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, result in placements.items():
+        lengths = [int(n) for n in result["prefill_ms"]]
+        left.plot(lengths, [v["median"] for v in result["prefill_ms"].values()], "o-", label=PLACEMENT_NAMES[name])
+        batches = [int(b) for b in result["decode"]]
+        right.plot(batches, [v["median"] for v in result["decode"].values()], "o-", label=PLACEMENT_NAMES[name])
+    left.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="prefill ms (lower is better)")
+    right.set(xscale="log", xlabel="batch", ylabel="decode tok/s per sequence")
+    left.legend(frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    plt.show()

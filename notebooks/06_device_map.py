@@ -1,0 +1,453 @@
+# %% [markdown] tags=["colab-badge"]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.1.0/notebooks/06_device_map.ipynb)
+# In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
+
+# %% tags=["colab-setup"]
+# Set-up for Colab (written by colab/badges.py): installs the course at v0.1.0. Elsewhere it does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
+    home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
+    if not os.path.isdir(home):
+        source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.1.0", source, home], check=True)
+    sys.path.insert(0, home)
+    from colab.bootstrap import bootstrap
+
+    bootstrap(home, lesson="06")
+
+# %% [markdown]
+# # 06 · Memory mapping across devices: `device_map`, `max_memory`, offload
+#
+# The 2023 guide loads 4-bit and 8-bit models with `device_map="auto"` and caps each GPU with
+# `max_memory={0: "600MB", 1: "1GB"}`. Those keywords are unchanged. transformers 5 plans the device map itself
+# (`transformers.integrations.accelerate._get_device_map`, built on accelerate's `infer_auto_device_map`) and, for
+# bitsandbytes, keeps 10% of each budget free for quantization buffers; accelerate then dispatches the weights. This
+# lesson plans placements without any hardware, dispatches for real on what this machine has (GPUs, CPU, disk),
+# measures what offload costs, runs the seed's 4-bit and 8-bit recipes over two GPUs, compares a pipeline split with
+# tensor parallelism, and turns impossible budgets into clear errors.
+
+# %%
+from helpers.lesson import start_lesson
+
+lesson = start_lesson("06")
+
+# %% [markdown]
+# ## Plan without hardware
+# A model built on the **meta device** (`accelerate.init_empty_weights`) has shapes but no memory, so any size can be
+# planned on any machine. `infer_auto_device_map` fills the devices in order, within each budget. First the seed's own
+# example, SmolLM2 in 4-bit with 600 MB on GPU 0 and 1 GB on GPU 1 (imagined GPUs):
+
+# %%
+from helpers.memory import GiB
+from helpers.placement import device_totals, draw_device_map, empty_model, model_bytes, plan
+
+small = empty_model("smollm2-135m")
+seed_map = plan(small, {0: "600MB", 1: "1GB", "cpu": "10GB"}, precision="4-bit")
+print(f"SmolLM2 in 4-bit: {model_bytes(small, '4-bit') / 2**20:.0f} MiB ->", dict(seed_map))
+
+# %% [markdown]
+# It all fits on GPU 0: a 135 M model is far below either budget. (The plan counts every weight at 4 bits; a real
+# 4-bit load keeps the embeddings, and here the tied head, in 16 bits, which is why lesson 03 measures more.) Where budgets matter is a 70 B model. Two imagined
+# 80 GB GPUs, in bf16 and in 4-bit:
+
+# %%
+big = empty_model("llama3-70b-shape")
+for precision in ("bf16", "4-bit"):
+    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}, precision=precision)
+    totals = {k: round(v / GiB, 1) for k, v in device_totals(big, device_map, precision).items()}
+    print(f"Llama-3-70B shape, {precision}: {model_bytes(big, precision) / GiB:.0f} GiB of weights -> {totals} GiB")
+    draw_device_map(big, device_map, f"70B shape, {precision}, 2 x 80 GiB", precision)
+
+# %% [markdown]
+# ### Explore: budgets
+# Set each device's budget, the precision and the strategy; the bar shows where each module of the 70B shape lands,
+# or the `BudgetError` when the devices cannot hold the weights. Planning is on the meta device, so it is instant
+# on any machine.
+
+# %%
+from functools import partial
+
+from helpers.placement import draw_plan
+from helpers.widgets import explore
+
+budgets = list(range(4, 81, 4))
+explore(partial(draw_plan, big), gpu0_gib=(budgets, 48), gpu1_gib=(budgets, 80), cpu_gib=([0, 16, 64, 128, 256], 64),
+        precision=(["bf16", "int8", "4-bit"], "bf16"), strategy=(["sequential", "balanced", "balanced_low_0"], "sequential"))
+
+# %% [markdown]
+# (accelerate plans 4-bit as if every weight were 4-bit; in a real load the embeddings stay 16-bit, see lesson 03.)
+#
+# ## Budgets that cannot work
+# accelerate quietly maps what does not fit to the CPU or disk, or fails late with a terse message. `plan` checks the
+# arithmetic first and says what to do:
+
+# %%
+from helpers.placement import BudgetError
+
+try:
+    plan(big, {0: "80GiB", 1: "40GiB"}, precision="bf16")
+except BudgetError as err:
+    print(f"BudgetError: {err}")
+
+# %% [markdown]
+# ## Strategies: "sequential", "balanced", "balanced_low_0"
+# `device_map="auto"` currently behaves like `"balanced"` (documented as subject to change): spread layers evenly.
+# `"sequential"` fills GPU 0 first. `"balanced_low_0"` keeps GPU 0 light, because during `generate` the first GPU
+# also holds the inputs, the logits of the whole vocabulary and often the sampling work: it needs headroom.
+
+# %%
+for strategy in ("sequential", "balanced", "balanced_low_0"):
+    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}, precision="bf16", strategy=strategy)
+    totals = {k: round(v / GiB, 1) for k, v in device_totals(big, device_map).items()}
+    print(f"{strategy:<15} {totals}")
+low0 = device_totals(big, plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}, "bf16", "balanced_low_0"))
+print(f"balanced_low_0 keeps GPU 0 to {low0[0] / GiB:.1f} GiB, so GPU 1 must take the rest up to its 80 GiB budget; "
+      f"the {low0.get('cpu', 0) / GiB:.1f} GiB that neither holds spills to the CPU")
+
+# %% [markdown]
+# ### Exercise
+# GPU 1 has 80 GiB. What is the smallest whole number of GiB on GPU 0 for which `plan(big, {0: ..., 1: "80GiB"})`
+# puts every module of the 70B shape in bf16 on the two GPUs (no `BudgetError`, nothing on `"disk"`)?
+# The sliders above find it by eye; `plan` finds it exactly.
+# Write it as `answer = ...` and run the check below it. A solution is in
+# [`workshop/solutions/06.py`](../workshop/solutions/06.py).
+
+# %% tags=["exercise"]
+answer = ...  # your answer
+
+# %%
+from helpers.exercises import check
+
+check("06", answer, model=big)
+
+# %% [markdown]
+# ### `no_split_module_classes`
+# A decoder layer has a residual connection: its input is added to its output. If a layer's modules were split across
+# devices, that addition would meet tensors on two devices: "Expected all tensors to be on the same device".
+# transformers passes each model's `_no_split_modules` (here `LlamaDecoderLayer`) so layers stay whole. Without it,
+# accelerate may cut a layer in two:
+
+# %%
+from accelerate.utils import infer_auto_device_map
+
+whole = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"})
+split = infer_auto_device_map(big, max_memory={0: 80 * GiB, 1: 80 * GiB, "cpu": 200 * GiB}, dtype="bfloat16")
+print("model._no_split_modules:", big._no_split_modules)
+print("entries with the rule:", len(whole), "| without:", len(split))
+cut = sorted({".".join(k.split(".")[:3]) for k in split if k.count(".") > 2})
+print("layers cut across devices without the rule:", cut or "none at these budgets")
+
+# %% [markdown]
+# `balanced_low_0` gives GPU 0 only what the other GPUs cannot hold (the model's size minus their budgets). Layers are
+# placed whole, so they never pack a budget exactly: what is left over goes to the next device in the map, the CPU.
+#
+# ## Dispatch for real, on this machine
+# Now a real load with a budget smaller than the model: what does not fit goes to the next device (GPU → CPU → disk),
+# and accelerate moves each offloaded layer's weights in just before it runs. The call is `from_pretrained` with three
+# keywords:
+# - `device_map="auto"`: plan the placement from the budgets (default `None`: everything on the CPU, unless a
+#   quantization config asks for the GPU);
+# - `max_memory={0: "1GiB", "cpu": "40GiB"}`: the most each device may hold; devices left out are not used (default:
+#   what each device has free);
+# - `offload_folder=...`: where weights go that fit nowhere else (default `None`: an error if anything lands on disk).
+#
+# `pretrained_path` only turns a course model name into a folder that `from_pretrained` reads (online, use a Hub id).
+
+# %%
+import statistics
+import tempfile
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from helpers.models import pretrained_path
+from helpers.quality import ask, input_device
+from helpers.timing import ALL_GPUS, benchmark_generation, interleaved, paired_ratio
+
+name = lesson.size("dispatch_model")
+path = pretrained_path(name)
+tokenizer = AutoTokenizer.from_pretrained(path) if name == "smollm2-135m" else None  # synthetic shapes have none
+new_tokens = lesson.size("new_tokens")
+offload = tempfile.mkdtemp(prefix="offload-")
+if lesson.device == "cuda":
+    budget = {0: lesson.size("gpu_budget"), "cpu": lesson.size("cpu_budget")}
+    whole_map = {"": 0}
+else:
+    budget = {"cpu": lesson.size("cpu_budget"), "disk": "100GiB"}
+    whole_map = {"": "cpu"}
+dtype = lesson.profile.dtype if lesson.device == "cuda" else torch.float32
+split_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map="auto", max_memory=budget,
+                                                   offload_folder=offload)
+placed = {}
+for module, device in split_model.hf_device_map.items():
+    placed.setdefault(str(device), []).append(module)
+for device, modules in placed.items():
+    print(f"{device:>5}: {len(modules)} entries, e.g. {modules[:3]}")
+
+# %% [markdown]
+# Same model, all on one device, timed in alternating rounds with the split one (so drift hits both alike). Each
+# model also answers greedily: real text for SmolLM2, the generated token ids for a synthetic shape.
+
+# %%
+whole_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=whole_map)
+prompt = torch.randint(0, split_model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
+
+
+def greedy(model):
+    """The model's greedy answer: text where there is a tokenizer, else its first 8 token ids."""
+    if tokenizer is not None:
+        return ask(model, tokenizer, "What is the capital of France?")
+    ids = prompt.to(input_device(model))
+    return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                          pad_token_id=0)[0, 32:].tolist()
+
+
+def decode_rate(model):
+    clock = ALL_GPUS if lesson.device == "cuda" else "cpu"
+    return benchmark_generation(model, prompt.to(input_device(model)), new_tokens=new_tokens, warmup=0, repeats=1,
+                                device=clock).decode_tokens_per_s
+
+
+for model in (split_model, whole_model):
+    decode_rate(model)  # warm-up
+rates = interleaved({"split": lambda: decode_rate(split_model), "whole": lambda: decode_rate(whole_model)},
+                    rounds=max(3, lesson.profile.repeats // 2))
+split_answer, whole_answer = greedy(split_model), greedy(whole_model)
+del split_model, whole_model
+slowdown = paired_ratio(rates["whole"], rates["split"])
+for label, values in (("all on " + str(next(iter(whole_map.values()))), rates["whole"]), (f"split {list(placed)}", rates["split"])):
+    print(f"{label}: decode {statistics.median(values):.1f} tok/s (rounds {min(values):.1f}-{max(values):.1f})")
+print(f"offloading makes decoding {slowdown[0]:.1f}x slower (per-round range {slowdown[1]:.1f}-{slowdown[2]:.1f}x)")
+print(f"greedy answer: whole {whole_answer!r} | split {split_answer!r}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+assert len(placed) >= 2, placed
+assert split_answer == whole_answer and split_answer, (split_answer, whole_answer)
+assert slowdown[1] > 1, "offloaded decoding was not slower in every round"
+print("the model ran split across devices, gave the same answer, and decoded slower in every round")
+
+# %% [markdown]
+# ## Quantized models across devices
+# bitsandbytes layers compute on the GPU. If a budget pushes some quantized layers to the CPU or disk, transformers
+# refuses ("Some modules are dispatched on the CPU or the disk...", bitsandbytes #881) unless you accept that those
+# layers stay unquantized in float32 on the CPU: `BitsAndBytesConfig(load_in_8bit=True,
+# llm_int8_enable_fp32_cpu_offload=True)` (default `False`).
+
+# %%
+from transformers import BitsAndBytesConfig
+
+if lesson.device != "cuda":
+    print("GPU-only step: on a CPU there is no second device to offload quantized layers to; on a GPU this cell shows "
+          "the error and its fix")
+else:
+    gpu_budget = {0: lesson.size("gpu_budget"), "cpu": lesson.size("cpu_budget")}
+    try:
+        AutoModelForCausalLM.from_pretrained(path, dtype=torch.float16, device_map="auto", max_memory=gpu_budget,
+                                             quantization_config=BitsAndBytesConfig(load_in_8bit=True))
+        print("loaded without the flag")
+    except ValueError as err:
+        print(f"ValueError: {str(err).splitlines()[0][:300]}")
+    mixed = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float16, device_map="auto", max_memory=gpu_budget,
+        quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=True))
+    print("with llm_int8_enable_fp32_cpu_offload=True:", sorted({str(d) for d in mixed.hf_device_map.values()}))
+    mixed_speed = benchmark_generation(mixed, prompt.to(input_device(mixed)), new_tokens=new_tokens, warmup=1,
+                                       repeats=3)
+    print(f"int8 split over GPU and CPU: {mixed_speed}")
+    del mixed
+
+# %% [markdown]
+# ## Two GPUs: the seed's recipes for real
+# The 2023 guide's multi-GPU advice is one call: a quantization config, `device_map="auto"` and a `max_memory` entry
+# per GPU. Here it is as you would type it, for 4-bit and for 8-bit, with GPU 0's budget small enough that the weights
+# must continue on GPU 1:
+# - `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)`:
+#   4-bit NF4 weights (the default quant type is `"fp4"`), matrix products computed in bf16 (default `float32`);
+#   lesson 03 goes through every keyword.
+# - `BitsAndBytesConfig(load_in_8bit=True)`: LLM.int8() with the default outlier threshold 6.0 (lesson 04).
+# - `max_memory={0: ..., 1: ...}`: a cap per GPU; transformers keeps 10% of it free for quantization buffers, and with
+#   `"auto"` ("balanced") it aims at an even split, so a GPU's budget only matters where it is the smaller number.
+#
+# Two models: SmolLM2 (real weights, so the answer is text you can read) and the Llama-3-8B shape (synthetic weights,
+# so memory and speed are those of a real 8B model, and the answer is token ids). Each is loaded split over both GPUs
+# and again whole on GPU 0, and both decode in alternating rounds. `check_budget` refuses budgets that cannot hold
+# the weights before anything loads (`BudgetError`).
+
+# %%
+import gc
+
+from helpers.multi_gpu import stored_results
+from helpers.placement import check_budget, to_bytes
+from helpers.tables import table
+
+gpus = torch.cuda.device_count()
+recipes = {
+    "4-bit": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16),
+    "int8": BitsAndBytesConfig(load_in_8bit=True),
+}
+budgets = {  # max_memory per GPU: GPU 0 too small for the whole model, GPU 1 has room for the rest
+    ("smollm2-135m", "4-bit"): {0: "80MiB", 1: "1GiB"},
+    ("smollm2-135m", "int8"): {0: "120MiB", 1: "1GiB"},
+    ("llama3-8b-shape", "4-bit"): {0: "4GiB", 1: "16GiB"},
+    ("llama3-8b-shape", "int8"): {0: "6GiB", 1: "16GiB"},
+}
+
+
+def two_gpu_recipe(model_name, scheme):
+    """Load one model split over GPUs 0 and 1 and whole on GPU 0; return what the table shows."""
+    source = pretrained_path(model_name)
+    max_memory = budgets[model_name, scheme]
+    check_budget(empty_model(model_name), max_memory, scheme)
+    dtype = torch.float16 if scheme == "int8" else torch.bfloat16  # LLM.int8() computes in float16
+    split = AutoModelForCausalLM.from_pretrained(source, quantization_config=recipes[scheme], device_map="auto",
+                                                 max_memory=max_memory, dtype=dtype)
+    on_gpu = [torch.cuda.memory_allocated(i) for i in range(2)]  # weights only: nothing else is loaded yet
+    whole = AutoModelForCausalLM.from_pretrained(source, quantization_config=recipes[scheme], device_map={"": 0},
+                                                 dtype=dtype)
+    words = AutoTokenizer.from_pretrained(source) if model_name == "smollm2-135m" else None
+    ids = torch.randint(0, whole.config.vocab_size, (1, 64), generator=torch.Generator().manual_seed(0)).to(0)
+
+    def rate(model):
+        return benchmark_generation(model, ids, new_tokens=16, warmup=0, repeats=1, device=ALL_GPUS).decode_tokens_per_s
+
+    def answer(model):
+        if words is not None:
+            return ask(model, words, "What is the capital of France?")
+        return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                              pad_token_id=0)[0, 64:].tolist()
+
+    rate(split), rate(whole)  # warm-up
+    speeds = interleaved({"split": lambda: rate(split), "whole": lambda: rate(whole)}, rounds=5)
+    row = {
+        "model": model_name, "weights": "real" if words else "synthetic", "scheme": scheme,
+        "modules": {str(d): list(split.hf_device_map.values()).count(d) for d in dict.fromkeys(split.hf_device_map.values())},
+        "budget_gib": [to_bytes(max_memory[i]) / GiB for i in range(2)],
+        "allocated_gib": [b / GiB for b in on_gpu],
+        "split_tok_s": speeds["split"], "whole_tok_s": speeds["whole"],
+        "split_vs_whole": paired_ratio(speeds["split"], speeds["whole"]),
+        "split_answer": answer(split), "whole_answer": answer(whole),
+    }
+    del split, whole
+    gc.collect()
+    torch.cuda.empty_cache()
+    return row
+
+
+if gpus >= 2:
+    recipe_rows = [two_gpu_recipe(m, s) for m in ("smollm2-135m", "llama3-8b-shape") for s in recipes]
+    measured_here = True
+else:
+    recipe_rows = stored_results()["recipes"]
+    measured_here = False
+    print(f"This machine has {gpus} GPU(s), so these rows were NOT measured here; they are the stored two-GPU run:\n"
+          f"  {stored_results()['stamp']}")
+print(table(
+    ["model", "weights", "scheme", "modules per device", "GPU 0 / 1 allocated vs budget GiB", "split / whole decode"],
+    [[r["model"], r["weights"], r["scheme"], r["modules"],
+      f"{r['allocated_gib'][0]:.2f}/{r['budget_gib'][0]:.2f}, {r['allocated_gib'][1]:.2f}/{r['budget_gib'][1]:.2f}",
+      f"{r['split_vs_whole'][0]:.2f}x [{r['split_vs_whole'][1]:.2f}, {r['split_vs_whole'][2]:.2f}]"]
+     for r in recipe_rows]))
+for r in recipe_rows:
+    same = "same" if r["split_answer"] == r["whole_answer"] else "DIFFERENT"
+    print(f"{r['model']} {r['scheme']}: {same} greedy answer, split {r['split_answer']!r}")
+
+# %% [markdown]
+# Read the last column as "how fast the split model decodes relative to the same model on one GPU", with the range
+# over five alternating rounds. The split adds memory, not speed: the two GPUs hold different layers and take turns.
+
+# %%
+# Checks of what the table claims (on the stored run when this machine has fewer than 2 GPUs).
+for r in recipe_rows:
+    assert {"0", "1"} <= set(r["modules"]), f"{r['model']} {r['scheme']} did not span both GPUs: {r['modules']}"
+    assert all(a > 0 for a in r["allocated_gib"]), r
+    assert r["split_answer"] == r["whole_answer"], (r["split_answer"], r["whole_answer"])
+    assert r["split_vs_whole"][0] < 1.25, "a layer split over two GPUs should not decode much faster than one GPU"
+print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer as on one GPU, no decode speed-up")
+
+# %% [markdown]
+# ## Pipeline split vs tensor parallel vs one GPU
+# Two ways to use two GPUs for one model, on the Llama-3-8B shape in bf16 (16 GB of weights):
+# - **pipeline split**: `from_pretrained(path, dtype=torch.bfloat16, device_map="auto")` puts whole layers on each GPU.
+#   A token passes through GPU 0's layers, then GPU 1's; one GPU idles while the other works.
+# - **tensor parallel**: `from_pretrained(path, dtype=torch.bfloat16,
+#   distributed_config=DistributedConfig(tp_plan="auto"))`, one process per GPU, started with
+#   `torchrun --nproc-per-node 2 parallel_decode.py ...`. Every layer's matrices are cut in two; both GPUs work on
+#   every token, and after the attention and the MLP block of each layer an **all-reduce** adds the two halves over
+#   the GPU link. (`tp_plan="auto"` as a keyword of `from_pretrained` still works in transformers 5.17 to 5.23 with a
+#   FutureWarning; `DistributedConfig` is the current spelling.)
+#
+# The script [`parallel_decode.py`](parallel_decode.py) holds those calls (`load`) and the measurements; this cell
+# runs it three times and reads the JSON each run writes.
+
+# %%
+import inspect
+import json
+from pathlib import Path
+
+from helpers.environment import gpu_link
+from helpers.limits import memory_bandwidth
+from helpers.multi_gpu import RESULT_FILE, explain, placement_script, placements_table, plot_placements, run_placement
+from helpers.results import results_dir
+
+print(inspect.getsource(placement_script().load))
+if gpus >= 2:
+    checkpoint = pretrained_path(lesson.size("parallel_model"))
+    out = Path(tempfile.mkdtemp(prefix="parallel-"))
+    placements = {p: run_placement(p, checkpoint, out / f"{p}.json", tuple(lesson.size("parallel_options")))
+                  for p in ("one-gpu", "pipeline", "tensor-parallel")}
+    two_gpu = {"stamp": lesson.stamp, "link": gpu_link(), "bandwidth": memory_bandwidth(0)[0],
+               "recipes": recipe_rows, "placements": placements}
+    (results_dir() / RESULT_FILE).write_text(json.dumps(two_gpu, indent=1))
+else:
+    two_gpu = stored_results()
+    print(f"NOT measured on this machine ({gpus} GPU(s)); stored two-GPU run: {two_gpu['stamp']}")
+print(f"GPU link: {two_gpu['link']}\n")
+print(placements_table(two_gpu["placements"]))
+
+# %% [markdown]
+# Medians with their quartiles in brackets. What the numbers say, each direction decided by those intervals (the
+# bandwidth bound: the bytes of weights the busiest GPU reads per token at the data sheet's 3.35 TB/s):
+
+# %%
+print(explain(two_gpu["placements"], two_gpu["bandwidth"], two_gpu["link"]))
+plot_placements(two_gpu["placements"], f"Llama-3-8B shape, bf16 | {two_gpu['stamp']}")
+
+# %%
+# Checks: the same greedy tokens from all three placements, and tensor parallel holds about half the weights per GPU.
+tokens = {p: r["greedy_tokens"] for p, r in two_gpu["placements"].items()}
+print("greedy tokens:", tokens)
+assert tokens["pipeline"] == tokens["one-gpu"], tokens
+weights = {p: [m["allocated_gib"] for m in r["memory"] if m["allocated_gib"] > 0.01]
+           for p, r in two_gpu["placements"].items()}
+assert len(weights["tensor-parallel"]) == 2 and max(weights["tensor-parallel"]) < 0.6 * sum(weights["one-gpu"]), weights
+print("per-GPU weights (GiB):", {p: [round(w, 1) for w in v] for p, v in weights.items()})
+
+# %% [markdown]
+# Tensor parallel's tokens may differ from one GPU's after a few steps: the all-reduce adds partial sums in another
+# order, and a synthetic model's near-equal logits flip on such rounding. The pipeline split runs the same kernels in
+# the same order as one GPU, so its tokens must match.
+#
+# ## The 70B shape on two GPUs, for real?
+# The plan above puts the 70B shape in 4-bit on two 80 GB GPUs. Loading it for real needs a checkpoint on disk: the
+# course writes synthetic checkpoints in bf16 and quantizes them while loading, as you would a downloaded model.
+
+# %%
+import shutil
+
+from helpers.cache import cache_dir
+
+need = model_bytes(big, "bf16")
+free = shutil.disk_usage(cache_dir()).free
+print(f"70B shape: a bf16 checkpoint needs {need / GiB:.0f} GiB of disk; {free / GiB:.0f} GiB are free here")
+if gpus >= 2 and free > 1.1 * need:
+    print("enough disk: load it with the 4-bit recipe above and budgets of 40GiB per GPU")
+else:
+    print("not loaded: " + ("too little disk for the checkpoint" if free <= 1.1 * need else "fewer than 2 GPUs"))
+
+# %%
+lesson.record(offload_slowdown=slowdown[0], offload_slowdown_low=slowdown[1], offload_slowdown_high=slowdown[2],
+              split_devices=" + ".join(placed))

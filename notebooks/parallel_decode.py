@@ -1,0 +1,213 @@
+"""Prefill and decode of one model placed three ways: on one GPU, split layer by layer over GPUs, or tensor parallel.
+
+Lesson 06 runs it three times and reads the JSON each run writes; you can run it the same way:
+
+    python parallel_decode.py --model PATH --placement one-gpu --out one-gpu.json
+    python parallel_decode.py --model PATH --placement pipeline --out pipeline.json
+    torchrun --nproc-per-node 2 parallel_decode.py --model PATH --placement tensor-parallel --out tp.json
+
+`load` holds the three `from_pretrained` calls that place the model; everything else measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
+RESULT_FIELDS = (
+    "placement",
+    "model",
+    "stamp",
+    "world_size",
+    "dtype",
+    "load_s",
+    "memory",
+    "prefill_ms",
+    "decode",
+    "greedy_tokens",
+    "allreduce",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the command line (run with --help for the options)."""
+    parser = argparse.ArgumentParser(prog="parallel_decode.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a checkpoint folder (or Hub id) that from_pretrained loads")
+    parser.add_argument("--placement", required=True, choices=PLACEMENTS)
+    parser.add_argument("--out", required=True, type=Path, help="where to write the JSON results")
+    parser.add_argument("--prompt-lens", type=int, nargs="+", default=[512, 2048, 8192], help="prefill lengths")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="decode batch sizes")
+    parser.add_argument("--decode-prompt", type=int, default=128, help="prompt tokens before decoding")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per decode measurement")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    args = parser.parse_args(argv)
+    problem = placement_problem(args.placement, int(os.environ.get("WORLD_SIZE", "1")), torch.cuda.device_count())
+    if problem:
+        parser.error(problem)
+    if min(args.prompt_lens + args.batches) < 1 or args.new_tokens < 2 or args.repeats < 1:
+        parser.error("prompt lengths and batches must be positive, --new-tokens at least 2, --repeats at least 1")
+    return args
+
+
+def placement_problem(placement: str, world_size: int, gpus: int) -> str | None:
+    """Return why this placement cannot run with these processes and GPUs, or None when it can."""
+    if placement == "tensor-parallel":
+        if world_size < 2:
+            return (
+                "tensor parallel runs one process per GPU: launch it with "
+                "`torchrun --nproc-per-node 2 parallel_decode.py ...` on a machine with at least 2 GPUs"
+            )
+        if 0 < gpus < world_size:
+            return f"torchrun started {world_size} processes but this machine has {gpus} GPU(s): one process per GPU"
+        return None
+    if world_size > 1:
+        return f"--placement {placement} runs in one process: start it with python, not torchrun"
+    if placement == "pipeline" and gpus < 2:
+        return f"a pipeline split needs at least 2 GPUs; this machine has {gpus}"
+    return None
+
+
+def load(model: str, placement: str, dtype: torch.dtype) -> Any:
+    """Load the model placed as asked: these three calls are what the lesson teaches."""
+    from transformers import AutoModelForCausalLM, DistributedConfig
+
+    if placement == "one-gpu":
+        device = 0 if torch.cuda.is_available() else "cpu"
+        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, device_map={"": device})
+    if placement == "pipeline":
+        # whole layers on each GPU, balanced; a token runs through GPU 0's layers, then GPU 1's
+        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, device_map="auto")
+    # every layer's matrices split over all GPUs (one process each); two all-reduces per layer join the halves
+    return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, distributed_config=DistributedConfig(tp_plan="auto"))
+
+
+def timing_summary(times_ms: list[float]) -> dict[str, Any]:
+    """Return median, quartiles and the raw times of repeated measurements in ms."""
+    low, _, high = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else times_ms * 3
+    return {"median": statistics.median(times_ms), "q1": low, "q3": high, "times": times_ms}
+
+
+def memory_report(world_size: int) -> list[dict[str, float]]:
+    """Return the weights (allocated after loading) and peak memory of every GPU this run used, in GiB."""
+    if not torch.cuda.is_available():
+        return []
+    if world_size > 1:
+        local = torch.cuda.current_device()
+        mine = {"gpu": local, "allocated_gib": torch.cuda.memory_allocated(local) / 2**30,
+                "peak_gib": torch.cuda.max_memory_allocated(local) / 2**30}
+        gathered: list[Any] = [None] * world_size
+        torch.distributed.all_gather_object(gathered, mine)
+        return gathered
+    return [
+        {"gpu": i, "allocated_gib": torch.cuda.memory_allocated(i) / 2**30,
+         "peak_gib": torch.cuda.max_memory_allocated(i) / 2**30}
+        for i in range(torch.cuda.device_count())
+    ]
+
+
+def allreduce_cost(model: Any, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    """Time one all-reduce of a decode step's and of the longest prefill's activations (tensor parallel only)."""
+    from helpers.timing import benchmark
+
+    hidden = model.config.hidden_size
+    report: dict[str, Any] = {"per_token": 2 * model.config.num_hidden_layers}
+    for name, tokens in (("decode", 1), ("prefill", max(args.prompt_lens))):
+        tensor = torch.ones(tokens, hidden, dtype=model.dtype, device=device)
+        timing = benchmark(lambda t=tensor: torch.distributed.all_reduce(t), device=device, warmup=3, repeats=20)
+        report[name] = {"bytes": tensor.numel() * tensor.element_size(), "us": timing.median * 1e3}
+    return report
+
+
+def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, Any]:
+    """Time prefill at each prompt length and decode at each batch size; return them with the greedy tokens."""
+    from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
+
+    first = model.get_input_embeddings().weight.device
+    clock = ALL_GPUS if args.placement == "pipeline" else first
+    vocab = model.config.vocab_size
+    torch.manual_seed(0)  # the same token ids in every process of a tensor-parallel run
+    prefill = {}
+    for length in args.prompt_lens:
+        ids = torch.randint(0, vocab, (1, length)).to(first)
+        timing = benchmark(lambda ids=ids: model(input_ids=ids, logits_to_keep=1), device=clock,
+                           warmup=args.warmup, repeats=args.repeats)
+        prefill[str(length)] = timing_summary(list(timing.times_ms))
+    decode = {}
+    for batch in args.batches:
+        ids = torch.randint(0, vocab, (batch, args.decode_prompt)).to(first)
+        run = benchmark_generation(model, ids, new_tokens=args.new_tokens, warmup=args.warmup, repeats=args.repeats,
+                                   device=clock)
+        per_round = [(args.new_tokens - 1) * 1e3 / (total - run.prefill.median) for total in run.total.times_ms]
+        decode[str(batch)] = {"tok_s": run.decode_tokens_per_s, **timing_summary(per_round)}
+    prompt = torch.randint(0, vocab, (1, 16)).to(first)
+    with torch.inference_mode():
+        greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,
+                                pad_token_id=0)
+    result = {"prefill_ms": prefill, "decode": decode, "greedy_tokens": greedy[0, 16:].tolist(), "allreduce": None}
+    if world_size > 1:
+        result["allreduce"] = allreduce_cost(model, first, args)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model with the chosen placement, measure it, and write the JSON results (rank 0 only)."""
+    args = parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1 and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process, before any collective
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course's helpers, next to notebooks/
+    from transformers.utils import logging as hf_logging
+
+    from helpers.environment import environment_report
+
+    hf_logging.disable_progress_bar()
+    began = time.perf_counter()
+    model = load(args.model, args.placement, getattr(torch, args.dtype)).eval()
+    load_s = time.perf_counter() - began
+    result = {
+        "placement": args.placement,
+        "model": str(args.model),
+        "world_size": world_size,
+        "dtype": args.dtype,
+        "load_s": load_s,
+        "new_tokens": args.new_tokens,
+        "decode_prompt": args.decode_prompt,
+        "device_map": {k: str(v) for k, v in getattr(model, "hf_device_map", {}).items()},
+        **measure(model, args, world_size),
+        "memory": memory_report(world_size),
+    }
+    if rank == 0:
+        result["stamp"] = environment_report(probe_hub=False).stamp("gpu" if torch.cuda.is_available() else "cpu")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        partial = args.out.with_suffix(".partial")
+        partial.write_text(json.dumps(result, indent=1))
+        partial.replace(args.out)
+        print(f"{args.placement}: wrote {args.out}")
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """Return one run's results, with an error naming what is missing when the file is not one of this script's."""
+    result = json.loads(Path(path).read_text())
+    missing = [name for name in RESULT_FIELDS if name not in result]
+    if missing:
+        raise ValueError(f"{path} is not a parallel_decode.py result: it lacks {missing}")
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
