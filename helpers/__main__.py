@@ -7,6 +7,7 @@ from pathlib import Path
 
 from helpers.environment import environment_report
 from helpers.profiles import detect_profile_name
+from helpers.publish import RUNS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         "publish", help="store a run's results and run times, regenerate README and guide tables"
     )
     publish.add_argument("--build", type=Path, help="a run's build folder; omitted: only regenerate the tables")
-    publish.add_argument("--as", dest="name", choices=["cpu", "t4", "h100"], help="which stored run it becomes")
+    publish.add_argument("--as", dest="name", choices=list(RUNS), help="which stored run it becomes")
     publish.add_argument("--notebooks", action="store_true", help="also copy its executed notebooks over notebooks/")
     table = commands.add_parser("table", help="print the Markdown results table of a results folder")
     table.add_argument("folder", type=Path)
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.build is None:
             write_documents()
         elif args.name is None:
-            parser.error("publish --build needs --as cpu|t4|h100")
+            parser.error(f"publish --build needs --as {'|'.join(RUNS)}")
         else:
             publish(args.build, args.name, args.notebooks)
         return 0

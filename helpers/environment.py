@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,7 @@ def gpu_link(topology: str | None = None) -> str:
         if shutil.which("nvidia-smi") is None:
             return "unknown (nvidia-smi not found)"
         topology = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, check=False).stdout
+    topology = re.sub(r"\x1b\[[0-9;]*m", "", topology)  # nvidia-smi underlines the header with escape codes
     rows = [line.split() for line in topology.splitlines() if line.strip()]
     header = next((i for i, row in enumerate(rows) if row[:2] == ["GPU0", "GPU1"]), None)
     gpu0 = next((row for row in rows[(header or 0) + 1 :] if row[0] == "GPU0"), None)

@@ -73,8 +73,8 @@ def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: s
     return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
 
 
-def placements_table(placements: dict[str, dict[str, Any]]) -> str:
-    """Return one row per placement: prefill per prompt length, decode per batch, weights and peak per GPU."""
+def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Return headers and one row per placement: prefill per prompt length, decode per batch, weights and peak per GPU."""
     first = next(iter(placements.values()))
     lengths, batches = list(first["prefill_ms"]), list(first["decode"])
     headers = ["placement", *[f"prefill {n} ms" for n in lengths], *[f"decode b{b} tok/s" for b in batches],
@@ -91,7 +91,12 @@ def placements_table(placements: dict[str, dict[str, Any]]) -> str:
             " / ".join(f"{m['allocated_gib']:.1f}" for m in used),
             " / ".join(f"{m['peak_gib']:.1f}" for m in used),
         ])
-    return table(headers, rows)
+    return headers, rows
+
+
+def placements_table(placements: dict[str, dict[str, Any]]) -> str:
+    """Return the placement comparison as aligned text."""
+    return table(*placement_rows(placements))
 
 
 def decode_bound(result: dict[str, Any], bandwidth: float) -> float:
@@ -149,3 +154,11 @@ def plot_placements(placements: dict[str, dict[str, Any]], title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     plt.show()
+
+
+def placements_markdown(two_gpu: dict[str, Any]) -> str:
+    """Return the stored placement comparison as a Markdown table with its stamp and GPU link, for the README."""
+    headers, rows = placement_rows(two_gpu["placements"])
+    lines = ["| " + " | ".join(r) + " |" for r in [headers, *rows]]
+    lines.insert(1, "|" + "---|" * len(headers))
+    return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines])

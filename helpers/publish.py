@@ -11,7 +11,7 @@ from helpers.results import load_results, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
-RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "h100": "H100"}
+RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "h100": "H100", "h100x2": "2 x H100"}
 LESSONS = {
     "00_tour": ("the course tools", "stamp, profile, model sources, timing, memory, bandwidth bound, perplexity"),
     "01_encoder_fast_path": (
@@ -42,8 +42,8 @@ LESSONS = {
     "06_device_map": (
         "device_map and max_memory",
         "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GB); strategies; "
-        "no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; quantized models "
-        "across devices",
+        "no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and "
+        "8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU",
     ),
 }
 
@@ -93,11 +93,16 @@ def runtime_table(root: Path = ROOT) -> str:
 
 def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
-    return {
+    from helpers.multi_gpu import STORED_RUN, placements_markdown, stored_results
+
+    generated = {
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
-        **{f"results:{name}": results_table(load_results(root / "results" / name)) for name in ("h100", "t4")},
+        **{f"results:{name}": results_table(load_results(root / "results" / name)) for name in ("h100", "t4", "h100x2")},
     }
+    if (root / "results" / STORED_RUN).exists():
+        generated[f"placements:{STORED_RUN}"] = placements_markdown(stored_results(STORED_RUN, root))
+    return generated
 
 
 def fill(text: str, generated: dict[str, str]) -> str:
@@ -134,7 +139,7 @@ def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
         raise FileNotFoundError(f"{runtimes} is missing: run `python -m helpers run --build {build}` first")
     target = root / "results" / name
     target.mkdir(parents=True, exist_ok=True)
-    for path in [*(build / "results").glob("[0-9]*.json"), runtimes]:
+    for path in [*(build / "results").glob("*.json"), runtimes]:
         shutil.copy2(path, target / path.name)
     if notebooks:
         for path in sorted((build / "notebooks").glob("[0-9]*.ipynb")):

@@ -45,3 +45,13 @@ def test_impossible_budget_says_what_to_do(big):
     with pytest.raises(BudgetError, match="4-bit needs 32.9 GiB"):
         plan(big, {0: "80GiB", 1: "40GiB"})
     plan(big, {0: "80GiB", 1: "40GiB", "disk": "1TB"})  # disk offload makes it possible
+
+
+def test_plan_across_two_imagined_gpus_uses_both_and_refuses_budgets_too_small():
+    model = empty_model("llama3-8b-shape")
+    device_map = plan(model, {0: "8GiB", 1: "80GiB"}, precision="bf16")
+    totals = device_totals(model, device_map)
+    assert set(totals) == {0, 1} and totals[0] <= 8 * GiB
+    assert set(device_totals(model, plan(model, {0: "2GiB", 1: "8GiB"}, precision="4-bit"))) == {0, 1}
+    with pytest.raises(BudgetError, match="4-bit needs"):
+        plan(model, {0: "4GiB", 1: "4GiB"}, precision="bf16")

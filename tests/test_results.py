@@ -77,6 +77,6 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     (root / "workshop" / "instructor_guide.md").write_text("<!-- runtimes -->\nold\n<!-- /runtimes -->\n")
     publish(build, "t4", notebooks=False, root=root)
     assert "| 00 | x | 1.5 | GPU |" in (root / "README.md").read_text()
-    assert "| 00_tour | not run | 2.5 min | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
+    assert "| 00_tour | not run | 2.5 min | not run | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
     assert "T4 emulation: GPU | torch" in lesson_table(root)
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"

@@ -47,3 +47,13 @@ def test_generation_separates_prefill_from_decode():
     assert result.decode_tokens_per_s == pytest.approx(expected)
     with pytest.raises(ValueError):
         benchmark_generation(model, ids, new_tokens=1)
+
+
+def test_interleaved_alternates_and_paired_ratio_spans_the_rounds():
+    from helpers.timing import interleaved, paired_ratio
+
+    order = []
+    values = interleaved({"a": lambda: order.append("a") or 2.0, "b": lambda: order.append("b") or 1.0}, rounds=3)
+    assert order == ["a", "b"] * 3
+    assert paired_ratio(values["a"], values["b"]) == (2.0, 2.0, 2.0)
+    assert paired_ratio([2.0, 3.0, 4.0], [1.0, 1.0, 1.0]) == (3.0, 2.0, 4.0)

@@ -1,0 +1,81 @@
+"""The placement script of lesson 06: its argument checks, a real run on the CPU, and the results it writes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.models import pretrained_path
+from helpers.multi_gpu import SCRIPT, compare, explain, launch, placement_script, placements_table, stored_results
+
+script = placement_script()
+QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3", "--warmup", "0", "--repeats", "2")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return str(pretrained_path("llama-tiny-shape"))
+
+
+def test_placement_rules_say_what_to_do():
+    assert script.placement_problem("one-gpu", 1, 0) is None
+    assert script.placement_problem("tensor-parallel", 2, 2) is None
+    assert "torchrun --nproc-per-node 2" in script.placement_problem("tensor-parallel", 1, 2)
+    assert "has 1 GPU" in script.placement_problem("tensor-parallel", 2, 1)
+    assert "at least 2 GPUs" in script.placement_problem("pipeline", 1, 1)
+    assert "not torchrun" in script.placement_problem("pipeline", 2, 2)
+
+
+def test_tensor_parallel_without_torchrun_is_a_clear_message_not_a_traceback(tmp_path, tiny):
+    done = subprocess.run(launch("one-gpu", tiny, tmp_path / "x.json")[:1] + [str(SCRIPT), "--model", tiny,
+                          "--placement", "tensor-parallel", "--out", str(tmp_path / "x.json")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "launch it with `torchrun --nproc-per-node 2" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_one_device_and_tensor_parallel_runs_write_comparable_results(tmp_path, tiny):
+    results = {}
+    for placement in ("one-gpu", "tensor-parallel"):  # tensor parallel runs on two CPU processes (gloo) here
+        out = tmp_path / f"{placement}.json"
+        done = subprocess.run(launch(placement, tiny, out, options=QUICK), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[placement] = script.read_result(out)
+    one, tp = results["one-gpu"], results["tensor-parallel"]
+    assert (one["world_size"], tp["world_size"]) == (1, 2)
+    assert list(one["prefill_ms"]) == ["16", "32"] and list(one["decode"]) == ["1", "2"]
+    assert all(v["q1"] <= v["median"] <= v["q3"] for v in one["prefill_ms"].values())
+    assert one["allreduce"] is None and tp["allreduce"]["per_token"] == 2 * 4  # two per layer, 4 layers
+    assert len(one["greedy_tokens"]) == 8 == len(tp["greedy_tokens"])
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_read_result_names_what_is_missing(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"placement": "one-gpu"}))
+    with pytest.raises(ValueError, match="lacks"):
+        script.read_result(path)
+
+
+def test_stored_two_gpu_results_read_and_explain_consistently():
+    stored = stored_results()
+    assert "2x " in stored["stamp"] and stored["link"].startswith("NV")
+    assert set(stored["placements"]) == {"one-gpu", "pipeline", "tensor-parallel"}
+    text = explain(stored["placements"], stored["bandwidth"], stored["link"])
+    one, tp = (stored["placements"][p]["decode"]["1"]["median"] for p in ("one-gpu", "tensor-parallel"))
+    assert (f"{one / tp:.2f}x slower" in text) == (tp < one) or "no measurable difference" in text
+    assert "tensor parallel" in placements_table(stored["placements"])
+
+
+def test_compare_calls_a_tie_only_when_the_interval_holds_one():
+    assert compare((1.02, 0.97, 1.08)).startswith("no measurable difference")
+    assert compare((1.5, 1.3, 1.7)).startswith("1.50x faster")
+    assert compare((0.5, 0.4, 0.6)).startswith("2.00x slower")
+
+
+def test_script_is_runnable_on_its_own():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--placement" in done.stdout
