@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,8 +12,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from helpers.memory import peak_memory
-from helpers.timing import benchmark
+from helpers.measure import SweepPoint, measure_point
+
+__all__ = ["BACKENDS", "attention_flops", "default_backend", "draw_attention_memory", "probe_backends", "run_with_backend", "sweep_prefill", "sweep_sequence_lengths"]
 
 BACKENDS = {
     "math": SDPBackend.MATH,
@@ -89,21 +89,6 @@ def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: boo
     return flops / 2 if causal else flops
 
 
-@dataclass(frozen=True)
-class SweepPoint:
-    """One backend at one sequence length: median ms and peak bytes above what was allocated before, None if it failed."""
-
-    seq: int
-    ms: float | None
-    peak_bytes: int | None
-    error: str = ""
-
-
-def is_out_of_memory(err: Exception) -> bool:
-    """Return whether an exception is an out-of-memory failure (CUDA or CPU allocator)."""
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 def sweep_sequence_lengths(
     backends: list[str],
     seq_lens: list[int],
@@ -126,19 +111,6 @@ def sweep_sequence_lengths(
             results[name].append(measure_point(call, seq, device, warmup, repeats))
         del qkv
     return results
-
-
-def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int, repeats: int) -> SweepPoint:
-    """Measure one call's peak memory and median time; an out-of-memory or refused call becomes a point with its reason."""
-    try:
-        peak = peak_memory(call, device)
-        timing = benchmark(call, device=device, warmup=warmup, repeats=repeats)
-        point = SweepPoint(seq, timing.median, peak.added)
-    except (RuntimeError, torch.OutOfMemoryError) as err:
-        point = SweepPoint(seq, None, None, "out of memory" if is_out_of_memory(err) else str(err).split("\n")[0])
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return point
 
 
 def sweep_prefill(

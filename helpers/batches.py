@@ -8,6 +8,8 @@ import torch
 
 from helpers.quality import evaluation_text
 
+__all__ = ["padded_batch", "padding_fraction", "sentences"]
+
 
 def padded_batch(
     vocab_size: int, batch: int, length: int, padding: float, seed: int = 0, device: str = "cpu"

@@ -9,13 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CACHE_ENV = "COURSE_CACHE"
+from helpers.settings import CACHE as CACHE_ENV
+
+__all__ = ["atomic_directory", "cache_dir"]
 
 
 def cache_dir() -> Path:
     """Return the cache folder (COURSE_CACHE, else ~/.cache/efficient-inference-course), creating it."""
     folder = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "efficient-inference-course")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"the course cache {folder} cannot be created ({err.strerror}): set {CACHE_ENV} to a folder you can write"
+        ) from err
     return folder
 
 

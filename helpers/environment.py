@@ -1,4 +1,4 @@
-"""What this machine is and can do: the report behind each notebook's stamp and `python -m helpers doctor`."""
+"""What this machine is and can do: the report behind each notebook's stamp and `./course doctor`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+__all__ = ["EnvironmentReport", "environment_report", "gpu_link"]
 
 SDPA_BACKENDS = ("MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION")
 LIBRARIES = ("torch", "transformers", "accelerate", "bitsandbytes", "gguf", "numpy")

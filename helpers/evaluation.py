@@ -10,10 +10,13 @@ import torch
 from torch.nn.attention import sdpa_kernel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from helpers.attention import BACKENDS, measure_point
+from helpers.attention import BACKENDS
+from helpers.measure import measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
 from helpers.timing import benchmark_generation
+
+__all__ = ["REPORT_HEADER", "evaluate_decoder", "measure_combination"]
 
 
 @dataclass(frozen=True)

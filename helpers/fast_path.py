@@ -7,6 +7,8 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+__all__ = ["FastPathUnsupportedError", "agreement", "encoder_variants", "from_fast_path", "hidden_states", "mean_pooled", "to_fast_path"]
+
 SUPPORTED_TYPES = ("bert", "roberta")
 FAST_PATH_ACTIVATIONS = ("gelu", "relu")
 

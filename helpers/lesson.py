@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from helpers.environment import EnvironmentReport, environment_report
 from helpers.profiles import Profile, use_profile
 from helpers.results import record
+
+__all__ = ["Lesson", "start_lesson"]
 
 
 @dataclass
@@ -37,6 +41,19 @@ class Lesson:
     def size(self, key: str) -> Any:
         """Return one of this lesson's sizes under the current profile."""
         return self.profile.size(self.id, key)
+
+    def dtype(self, key: str) -> torch.dtype:
+        """Return a size that names a dtype ("bfloat16", ...) as the torch.dtype itself."""
+        name = self.size(key)
+        dtype = getattr(torch, str(name), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"size {key!r} of lesson {self.id} is {name!r}, not a torch dtype name")
+        return dtype
+
+    @property
+    def timing(self) -> dict[str, int]:
+        """The profile's timing options, to pass on as `benchmark(..., **lesson.timing)`."""
+        return {"warmup": self.profile.warmup, "repeats": self.profile.repeats}
 
     def record(self, **values: float | str) -> None:
         """Record headline results of this lesson for the course's results table."""

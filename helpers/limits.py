@@ -7,6 +7,8 @@ import torch
 from helpers.memory import MiB
 from helpers.timing import benchmark
 
+__all__ = ["decode_bound_tokens_per_s", "memory_bandwidth", "peak_flops_16bit"]
+
 # Peak memory bandwidth in bytes/s from vendor data sheets, matched against torch.cuda.get_device_name().
 KNOWN_BANDWIDTH = {
     "H200": 4.8e12,

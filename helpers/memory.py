@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory"]
+
 GiB = 2**30
 MiB = 2**20
 

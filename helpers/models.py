@@ -23,6 +23,8 @@ from transformers import (
 
 from helpers.cache import atomic_directory, cache_dir
 
+__all__ = ["UnknownModelError", "available_models", "checkpoint_bytes", "empty_model", "load_causal_lm", "load_encoder", "model_config", "pretrained_path", "resolve_source"]
+
 
 class UnknownModelError(ValueError):
     """A model name that is neither a course model, a local folder, nor a Hub id that can be loaded here."""
@@ -160,7 +162,6 @@ def build_synthetic(
 def checkpoint_bytes(name: str) -> int:
     """Return the bf16 size of a synthetic model, counted on the meta device (no memory used)."""
     from helpers.memory import parameter_count
-    from helpers.placement import empty_model
 
     return 2 * parameter_count(empty_model(name))
 
@@ -265,3 +266,12 @@ def model_config(name: str) -> PretrainedConfig:
         return synthetic_config(name)
     source, _ = resolve_source(name, AutoModel, needs_checkpoint=False)
     return AutoConfig.from_pretrained(source)
+
+
+def empty_model(name: str) -> PreTrainedModel:
+    """Build a course model on the meta device: its structure and sizes, no memory for weights."""
+    from accelerate import init_empty_weights
+
+    config = model_config(name)  # outside the meta context: a first call may convert real weights into the cache
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(config)

@@ -13,6 +13,8 @@ from typing import Any
 
 from helpers.tables import table
 
+__all__ = ["RESULT_FILE", "compare", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "run_placement", "stored_results"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "notebooks" / "parallel_decode.py"
 STORED_RUN = "h100x2"  # results/<run>/ holds the two-GPU measurements that other machines show

@@ -6,12 +6,13 @@ import logging
 from collections import defaultdict
 
 import torch
-from accelerate import init_empty_weights
 from accelerate.utils import CustomDtype, compute_module_sizes, get_balanced_memory, infer_auto_device_map
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from helpers.memory import GiB
-from helpers.models import model_config
+from helpers.models import empty_model
+
+__all__ = ["BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "empty_model", "model_bytes", "plan", "to_bytes"]
 
 PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
     "bf16": torch.bfloat16,
@@ -22,13 +23,6 @@ PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
 
 class BudgetError(ValueError):
     """A max_memory budget that cannot hold the model; the message says by how much and what to change."""
-
-
-def empty_model(name: str) -> PreTrainedModel:
-    """Build a course model on the meta device: its structure and sizes, no memory for weights."""
-    config = model_config(name)  # outside the meta context: a first call may convert real weights into the cache
-    with init_empty_weights():
-        return AutoModelForCausalLM.from_config(config)
 
 
 def to_bytes(value: int | str) -> int:

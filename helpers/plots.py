@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
+__all__ = ["bar_chart", "line_chart"]
+
 
 def bar_chart(values: dict[str, float], title: str, unit: str, log: bool = False) -> None:
     """Show one horizontal bar per entry, labelled with its value."""

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+__all__ = ["PROMPTS", "ask", "chat_inputs", "evaluation_text", "greedy_answers", "input_device", "perplexity"]
+
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
 PROMPTS = (
     "What is the capital of France?",

@@ -11,6 +11,8 @@ from transformers import BitsAndBytesConfig
 
 from helpers.memory import extra_bytes
 
+__all__ = ["bits_per_weight", "bitsandbytes_round_trip", "bnb_config", "code_book", "footprint_by_kind", "quantize_from_scratch"]
+
 BLOCK = 64  # bitsandbytes' default 4-bit block size
 
 

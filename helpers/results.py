@@ -1,4 +1,4 @@
-"""Headline results: each lesson records a few numbers; the course run gathers them into one table and one plot."""
+"""Headline results: each lesson records a few numbers (put the unit in the name) for the course's tables and plot."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from helpers.cache import cache_dir
+from helpers.settings import RESULTS_DIR as RESULTS_ENV
 
-RESULTS_ENV = "COURSE_RESULTS_DIR"
+__all__ = ["load_results", "plot_results", "record", "results_dir"]
 
 
 def results_dir() -> Path:
@@ -32,21 +33,6 @@ def load_results(folder: Path | None = None) -> list[dict]:
     """Return every lesson's recorded results (files named by lesson number), ordered by lesson."""
     folder = folder or results_dir()
     return [json.loads(path.read_text()) for path in sorted(folder.glob("[0-9]*.json"))]
-
-
-def format_value(value: float | str) -> str:
-    """Return a value as a table shows it: numbers with three significant digits."""
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def results_table(results: list[dict]) -> str:
-    """Return the results as one Markdown table: lesson, measure, value, and where it was measured."""
-    rows = ["| lesson | measure | value | measured on |", "|---|---|---|---|"]
-    for lesson in results:
-        where = lesson["stamp"].replace("|", r"\|")
-        for name, value in lesson["values"].items():
-            rows.append(f"| {lesson['lesson']} | {name} | {format_value(value)} | {where} |")
-    return "\n".join(rows)
 
 
 def plot_results(results: list[dict], path: Path) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+__all__ = ["table"]
+
 
 def cell(value: Any) -> str:
     """Return a value as a table cell: floats with three significant digits, everything else as text."""

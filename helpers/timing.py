@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_generation", "interleaved", "paired_ratio"]
+
 
 @dataclass(frozen=True)
 class Timing:

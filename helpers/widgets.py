@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-STATIC_ENV = "COURSE_STATIC"
+from helpers.settings import STATIC as STATIC_ENV
+
+__all__ = ["explore"]
 
 
 def widgets_render() -> bool:

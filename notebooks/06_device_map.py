@@ -1,9 +1,9 @@
 # %% [markdown] tags=["colab-badge"]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.1.0/notebooks/06_device_map.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/06_device_map.ipynb)
 # In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
 
 # %% tags=["colab-setup"]
-# Set-up for Colab (written by colab/badges.py): installs the course at v0.1.0. Elsewhere it does nothing.
+# Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
 import os
 import subprocess
 import sys
@@ -12,9 +12,9 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
     home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
     if not os.path.isdir(home):
         source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.1.0", source, home], check=True)
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home], check=True)
     sys.path.insert(0, home)
-    from colab.bootstrap import bootstrap
+    from coursetools.bootstrap import bootstrap
 
     bootstrap(home, lesson="06")
 

@@ -26,7 +26,7 @@ def test_hub_status_offline_does_not_touch_the_network(monkeypatch):
 
 
 def test_doctor_command(capsys):
-    from helpers.__main__ import main
+    from coursetools.__main__ import main
 
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out

@@ -2,14 +2,33 @@
 
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+from helpers.syllabus import SYLLABUS
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOKS = [ROOT / "notebooks" / f"{record.stem}.ipynb" for record in SYLLABUS]
 
 
-def test_every_lesson_is_present():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+def test_every_lesson_in_the_syllabus_has_its_notebook_source_and_solution_and_nothing_else_is_a_lesson():
+    assert sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) == sorted(NOTEBOOKS)
+    for record in SYLLABUS:
+        assert (ROOT / "notebooks" / f"{record.stem}.py").exists(), f"{record.stem}: no paired .py source"
+        assert (ROOT / "workshop" / "solutions" / f"{record.id}.py").exists(), f"{record.stem}: no solution"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_and_its_plain_text_source_are_in_sync(path):
+    notebook = nbformat.read(path, as_version=4)
+    source = jupytext.read(path.with_suffix(".py"))
+    shown = [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in notebook.cells]
+    edited = [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in source.cells]
+    assert shown == edited, (
+        f"{path.name} and {path.with_suffix('.py').name} differ: after editing the .py, run "
+        f"`.venv/bin/jupytext --update --to ipynb {path.with_suffix('.py').relative_to(ROOT)}` (keeps outputs)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -36,4 +55,3 @@ def test_every_lesson_has_an_exercise_with_its_check_and_a_solution(path):
     answer, check = cells[exercises[0]], cells[exercises[0] + 1]
     assert answer.source.startswith("answer = ...")
     assert f'check("{path.name[:2]}", answer' in check.source
-    assert (path.parent.parent / "workshop" / "solutions" / f"{path.name[:2]}.py").exists()

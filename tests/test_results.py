@@ -1,20 +1,23 @@
 import nbformat
 
-from helpers.course import run_course
-from helpers.results import load_results, plot_results, record, results_table
+from coursetools.runner import run_course
+from coursetools.publish import results_markdown
+from helpers.results import load_results, plot_results, record
 
 
 def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
-    record("01", "GPU | torch", speedup=2.5)
+    record("01", "GPU | torch", minilm_fast_vs_sdpa=2.5, minilm_fast_vs_sdpa_low=2.0, minilm_fast_vs_sdpa_high=3.0)
     record("01", "GPU | torch", note="fp16")
     record("00", "CPU", decode_tok_s=12.25)
     results = load_results(tmp_path)
     assert [r["lesson"] for r in results] == ["00", "01"]
-    assert results[1]["values"] == {"speedup": 2.5, "note": "fp16"}
-    table = results_table(results)
-    assert "| 01 | speedup | 2.5 | GPU \\| torch |" in table
-    assert "| 00 | decode_tok_s | 12.2 | CPU |" in table
+    assert results[1]["values"]["note"] == "fp16"
+    table = results_markdown(results)
+    assert "Measured on: GPU | torch\n" in table and "Measured on: CPU\n" in table
+    assert "| 01 | MiniLM: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
+    assert "| 00 | decode, batch 1 | 12.2 | tok/s |" in table
+    assert "| 01 | note | fp16 |  |" in table
     assert plot_results(results, tmp_path / "plot.png").stat().st_size > 1000
 
 
@@ -25,7 +28,7 @@ def test_run_course_executes_notebooks_and_collects_results(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell("from helpers.results import record\nrecord('99', 'here', answer=42.0)")]
     nbformat.write(nb, notebooks / "99_probe.ipynb")
     report = run_course(notebooks, tmp_path / "build")
-    assert "| 99 | answer | 42 | here |" in report
+    assert "| 99 | answer | 42 |  |" in report
     assert "99_probe.ipynb" in report
     executed = nbformat.read(tmp_path / "build" / "notebooks" / "99_probe.ipynb", as_version=4)
     assert executed.cells[0].execution_count == 1
@@ -37,13 +40,13 @@ def test_readme_h100_table_is_what_the_stored_results_give():
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()
     stored = readme.split("<!-- results:h100 -->\n")[1].split("\n<!-- /results:h100 -->")[0]
-    assert stored == results_table(load_results(root / "results" / "h100"))
+    assert stored == results_markdown(load_results(root / "results" / "h100"))
 
 
 def test_readme_and_guide_tables_are_what_the_stored_runs_give():
-    from helpers.publish import stale_documents
+    from coursetools.publish import stale_documents
 
-    assert stale_documents() == [], "run: python -m helpers publish"
+    assert stale_documents() == [], "run: ./course publish"
 
 
 def test_run_course_adds_up_run_times_of_partial_runs(tmp_path):
@@ -65,7 +68,7 @@ def test_run_course_adds_up_run_times_of_partial_runs(tmp_path):
 def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     import json
 
-    from helpers.publish import fill, lesson_table, publish
+    from coursetools.publish import fill, lesson_table, publish
 
     build = tmp_path / "build"
     (build / "results").mkdir(parents=True)
@@ -75,8 +78,11 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     (root / "workshop").mkdir(parents=True)
     (root / "README.md").write_text("a\n<!-- results:t4 -->\nold\n<!-- /results:t4 -->\nb\n")
     (root / "workshop" / "instructor_guide.md").write_text("<!-- runtimes -->\nold\n<!-- /runtimes -->\n")
+    (root / "helpers").mkdir()
+    (root / "helpers" / "README.md").write_text("API\n")
     publish(build, "t4", notebooks=False, root=root)
-    assert "| 00 | x | 1.5 | GPU |" in (root / "README.md").read_text()
+    assert "Measured on: GPU\n\n| lesson | measure | value | unit |" in (root / "README.md").read_text()
+    assert "| 00 | x | 1.5 |  |" in (root / "README.md").read_text()
     assert "| 00_tour | not run | 2.5 min | not run | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
     assert "T4 emulation: GPU | torch" in lesson_table(root)
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"

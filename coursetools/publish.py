@@ -7,45 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
-from helpers.results import load_results, results_table
+from helpers.results import load_results
+from helpers.syllabus import SYLLABUS, lesson_record
 
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
 RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "h100": "H100", "h100x2": "2 x H100"}
-LESSONS = {
-    "00_tour": ("the course tools", "stamp, profile, model sources, timing, memory, bandwidth bound, perplexity"),
-    "01_encoder_fast_path": (
-        "what BetterTransformer did, today",
-        "padding waste; HF eager vs sdpa vs PyTorch fast path (nested tensors): time, agreement per dtype, speed-up vs "
-        "padding; reverse + save round trip",
-    ),
-    "02_decoder_attention": (
-        "SDPA and its kernels",
-        "attention from scratch; math / efficient / flash / cuDNN time, memory and TFLOP/s vs sequence length; "
-        '"No available kernel" explained; eager vs sdpa prefill, decode, same answers',
-    ),
-    "03_four_bit_weights": (
-        "FP4 and NF4 with bitsandbytes",
-        "code books, blockwise round trip from scratch vs bitsandbytes; footprint, perplexity, answers, prefill and "
-        "decode per variant; what stays unquantized; which GPU fits an 8B model",
-    ),
-    "04_llm_int8": (
-        "LLM.int8()",
-        "outlier features of a real model; the decomposition from scratch vs bitsandbytes; footprint, perplexity and "
-        "speed against the threshold; skip modules; batch size; generate vs pipeline",
-    ),
-    "05_four_bit_with_flash": (
-        "4-bit + flash attention",
-        "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, prefill, peak memory, decode; a "
-        "decision table; compute dtype and flash; decode vs the bandwidth bound, static cache + torch.compile",
-    ),
-    "06_device_map": (
-        "device_map and max_memory",
-        "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GB); strategies; "
-        "no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and "
-        "8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU",
-    ),
-}
 
 
 def load_runtimes(name: str, root: Path = ROOT) -> dict:
@@ -63,7 +30,7 @@ def duration(seconds: float | None) -> str:
 
 def lesson_table(root: Path = ROOT) -> str:
     """Return the Markdown lesson table: Colab badge, topic, what you measure, and each stored run's time."""
-    from colab.badges import colab_url
+    from coursetools.badges import colab_url
 
     stored = {name: load_runtimes(name, root) for name in RUNS}
     runs = {name: run.get("seconds", {}) for name, run in stored.items()}
@@ -71,7 +38,8 @@ def lesson_table(root: Path = ROOT) -> str:
         "| notebook | topic | what you measure | " + " | ".join(RUNS.values()) + " |",
         "|---|---|---|" + "---|" * len(RUNS),
     ]
-    for stem, (topic, measured) in LESSONS.items():
+    for record in SYLLABUS:
+        stem, topic, measured = record.stem, record.title, record.measures_text
         path = root / "notebooks" / f"{stem}.ipynb"
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
         times = " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS)
@@ -84,21 +52,50 @@ def runtime_table(root: Path = ROOT) -> str:
     """Return each notebook's run time per stored run, with the run's stamp, for the instructor guide."""
     rows = ["| notebook | " + " | ".join(RUNS.values()) + " |", "|---|" + "---|" * len(RUNS)]
     runs = {name: load_runtimes(name, root).get("seconds", {}) for name in RUNS}
-    for stem in LESSONS:
+    for stem in (record.stem for record in SYLLABUS):
         rows.append(f"| {stem} | " + " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS) + " |")
     totals = [duration(sum(runs[name].values())) if runs[name] else "not run" for name in RUNS]
     rows.append("| **all** | " + " | ".join(totals) + " |")
     return "\n".join(rows)
 
 
+def format_value(value: float | str) -> str:
+    """Return a value as a table shows it: numbers with three significant digits."""
+    return f"{value:.3g}" if isinstance(value, float | int) and not isinstance(value, bool) else str(value)
+
+
+def results_markdown(results: list[dict]) -> str:
+    """Return stored results as Markdown: the stamp once above each table, display names, units, intervals.
+
+    A measure `x` recorded with `x_low` and `x_high` shows as "x [low, high]".
+    """
+    blocks: dict[str, list[str]] = {}
+    for lesson in results:
+        record = lesson_record(lesson["lesson"]) if lesson["lesson"] in {r.id for r in SYLLABUS} else None
+        values = lesson["values"]
+        rows = blocks.setdefault(lesson["stamp"], ["| lesson | measure | value | unit |", "|---|---|---|---|"])
+        for key, value in values.items():
+            if key.endswith(("_low", "_high")) and key.rsplit("_", 1)[0] in values:
+                continue
+            shown = format_value(value)
+            if f"{key}_low" in values and f"{key}_high" in values:
+                shown += f" [{format_value(values[key + '_low'])}, {format_value(values[key + '_high'])}]"
+            measure = record.measure(key) if record else None
+            name, unit = (measure.label(key), measure.unit) if measure else (key, "")
+            rows.append(f"| {lesson['lesson']} | {name} | {shown} | {unit} |")
+    return "\n\n".join(f"Measured on: {stamp}\n\n" + "\n".join(rows) for stamp, rows in blocks.items())
+
+
 def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
+    from coursetools.api import api_reference
     from helpers.multi_gpu import STORED_RUN, placements_markdown, stored_results
 
     generated = {
+        "api": api_reference(root),
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
-        **{f"results:{name}": results_table(load_results(root / "results" / name)) for name in ("h100", "t4", "h100x2")},
+        **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("h100", "t4", "h100x2")},
     }
     if (root / "results" / STORED_RUN).exists():
         generated[f"placements:{STORED_RUN}"] = placements_markdown(stored_results(STORED_RUN, root))
@@ -113,7 +110,7 @@ def fill(text: str, generated: dict[str, str]) -> str:
     return text
 
 
-DOCUMENTS = ("README.md", "workshop/instructor_guide.md")
+DOCUMENTS = ("README.md", "workshop/instructor_guide.md", "helpers/README.md")
 
 
 def stale_documents(root: Path = ROOT) -> list[str]:
@@ -136,7 +133,7 @@ def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
         raise ValueError(f"unknown run {name!r}; published runs are {sorted(RUNS)}")
     runtimes = build / "runtimes.json"
     if not runtimes.exists():
-        raise FileNotFoundError(f"{runtimes} is missing: run `python -m helpers run --build {build}` first")
+        raise FileNotFoundError(f"{runtimes} is missing: run `./course run --build {build}` first")
     target = root / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     for path in [*(build / "results").glob("*.json"), runtimes]:

@@ -10,9 +10,10 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from coursetools.publish import results_markdown
 from helpers.environment import environment_report
 from helpers.profiles import detect_profile_name
-from helpers.results import RESULTS_ENV, load_results, plot_results, results_table
+from helpers.results import RESULTS_ENV, load_results, plot_results
 from helpers.widgets import STATIC_ENV
 
 CELL_TIMEOUT_S = 1800
@@ -54,7 +55,7 @@ def run_course(notebooks: Path, build: Path, pattern: str = "[0-9]*.ipynb") -> s
         print(f"  done in {durations[source.name]:.0f} s", flush=True)
         runtimes_path.write_text(json.dumps({"stamp": stamp, "seconds": durations}, indent=2, sort_keys=True))
     lessons = load_results(results)
-    table = results_table(lessons)
+    table = results_markdown(lessons)
     timing = "\n".join(
         ["| notebook | run time (s) |", "|---|---|"] + [f"| {n} | {s:.0f} |" for n, s in durations.items()]
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,6 @@ COURSE_LIBRARIES = (
     "safetensors",
     "huggingface-hub",
 )
-SMALLEST_GPU_GIB = 14.0  # a Colab T4 reports 14.6 GiB; the t4 profile's sizes are made to fit in it
-
 
 def requirements_digest(home: Path) -> str:
     """Return a digest of what decides the installation: pyproject.toml and requirements/*.txt, and this interpreter."""
@@ -64,11 +61,12 @@ def install(home: Path) -> None:
 
 
 def runtime_advice(lesson: str) -> str:
-    """Return what this runtime's GPU means for the lesson; a GPU too small for the t4 sizes switches to the cpu profile."""
+    """Return what this runtime's GPU means for the lesson, by the course's own profile rule."""
     import torch
 
-    from helpers.profiles import PROFILE_ENV, detect_profile_name
+    from helpers.profiles import SMALLEST_GPU_GIB, detect_profile_name
 
+    profile = detect_profile_name()
     if not torch.cuda.is_available():
         return (
             f"No GPU in this runtime: lesson {lesson} runs on the cpu profile (small sizes). For full size in Colab: "
@@ -76,13 +74,12 @@ def runtime_advice(lesson: str) -> str:
         )
     props = torch.cuda.get_device_properties(0)
     gib = props.total_memory / 2**30
-    if gib < SMALLEST_GPU_GIB:
-        os.environ[PROFILE_ENV] = "cpu"
+    if profile == "cpu":
         return (
             f"{props.name} has {gib:.1f} GiB; the GPU sizes of lesson {lesson} need {SMALLEST_GPU_GIB:.0f} GiB "
-            "(a T4). This run uses COURSE_PROFILE=cpu; pick a T4 or larger runtime for full size."
+            "(a T4), so it runs on the cpu profile; pick a T4 or larger runtime for full size."
         )
-    return f"{props.name}, {gib:.1f} GiB: lesson {lesson} runs on the {detect_profile_name()} profile."
+    return f"{props.name}, {gib:.1f} GiB: lesson {lesson} runs on the {profile} profile."
 
 
 def bootstrap(home: str | Path, lesson: str) -> None:

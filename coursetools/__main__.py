@@ -1,40 +1,43 @@
-"""Command line: `doctor` (pre-flight check), `run` (execute the course), `publish` (store a run), `table` (its results)."""
+"""The course's command line behind ./course: run, doctor, publish, badges, table."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from helpers.environment import environment_report
-from helpers.profiles import detect_profile_name
-from helpers.publish import RUNS
+from coursetools.publish import RUNS
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run doctor, run, publish or table."""
-    parser = argparse.ArgumentParser(prog="python -m helpers")
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="./course")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="report this machine's GPU, SDPA backends, bitsandbytes, versions, hub")
-    run = commands.add_parser("run", help="execute every notebook and print one results table")
+    run = commands.add_parser("run", help="execute the lessons and print one results table")
     run.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     run.add_argument("--build", type=Path, default=Path("build"))
     run.add_argument("--pattern", default="[0-9]*.ipynb", help="which notebooks, as a glob")
-    publish = commands.add_parser(
-        "publish", help="store a run's results and run times, regenerate README and guide tables"
-    )
+    publish = commands.add_parser("publish", help="store a run's results and run times, regenerate README and guide")
     publish.add_argument("--build", type=Path, help="a run's build folder; omitted: only regenerate the tables")
     publish.add_argument("--as", dest="name", choices=list(RUNS), help="which stored run it becomes")
     publish.add_argument("--notebooks", action="store_true", help="also copy its executed notebooks over notebooks/")
+    badges = commands.add_parser("badges", help="rewrite every notebook's Colab badge and set-up cell")
+    badges.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1 if any)")
     table = commands.add_parser("table", help="print the Markdown results table of a results folder")
     table.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "table":
-        from helpers.results import load_results, results_table
+        from coursetools.publish import results_markdown
+        from helpers.results import load_results
 
-        print(results_table(load_results(args.folder)))
+        print(results_markdown(load_results(args.folder)))
         return 0
+    if args.command == "badges":
+        from coursetools.badges import main as badges_main
+
+        return badges_main(["--check"] if args.check else [])
     if args.command == "publish":
-        from helpers.publish import publish, write_documents
+        from coursetools.publish import publish, write_documents
 
         if args.build is None:
             write_documents()
@@ -44,13 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             publish(args.build, args.name, args.notebooks)
         return 0
     if args.command == "doctor":
+        from helpers.environment import environment_report
+        from helpers.profiles import detect_profile_name
+
         report = environment_report()
         profile = detect_profile_name()
         print(report.as_text())
         print(f"{'profile':<20} {profile}")
         print(f"\nstamp: {report.stamp(profile)}")
         return 0 if report.bitsandbytes == "works" else 1
-    from helpers.course import run_course
+    from coursetools.runner import run_course
 
     print(run_course(args.notebooks, args.build, args.pattern))
     return 0

@@ -1,4 +1,4 @@
-"""Keep every notebook's "Open in Colab" badge and set-up cell correct: `python -m colab.badges` writes, `--check` tests."""
+"""Keep every notebook's "Open in Colab" badge and set-up cell correct: `./course badges` writes, `--check` tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
 COLAB_HOME = "/content/efficient-inference-course"
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
-SETUP = """# Set-up for Colab (written by colab/badges.py): installs the course at {tag}. Elsewhere it does nothing.
+SETUP = """# Set-up for Colab (written by coursetools/badges.py): installs the course at {tag}. Elsewhere it does nothing.
 import os
 import subprocess
 import sys
@@ -25,7 +25,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
         source = os.environ.get("COURSE_BOOTSTRAP_FROM", "{repository}")
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "{tag}", source, home], check=True)
     sys.path.insert(0, home)
-    from colab.bootstrap import bootstrap
+    from coursetools.bootstrap import bootstrap
 
     bootstrap(home, lesson="{lesson}")"""
 
@@ -80,8 +80,10 @@ def write(notebook: Path) -> None:
         previous = old.get(tuple(cell.metadata["tags"]))
         if previous is not None and previous.source == cell.source:
             fresh[i] = previous
-        elif previous is not None:
+        elif previous is not None:  # new code, same place: the set-up cell prints nothing outside Colab either way
             cell["id"] = previous.get("id", cell["id"])
+            if cell.cell_type == "code":
+                cell["execution_count"] = previous.get("execution_count")
     nb.cells = fresh + [c for c in nb.cells if not is_generated(c)]
     nb.metadata.update(COLAB_METADATA)
     nbformat.write(nb, notebook)
@@ -94,13 +96,13 @@ def notebooks() -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the badge and set-up cells into every notebook, or with --check list the stale ones and fail."""
-    parser = argparse.ArgumentParser(prog="python -m colab.badges")
+    parser = argparse.ArgumentParser(prog="./course badges")
     parser.add_argument("--check", action="store_true", help="only report notebooks whose cells are stale")
     args = parser.parse_args(argv)
     stale = [path for path in notebooks() if not is_current(path)]
     if args.check:
         for path in stale:
-            print(f"stale: {path.relative_to(ROOT)} (run: python -m colab.badges)")
+            print(f"stale: {path.relative_to(ROOT)} (run: ./course badges)")
         return 1 if stale else 0
     for path in stale:
         write(path)

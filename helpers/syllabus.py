@@ -1,0 +1,370 @@
+"""The syllabus: one record per lesson, which the profiles, exercises, runner, publisher and tests all read.
+
+Adding a lesson is a notebook `notebooks/NN_stem.ipynb` (with its paired `.py` source), a `LessonRecord` in
+`SYLLABUS` below, and a solution `workshop/solutions/NN.py`; nothing else lists lessons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from typing import Any
+
+__all__ = ["LessonRecord", "Measure", "SYLLABUS", "lesson_record"]
+
+WEIGHT, ABSMAX = 0.3, 1.2  # exercise 03: one weight and its block's absmax
+SCORES_SEQ = 8192  # exercise 02: the sequence length of the score matrix
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A recorded result's display name and unit; `key` may hold one `*`, which `name`'s `{}` repeats."""
+
+    key: str
+    name: str
+    unit: str = ""
+
+    def matches(self, key: str) -> bool:
+        """Return whether a recorded key is this measure."""
+        return fnmatch(key, self.key)
+
+    def label(self, key: str) -> str:
+        """Return the display name of a recorded key, the wildcard's text filled in."""
+        if "*" not in self.key:
+            return self.name
+        prefix, suffix = self.key.split("*")
+        return self.name.format(key[len(prefix) : len(key) - len(suffix)].replace("_", " "))
+
+
+@dataclass(frozen=True)
+class LessonRecord:
+    """Everything the course knows about one lesson besides its notebook."""
+
+    stem: str
+    title: str
+    measures_text: str
+    cpu: dict[str, Any]
+    gpu: dict[str, Any]
+    check: Callable[..., str | None]
+    recorded: tuple[Measure, ...] = ()
+    t4: dict[str, Any] = field(default_factory=dict)  # where a T4 (16 GB, sm 7.5, no fast bf16) differs from gpu
+
+    @property
+    def id(self) -> str:
+        """The lesson's two-digit number, e.g. "06"."""
+        return self.stem[:2]
+
+    def measure(self, key: str) -> Measure:
+        """Return the display name and unit of a recorded key (the key itself when the record has none)."""
+        return next((m for m in self.recorded if m.matches(key)), Measure(key, key))
+
+
+def close(answer: Any, expected: float, tolerance: float = 0.01) -> bool:
+    """Return whether a numeric answer lies within a relative tolerance of the expected value."""
+    return isinstance(answer, int | float) and math.isclose(float(answer), expected, rel_tol=tolerance)
+
+
+def check_00(answer: Any, footprint: int, bits: int, bandwidth: float) -> str | None:
+    """Decode bound on this machine if the same weights took 4 bits each instead of `bits`."""
+    from helpers.limits import decode_bound_tokens_per_s
+
+    expected = decode_bound_tokens_per_s(int(footprint * 4 / bits), bandwidth)
+    if close(answer, expected):
+        return None
+    return "each token reads every weight once: bound = bandwidth / bytes, and 4-bit weights take 4/bits of the bytes"
+
+
+def check_01(answer: Any, lengths: list[int], padded_to: int) -> str | None:
+    """Share of attention-score work spent on padding: scores grow with length squared."""
+    real = sum(n * n for n in lengths)
+    expected = 1 - real / (len(lengths) * padded_to * padded_to)
+    if close(answer, expected):
+        return None
+    if close(answer, 1 - sum(lengths) / (len(lengths) * padded_to)):
+        return "that is the share of padded tokens; attention scores are length x length per sentence"
+    return "each sentence computes padded_to**2 scores but needs only length**2 of them; give the wasted share (0-1)"
+
+
+def check_02(answer: Any, batch: int, heads: int, element: int) -> str | None:
+    """Bytes of the math kernel's score matrix at SCORES_SEQ tokens."""
+    if close(answer, batch * heads * SCORES_SEQ * SCORES_SEQ * element):
+        return None
+    return f"scores are (batch, heads, {SCORES_SEQ}, {SCORES_SEQ}) values of `element` bytes each; answer in bytes"
+
+
+def check_03(answer: Any) -> str | None:
+    """Index of the NF4 code that stores WEIGHT in a block whose absmax is ABSMAX."""
+    from helpers.quantization import code_book
+
+    codes = code_book("nf4")
+    expected = int((codes - WEIGHT / ABSMAX).abs().argmin())
+    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
+        return None
+    if isinstance(answer, int) and answer == int((codes - WEIGHT).abs().argmin()):
+        return "divide the weight by the block's absmax first: codes live between -1 and 1"
+    return f"scale {WEIGHT} by the absmax {ABSMAX}, then take the index of the nearest value in code_book('nf4')"
+
+
+def check_04(answer: Any, x: Any) -> str | None:
+    """Count of input columns LLM.int8() sends through the 16-bit product at threshold 3.0."""
+    from helpers.outliers import outlier_features
+
+    expected = len(outlier_features(x, 3.0))
+    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
+        return None
+    return "a column is an outlier when any token's |value| in it reaches the threshold; count such columns of x"
+
+
+def check_05(answer: Any, ran: dict, long: int) -> str | None:
+    """The measured combination with the least weights + prefill peak memory at the longest context."""
+    expected = min(ran, key=lambda key: ran[key].footprint_bytes + ran[key].peak_bytes[long])
+    if answer == expected:
+        return None
+    if answer not in ran:
+        return f"answer with one key of `ran`, a (weights, attention) pair such as {next(iter(ran))!r}"
+    return "add each combination's footprint_bytes and its peak_bytes[long], and take the smallest"
+
+
+def check_06(answer: Any, model: Any) -> str | None:
+    """Smallest whole-GiB budget for GPU 0 that, with GPU 1 at 80 GiB, places every module of the bf16 model on the two GPUs."""
+    from helpers.placement import BudgetError, plan
+
+    def fits(gib: int) -> bool:
+        try:
+            device_map = plan(model, {0: f"{gib}GiB", 1: "80GiB"}, precision="bf16")
+        except BudgetError:
+            return False
+        return set(device_map.values()) <= {0, 1}
+
+    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 1:
+        return "answer with a whole number of GiB, such as 60"
+    if not fits(answer):
+        return f"with {answer} GiB on GPU 0 the model does not fit on the two GPUs: go higher"
+    if answer > 1 and fits(answer - 1):
+        return f"{answer - 1} GiB is enough too: go lower"
+    return None
+
+
+SYLLABUS: tuple[LessonRecord, ...] = (
+    LessonRecord(
+        stem="00_tour",
+        title="the course tools",
+        measures_text=("stamp, profile, model sources, timing, memory, bandwidth bound, perplexity"),
+        cpu={"eval_tokens": 512, "new_tokens": 16, "prompt_tokens": 64},
+        gpu={"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
+        t4={"eval_tokens": 2048},
+        check=check_00,
+        recorded=(
+            Measure("decode_bound_tok_s", "decode bound (weights / bandwidth)", "tok/s"),
+            Measure("decode_tok_s", "decode, batch 1", "tok/s"),
+            Measure("footprint_mib", "weights", "MiB"),
+            Measure("forward_ms", "forward pass", "ms"),
+            Measure("perplexity", "perplexity"),
+            Measure("prefill_ms", "prefill", "ms"),
+        ),
+    ),
+    LessonRecord(
+        stem="01_encoder_fast_path",
+        title="what BetterTransformer did, today",
+        measures_text=(
+            "padding waste; HF eager vs sdpa vs PyTorch fast path (nested tensors): time, agreement per dtype, speed-up vs padding; reverse + save round trip"
+        ),
+        cpu={
+            "batch": 16,
+            "length": 64,
+            "paddings": [0.0, 0.25, 0.5, 0.75],
+            "dtypes": ["float32", "bfloat16"],
+            "large_shape": None,
+        },
+        gpu={
+            "batch": 64,
+            "length": 512,
+            "paddings": [0.0, 0.25, 0.5, 0.75],
+            "dtypes": ["float32", "float16", "bfloat16"],
+            "large_shape": "bert-base-shape",
+        },
+        t4={"batch": 32, "dtypes": ["float32", "float16"]},
+        check=check_01,
+        recorded=(
+            Measure("bert_base_fast_vs_sdpa", "BERT-base shape: fast path vs HF sdpa", "x"),
+            Measure("minilm_fast_vs_eager", "MiniLM: fast path vs HF eager", "x"),
+            Measure("minilm_fast_vs_sdpa", "MiniLM: fast path vs HF sdpa", "x"),
+        ),
+    ),
+    LessonRecord(
+        stem="02_decoder_attention",
+        title="SDPA and its kernels",
+        measures_text=(
+            'attention from scratch; math / efficient / flash / cuDNN time, memory and TFLOP/s vs sequence length; "No available kernel" explained; eager vs sdpa prefill, decode, same answers'
+        ),
+        cpu={
+            "batch": 1,
+            "heads": 8,
+            "head_dim": 64,
+            "seq_lens": [256, 512, 1024, 2048],
+            "dtype": "float32",
+            "headline_seq": 1024,
+            "decoder": "smollm2-135m",
+            "prompt_lens": [128, 256, 512],
+            "new_tokens": 16,
+        },
+        gpu={
+            "batch": 4,
+            "heads": 16,
+            "head_dim": 64,
+            "seq_lens": [512, 1024, 2048, 4096, 8192, 16384, 32768],
+            "dtype": "float16",
+            "headline_seq": 4096,
+            "decoder": "llama-1b-shape",
+            "prompt_lens": [512, 1024, 2048, 4096, 8192],
+            "new_tokens": 64,
+        },
+        t4={"seq_lens": [512, 1024, 2048, 4096, 8192, 16384], "prompt_lens": [512, 1024, 2048, 4096]},
+        check=check_02,
+        recorded=(
+            Measure("decode_eager_tok_s", "decode, eager attention", "tok/s"),
+            Measure("decode_sdpa_tok_s", "decode, sdpa", "tok/s"),
+            Measure("fused_vs_math_at_headline", "fused kernel vs math kernel at the headline length", "x"),
+            Measure("prefill_sdpa_vs_eager", "prefill: sdpa vs eager", "x"),
+        ),
+    ),
+    LessonRecord(
+        stem="03_four_bit_weights",
+        title="FP4 and NF4 with bitsandbytes",
+        measures_text=(
+            "code books, blockwise round trip from scratch vs bitsandbytes; footprint, perplexity, answers, prefill and decode per variant; what stays unquantized; which GPU fits an 8B model"
+        ),
+        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None},
+        gpu={
+            "eval_tokens": 4096,
+            "prompt_tokens": 512,
+            "new_tokens": 64,
+            "half": "bfloat16",
+            "large_shape": "llama3-8b-shape",
+        },
+        t4={"eval_tokens": 2048, "half": "float16", "large_shape": "llama-1b-shape"},
+        check=check_03,
+        recorded=(
+            Measure("large_nf4_vs_half_footprint", "large shape: nf4 weights vs 16-bit", "x"),
+            Measure("nf4_vs_half_footprint", "SmolLM2: nf4 weights vs 16-bit", "x"),
+            Measure("*_ppl", "perplexity, {}"),
+        ),
+    ),
+    LessonRecord(
+        stem="04_llm_int8",
+        title="LLM.int8()",
+        measures_text=(
+            "outlier features of a real model; the decomposition from scratch vs bitsandbytes; footprint, perplexity and speed against the threshold; skip modules; batch size; generate vs pipeline"
+        ),
+        cpu={
+            "capture_tokens": 256,
+            "eval_tokens": 384,
+            "prompt_tokens": 64,
+            "new_tokens": 8,
+            "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
+            "large_shape": None,
+            "batches": [1],
+        },
+        gpu={
+            "capture_tokens": 1024,
+            "eval_tokens": 2048,
+            "prompt_tokens": 512,
+            "new_tokens": 16,
+            "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
+            "large_shape": "llama-1b-shape",
+            "batches": [1, 16],
+        },
+        t4={},
+        check=check_04,
+        recorded=(
+            Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
+            Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
+            Measure("ppl_*", "perplexity, {}"),
+        ),
+    ),
+    LessonRecord(
+        stem="05_four_bit_with_flash",
+        title="4-bit + flash attention",
+        measures_text=(
+            "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, prefill, peak memory, decode; a decision table; compute dtype and flash; decode vs the bandwidth bound, static cache + torch.compile"
+        ),
+        cpu={
+            "half": "float32",
+            "model": "smollm2-135m",
+            "contexts": [64, 192],
+            "new_tokens": 4,
+            "batch": 2,
+            "eval_tokens": 256,
+            "compile": False,
+        },
+        gpu={
+            "half": "bfloat16",
+            "model": "llama-1b-shape",
+            "contexts": [512, 4096],
+            "new_tokens": 64,
+            "batch": 16,
+            "eval_tokens": 4096,
+            "compile": True,
+        },
+        t4={"half": "float16", "eval_tokens": 2048},
+        check=check_05,
+        recorded=(
+            Measure("compiled_static_vs_eager_decode", "decode: static cache + compile vs eager", "x"),
+            Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
+            Measure("ppl_*", "perplexity, {}"),
+        ),
+    ),
+    LessonRecord(
+        stem="06_device_map",
+        title="device_map and max_memory",
+        measures_text=(
+            "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GB); strategies; no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and 8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU"
+        ),
+        cpu={
+            "dispatch_model": "smollm2-135m",
+            "cpu_budget": "150MB",
+            "gpu_budget": None,
+            "new_tokens": 8,
+            "parallel_model": None,  # two GPUs only: other machines show the stored two-GPU run
+            "parallel_options": [],
+        },
+        gpu={
+            "dispatch_model": "llama-1b-shape",
+            "cpu_budget": "40GiB",
+            "gpu_budget": "1GiB",
+            "new_tokens": 16,
+            "parallel_model": "llama3-8b-shape",
+            "parallel_options": [
+                "--prompt-lens",
+                "512",
+                "2048",
+                "8192",
+                "--batches",
+                "1",
+                "16",
+                "--new-tokens",
+                "32",
+                "--warmup",
+                "2",
+                "--repeats",
+                "5",
+            ],
+        },
+        t4={"cpu_budget": "20GiB"},
+        check=check_06,
+        recorded=(
+            Measure("offload_slowdown", "decode slowdown when offloading to the CPU", "x"),
+            Measure("split_devices", "devices of the offloaded model"),
+        ),
+    ),
+)
+
+
+def lesson_record(lesson_id: str) -> LessonRecord:
+    """Return a lesson's record by its number ("06") or stem, with an error listing the lessons there are."""
+    for record in SYLLABUS:
+        if lesson_id in (record.id, record.stem):
+            return record
+    raise KeyError(f"no lesson {lesson_id!r} in the syllabus; lessons: {[r.id for r in SYLLABUS]}")

@@ -1,0 +1,261 @@
+# %% [markdown] tags=["colab-badge"]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/01_encoder_fast_path.ipynb)
+# In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
+
+# %% tags=["colab-setup"]
+# Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
+    home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
+    if not os.path.isdir(home):
+        source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home], check=True)
+    sys.path.insert(0, home)
+    from coursetools.bootstrap import bootstrap
+
+    bootstrap(home, lesson="01")
+
+# %% [markdown]
+# # 01 · The encoder fast path: what BetterTransformer did, working today
+#
+# The 2023 guide this course grew from says: install `optimum`, call `model.to_bettertransformer()` on an
+# encoder (BERT, RoBERTa, ...), and inference gets faster; call `model.reverse_bettertransformer()` before
+# `save_pretrained`. **Both calls are gone**: transformers removed `to_bettertransformer` (PR #41367, 2025:
+# "completely out-of-date and superseded") and optimum 2.x has no `optimum.bettertransformer`.
+#
+# What they switched on still exists, inside PyTorch: the fused inference **fast path** of
+# `nn.TransformerEncoderLayer`, which with **nested tensors** skips the padding of a batch. transformers' own
+# `attn_implementation="sdpa"` (the default now) uses fused attention but still computes every padded slot.
+# Users noticed the difference (optimum #2083, transformers #31245). This lesson measures it and closes it.
+
+# %%
+from helpers.lesson import start_lesson
+
+lesson = start_lesson("01")
+
+# %% [markdown]
+# ## The old call, today
+# The seed's first step fails on current versions. We check rather than assume:
+
+# %%
+import importlib.util
+
+from transformers import PreTrainedModel
+
+print("PreTrainedModel.to_bettertransformer exists:", hasattr(PreTrainedModel, "to_bettertransformer"))
+print("optimum.bettertransformer importable:", importlib.util.find_spec("optimum") is not None
+      and importlib.util.find_spec("optimum.bettertransformer") is not None)
+
+# %% [markdown]
+# ## Why padding wastes work
+# A batch must be rectangular, so shorter sentences are padded to the longest. Every layer then computes on
+# the padding too, and the attention mask throws the result away. Here is a real batch of sentences:
+
+# %%
+from helpers.batches import padding_fraction, sentences
+from helpers.models import load_encoder
+from helpers.plots import bar_chart
+
+_, tokenizer = load_encoder("minilm-l6")
+real_batch = tokenizer(sentences(lesson.size("batch")), padding=True, truncation=True,
+                       max_length=lesson.size("length"), return_tensors="pt")
+lengths = real_batch["attention_mask"].sum(1)
+print(f"{len(lengths)} sentences, padded to {real_batch['input_ids'].shape[1]} tokens: "
+      f"{100 * padding_fraction(real_batch['attention_mask']):.0f}% of the batch is padding")
+bar_chart({f"sentence {i}": int(n) for i, n in enumerate(lengths)}, "real tokens per sentence", "tokens")
+
+# %% [markdown]
+# ### Exercise
+# Attention computes a score for every pair of positions, so a sentence padded to `padded_to` tokens computes
+# `padded_to**2` scores where it needs `length**2`. What share (0 to 1) of this batch's attention scores is padding
+# work? (`lengths` holds the real lengths; the padded length is `real_batch["input_ids"].shape[1]`.)
+# Write it as `answer = ...` and run the check below it. A solution is in
+# [`workshop/solutions/01.py`](../workshop/solutions/01.py).
+
+# %% tags=["exercise"]
+answer = ...  # your answer
+
+# %%
+from helpers.exercises import check
+
+check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].shape[1])
+
+# %% [markdown]
+# ## Three ways to run the same encoder
+# * **HF eager**: transformers' plain PyTorch attention (matmul, softmax, matmul).
+# * **HF sdpa**: transformers calling `F.scaled_dot_product_attention`, a fused attention kernel. Padding is
+#   still computed.
+# * **fast path**: `helpers.fast_path.to_fast_path(model)` copies each BERT layer into an
+#   `nn.TransformerEncoderLayer` (query/key/value fused into one projection) and runs them as an
+#   `nn.TransformerEncoder` with `enable_nested_tensor=True`: in eval mode and without gradients, PyTorch packs the
+#   real tokens into a nested tensor and runs fused kernels on them alone. This is what `to_bettertransformer()` did.
+#
+# First, the real all-MiniLM-L6-v2 on a batch with half its slots padding:
+
+# %%
+import torch
+
+from helpers.batches import padded_batch
+from helpers.fast_path import encoder_variants
+from helpers.timing import benchmark_each
+
+ids, mask = padded_batch(tokenizer.vocab_size, lesson.size("batch"), lesson.size("length"), 0.5, device=lesson.device)
+variants = encoder_variants("minilm-l6", torch.float32, lesson.device)
+timings = benchmark_each({name: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for name, m in variants.items()},
+                         device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+for name, timing in timings.items():
+    print(f"{name:<10} {timing}")
+speedup_vs_eager = timings["HF eager"].median / timings["fast path"].median
+speedup_vs_sdpa = timings["HF sdpa"].median / timings["fast path"].median
+print(f"fast path: {speedup_vs_eager:.2f}x faster than HF eager, {speedup_vs_sdpa:.2f}x faster than HF sdpa "
+      f"({100 * padding_fraction(mask):.0f}% padding, float32)")
+bar_chart({name: t.median for name, t in timings.items()}, f"MiniLM, batch {ids.shape[0]}x{ids.shape[1]}, float32", "ms")
+
+# %% [markdown]
+# ## Is it the same model? Correctness per dtype
+# A speed-up is worthless if the answers change. We compare every variant against float32 HF eager: the largest
+# absolute difference of any real token's hidden state, and the lowest cosine similarity of the sentence
+# embeddings (mean of token states, what all-MiniLM-L6-v2 is used for). Half precision (float16/bfloat16) differs
+# by rounding alone; embeddings should stay at cosine ≈ 1.
+
+# %%
+from helpers.fast_path import agreement, hidden_states
+
+reference = hidden_states(variants["HF eager"], ids, mask)
+rows = []
+for dtype_name in lesson.size("dtypes"):
+    dtype = getattr(torch, dtype_name)
+    for name, model in encoder_variants("minilm-l6", dtype, lesson.device).items():
+        rows.append({"dtype": dtype_name, "variant": name, **agreement(hidden_states(model, ids, mask), reference, mask)})
+for row in rows:
+    print(f"{row['dtype']:<9} {row['variant']:<10} max |diff| {row['max_abs_diff']:.2e}   min cosine {row['min_cosine']:.6f}")
+
+# %% [markdown]
+# On a CPU the float32 fast path agrees with eager to about 1e-5. On a GPU its fused float32 kernels round
+# differently (the table shows by how much); what the embeddings are used for, cosine similarity, is unchanged.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+assert all(row["min_cosine"] > 0.999 for row in rows)
+assert all(row["max_abs_diff"] < (1e-4 if lesson.device == "cpu" else 0.1) for row in rows if row["dtype"] == "float32")
+print("every variant gives the same embeddings (cosine > 0.999)")
+
+# %% [markdown]
+# ## The speed-up grows with padding
+# The fast path's gain over `sdpa` comes from skipping padded slots, so it should grow with the share of padding.
+# We sweep it on the same model and batch size:
+
+# %%
+from tqdm.auto import tqdm
+
+from helpers.plots import line_chart
+
+paddings = lesson.size("paddings")
+sweep = {name: [] for name in variants}
+for padding in tqdm(paddings, desc="padding sweep"):
+    ids_p, mask_p = padded_batch(tokenizer.vocab_size, lesson.size("batch"), lesson.size("length"), padding,
+                                 device=lesson.device)
+    result = benchmark_each(
+        {name: (lambda m=m: m(input_ids=ids_p, attention_mask=mask_p)) for name, m in variants.items()},
+        device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+    for name, timing in result.items():
+        sweep[name].append(timing.median)
+sweep_speedup = [sdpa / fast for sdpa, fast in zip(sweep["HF sdpa"], sweep["fast path"], strict=True)]
+for padding, ratio in zip(paddings, sweep_speedup, strict=True):
+    print(f"padding {padding:.0%}: fast path {ratio:.2f}x vs HF sdpa")
+line_chart([100 * p for p in paddings], sweep, "MiniLM forward time against padding (float32)", "padding (%)", "ms")
+
+# %% [markdown]
+# ## Half precision
+# The fused kernels are built for half precision: on a GPU, float16/bfloat16 run on tensor cores and the flash
+# attention kernels accept nothing else. On a CPU, half precision only pays where the processor has native bf16
+# matrix units (AMX, recent Arm); elsewhere it can be slower. Measured here:
+
+# %%
+dtype_timings = {}
+for dtype_name in lesson.size("dtypes"):
+    models = encoder_variants("minilm-l6", getattr(torch, dtype_name), lesson.device)
+    result = benchmark_each({name: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for name, m in models.items()},
+                            device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+    dtype_timings.update({f"{name}, {dtype_name}": timing.median for name, timing in result.items()})
+bar_chart(dtype_timings, f"MiniLM at 50% padding on {lesson.device}", "ms")
+
+# %% [markdown]
+# ## At scale: a BERT-base-shaped encoder (GPU)
+# MiniLM is small (22 M parameters); on a GPU its kernels are too short to show the full effect. A BERT-base shape
+# (110 M parameters, synthetic weights: speed is real, outputs are not meaningful) at batch 64 × 512 with about
+# half padding is the case the optimum and transformers issue threads reported.
+
+# %%
+large = lesson.size("large_shape")
+large_speedup = None
+if large is None:
+    print("skipped on the cpu profile: a BERT-base-shaped batch of this size takes minutes on a CPU")
+else:
+    ids_l, mask_l = padded_batch(30000, lesson.size("batch"), lesson.size("length"), 0.48, device=lesson.device)
+    large_variants = encoder_variants(large, torch.float16, lesson.device)
+    large_timings = benchmark_each(
+        {name: (lambda m=m: m(input_ids=ids_l, attention_mask=mask_l)) for name, m in large_variants.items()},
+        device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+    large_speedup = large_timings["HF sdpa"].median / large_timings["fast path"].median
+    large_check = agreement(hidden_states(large_variants["fast path"], ids_l, mask_l),
+                            hidden_states(large_variants["HF eager"], ids_l, mask_l), mask_l)
+    for name, timing in large_timings.items():
+        print(f"{name:<10} {timing}")
+    print(f"{large}, float16, {100 * padding_fraction(mask_l):.0f}% padding: fast path {large_speedup:.2f}x vs HF sdpa; "
+          f"max |diff| {large_check['max_abs_diff']:.3f}, min cosine {large_check['min_cosine']:.5f}")
+    bar_chart({n: t.median for n, t in large_timings.items()}, f"{large}, {tuple(ids_l.shape)}, float16", "ms")
+
+# %% [markdown]
+# ## Reverse before saving
+# The seed's second rule still holds: save the *transformers* model, not the converted one, so anyone can load
+# it with `from_pretrained`. `from_fast_path` rebuilds a plain transformers model with exactly the fast path's
+# weights (it splits the fused query/key/value projection back into three).
+
+# %%
+import tempfile
+
+from transformers import AutoModel
+
+from helpers.fast_path import from_fast_path
+
+restored = from_fast_path(variants["fast path"])
+with tempfile.TemporaryDirectory() as folder:
+    restored.save_pretrained(folder)
+    reloaded = AutoModel.from_pretrained(folder, attn_implementation="eager").to(lesson.device).eval()
+round_trip = agreement(hidden_states(reloaded, ids, mask), reference, mask)
+print(f"saved, reloaded with from_pretrained: max |diff| {round_trip['max_abs_diff']:.1e} vs the original")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+assert round_trip["max_abs_diff"] == 0.0
+print("the round trip is exact")
+
+# %% [markdown]
+# ## What to use today
+# * **Default**: `from_pretrained(..., attn_implementation="sdpa")` (already the default for BERT in
+#   transformers 5). Fused attention, no conversion, works for training too, but computes padding.
+# * **Padded inference batches of a BERT-family encoder**: the fast path above. Its gain grows with padding
+#   (sweep above). It is inference-only and supports only `gelu`/`relu`, absolute positions, no head masks:
+#   `to_fast_path` refuses anything else with the reason.
+# * **Caveat**: PyTorch calls `nn.TransformerEncoderLayer`'s fast path a reference implementation and no longer
+#   prioritises nested tensors (pytorch #155065). The direction it points to is *variable-length attention*
+#   (`torch.nn.attention.varlen.varlen_attn`): pack real tokens end to end and pass their offsets, no padding at
+#   all. transformers' `flash_attention_2` does the same unpadding but needs the flash-attn package or Hub kernels.
+#   Build new code on unpadded (varlen) attention; use the fast path for today's speed on existing encoders.
+# * **Sort by length** before batching: less padding helps every variant, at no cost.
+
+# %%
+import torch.nn.attention
+
+print("varlen attention in this torch:", importlib.util.find_spec("torch.nn.attention.varlen") is not None)
+
+# %%
+lesson.record(
+    minilm_fast_vs_eager=speedup_vs_eager,
+    minilm_fast_vs_sdpa=speedup_vs_sdpa,
+    **({"bert_base_fast_vs_sdpa": large_speedup} if large_speedup is not None else {}),
+)

@@ -1,0 +1,98 @@
+"""The syllabus is the one list of lessons: profiles, exercises, publishing, the runner and the tests follow it."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.profiles import PROFILES
+from helpers.syllabus import SYLLABUS, lesson_record
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_profiles_take_their_sizes_from_the_syllabus():
+    for record in SYLLABUS:
+        assert PROFILES["cpu"].sizes[record.id] == record.cpu
+        assert PROFILES["t4"].sizes[record.id] == {**record.gpu, **record.t4}
+    assert set(PROFILES["gpu"].sizes) == {r.id for r in SYLLABUS}
+
+
+def test_every_stored_result_has_a_display_name():
+    for path in sorted((ROOT / "results").glob("*/[0-9]*.json")):
+        stored = json.loads(path.read_text())
+        record = lesson_record(stored["lesson"])
+        for key in stored["values"]:
+            base = key.removesuffix("_low").removesuffix("_high")
+            assert any(m.matches(base) for m in record.recorded), f"{path}: no Measure names {key!r} in {record.id}"
+
+
+def test_unknown_lesson_names_the_lessons():
+    with pytest.raises(KeyError, match="lessons: \\['00'"):
+        lesson_record("42")
+
+
+RECORD = '''
+SYLLABUS = SYLLABUS + (
+    LessonRecord(
+        stem="99_scratch",
+        title="a throw-away lesson",
+        measures_text="nothing real",
+        cpu={"n": 3},
+        gpu={"n": 30},
+        check=lambda answer, n: None if answer == n else "answer with n",
+        recorded=(Measure("n_squared", "n squared", "items"),),
+    ),
+)
+'''
+
+LESSON = [
+    ("markdown", "[badge]", ["colab-badge"]),
+    ("code", "# Set-up for Colab", ["colab-setup"]),
+    ("code", "from helpers.lesson import start_lesson\n\nlesson = start_lesson('99')", []),
+    ("code", "answer = ...  # your answer", ["exercise"]),
+    ("code", "from helpers.exercises import check\n\ncheck(\"99\", answer, n=lesson.size('n'))", []),
+    ("code", "lesson.record(n_squared=float(lesson.size('n') ** 2))", []),
+]
+
+
+def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
+    copy = tmp_path / "course"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "build", "results", "*.ipynb", ".stage"))
+    with (copy / "helpers" / "syllabus.py").open("a") as syllabus:
+        syllabus.write(RECORD)
+    notebook = nbformat.v4.new_notebook()
+    for kind, source, tags in LESSON:
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = tags
+        notebook.cells.append(cell)
+    nbformat.write(notebook, copy / "notebooks" / "99_scratch.ipynb")
+    subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "py:percent", "notebooks/99_scratch.ipynb"],
+                   cwd=copy, check=True)
+    (copy / "workshop" / "solutions" / "99.py").write_text("answer = lesson.size('n')\n")
+    script = (
+        "from pathlib import Path\n"
+        "from coursetools.runner import run_course\n"
+        "from coursetools.publish import lesson_table\n"
+        "report = run_course(Path('notebooks'), Path('build'), '99_*.ipynb')\n"
+        "assert '| 99 | n squared | 9 | items |' in report, report\n"
+        "assert '99_scratch' in lesson_table() and 'a throw-away lesson' in lesson_table()\n"
+        "print('ok')\n"
+    )
+    env = {"PYTHONPATH": str(copy), "COURSE_PROFILE": "cpu", "COURSE_RESULTS_DIR": str(tmp_path / "results"),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=copy, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "ok" in done.stdout, (done.stdout + done.stderr)[-3000:]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py", "-k", "99_scratch",
+         "notebooks/99_scratch.ipynb", "--nbval-lax", "--nbval-current-env"],
+        cwd=copy, env={**env, "COURSE_EXERCISES_STRICT": "1"}, capture_output=True, text=True,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout and "99_scratch" in subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py"],
+        cwd=copy, env=env, capture_output=True, text=True).stdout
