@@ -90,9 +90,13 @@ def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
     from coursetools.api import api_reference
     from helpers.multi_gpu import STORED_RUN, placements_markdown, stored_results
+    from helpers.settings import SETTINGS
 
     generated = {
         "api": api_reference(root),
+        "settings": "\n".join(
+            ["| variable | what it sets |", "|---|---|", *(f"| `{name}` | {text} |" for name, text in SETTINGS.items())]
+        ),
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
         **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("h100", "t4", "h100x2")},
