@@ -1,7 +1,7 @@
 import nbformat
 
-from coursetools.runner import run_course
 from coursetools.publish import results_markdown
+from coursetools.runner import run_course
 from helpers.results import load_results, plot_results, record
 
 
