@@ -79,7 +79,7 @@ def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], li
     """Return headers and one row per placement: prefill per prompt length, decode per batch, weights and peak per GPU."""
     first = next(iter(placements.values()))
     lengths, batches = list(first["prefill_ms"]), list(first["decode"])
-    headers = ["placement", *[f"prefill {n} ms" for n in lengths], *[f"decode b{b} tok/s/seq" for b in batches],
+    headers = ["placement", *[f"prefill {n} ms" for n in lengths], *[f"decode b{b} tok/s" for b in batches],
                "weights per GPU GiB", "peak per GPU GiB"]
     rows = []
     for name, result in placements.items():
@@ -115,7 +115,7 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
     """Return the lesson's reading of the placement table, every direction decided by the measured intervals."""
     one, pipe, tp = (placements[k] for k in ("one-gpu", "pipeline", "tensor-parallel"))
     batch = next(iter(one["decode"]))
-    lengths = list(one["prefill_ms"])
+    longest = list(one["prefill_ms"])[-1]
     lines = []
     for result in (one, pipe, tp):
         bound = decode_bound(result, bandwidth)
@@ -123,27 +123,20 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
         lines.append(f"{PLACEMENT_NAMES[result['placement']]}: batch-{batch} decode {rate:.1f} tok/s = "
                      f"{100 * rate / bound:.0f}% of its bandwidth bound {bound:.0f} tok/s")
     pipeline = ratio_interval(pipe["decode"][batch], one["decode"][batch])
-    why = {
-        True: "; both read all the weights per token, one GPU after the other, and moving activations between "
-        "GPUs (accelerate's hooks) adds time",
-        False: "; the GPUs take turns, so the second GPU adds memory, not speed",
-    }
-    lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + ("" if pipeline[1] > 1 else why[pipeline[2] < 1]))
-    lines.append("tensor parallel vs one GPU, decode: " + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
-    for length in (lengths[0], lengths[-1]):  # prefill: a smaller time is faster, so the ratio is one / other
-        slow, fast = one["prefill_ms"][length], tp["prefill_ms"][length]
-        lines.append(f"tensor parallel vs one GPU, prefill of {length} tokens: "
-                     + compare((slow["median"] / fast["median"], slow["q1"] / fast["q3"], slow["q3"] / fast["q1"])))
+    turns = "" if pipeline[1] > 1 else "; the GPUs take turns, so the second GPU adds memory, not speed"
+    lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + turns)
+    lines.append("tensor parallel vs one GPU, decode: "
+                 + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
+    # prefill: a smaller time is faster, so the ratio is one / other
+    slow, fast = one["prefill_ms"][longest], tp["prefill_ms"][longest]
+    lines.append(f"tensor parallel vs one GPU, prefill of {longest} tokens: "
+                 + compare((slow["median"] / fast["median"], slow["q1"] / fast["q3"], slow["q3"] / fast["q1"])))
     reduce = tp["allreduce"]
-    reduce_ms = reduce["per_token"] * reduce["decode"]["us"] / 1e3
-    tp_step, one_step = 1e3 / tp["decode"][batch]["median"], 1e3 / one["decode"][batch]["median"]
-    lines.append(f"a decode step takes {tp_step:.1f} ms tensor parallel vs {one_step:.1f} ms on one GPU; its "
-                 f"{reduce['per_token']} all-reduces over {link} ({reduce['decode']['us']:.0f} us each for "
-                 f"{reduce['decode']['bytes']} bytes) account for {reduce_ms:.1f} ms of it")
-    if tp_step - one_step > reduce_ms:
-        lines.append(f"the other {tp_step - one_step - reduce_ms:.1f} ms over one GPU is not the all-reduces: at this "
-                     "share of the bound the GPUs mostly wait for the host, and each process launches as many kernels "
-                     "as one GPU does, plus sharded-tensor bookkeeping (a torch.profiler trace shows where it goes)")
+    per_token_ms = reduce["per_token"] * reduce["decode"]["us"] / 1e3
+    step_ms = 1e3 / tp["decode"][batch]["median"]
+    lines.append(f"tensor parallel pays {reduce['per_token']} all-reduces per token over {link}: "
+                 f"{reduce['decode']['us']:.0f} us each for {reduce['decode']['bytes']} bytes = {per_token_ms:.2f} ms "
+                 f"of its {step_ms:.2f} ms decode step ({100 * per_token_ms / step_ms:.0f}%)")
     return "\n".join(lines)
 
 

@@ -347,7 +347,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
                 "--new-tokens",
                 "32",
                 "--warmup",
-                "3",
+                "2",
                 "--repeats",
                 "5",
             ],
