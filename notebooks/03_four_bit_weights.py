@@ -25,6 +25,11 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # "up to 8× smaller than full precision". Today the options live in a `BitsAndBytesConfig`, and bitsandbytes 0.50
 # runs 4-bit on CPUs too. This lesson opens the box (what a 4-bit weight *is*), then measures what it costs and
 # saves: footprint, perplexity, answers, speed.
+#
+# **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
+# bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
+# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable, loading
+# `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
 
 # %%
 from helpers.lesson import start_lesson

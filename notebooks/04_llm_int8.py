@@ -27,6 +27,11 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # predictive performance". It also advises `generate()` over `pipeline()` for 8-bit models.
 # This lesson finds the outliers in a real model, builds the decomposition from scratch, checks it against
 # bitsandbytes, and measures memory, quality and speed, including where int8 is slow.
+#
+# **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
+# bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
+# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable, loading
+# `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
 
 # %%
 from helpers.lesson import start_lesson
@@ -117,7 +122,8 @@ check("04", answer, x=x)
 
 # %% [markdown]
 # Now the same product through bitsandbytes' `Linear8bitLt`, the layer `load_in_8bit` puts into a model (in eval
-# mode: in training mode bitsandbytes dequantizes instead of decomposing):
+# mode. In training mode on a CPU or XPU, bitsandbytes 0.50 dequantizes the weights and runs a plain product instead
+# of decomposing; on CUDA it decomposes in both modes: `bitsandbytes.autograd._functions.matmul`):
 
 # %%
 import bitsandbytes as bnb

@@ -26,6 +26,11 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # Today the wrapper is `torch.nn.attention.sdpa_kernel([SDPBackend.FLASH_ATTENTION])` (lesson 02). This lesson measures
 # the whole matrix, weights {16-bit, nf4, int8} × attention {eager, SDPA flash, SDPA cuDNN}, at a short and a long
 # context, then asks how close decoding gets to the hardware's limit.
+#
+# **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
+# bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
+# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable, loading
+# `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
 
 # %%
 from helpers.lesson import start_lesson
