@@ -17,6 +17,8 @@ def padded_batch(
     """Return (input_ids, attention_mask) of `batch` rows padded to `length`, about `padding` of the slots being padding."""
     if not 0 <= padding < 1:
         raise ValueError("padding is a fraction in [0, 1)")
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size {vocab_size}: a batch needs at least one token id besides padding (0)")
     real = (1 - padding) * length
     if padding <= 0.5:
         lengths = torch.linspace(length - 2 * (length - real), length, batch)
@@ -27,7 +29,8 @@ def padded_batch(
     generator = torch.Generator().manual_seed(seed)
     lengths = lengths[torch.randperm(batch, generator=generator)]
     mask = (torch.arange(length) < lengths[:, None]).long()
-    ids = torch.randint(1000, vocab_size, (batch, length), generator=generator) * mask
+    lowest = 1000 if vocab_size > 2000 else 1  # clear of the special tokens at low ids, where the vocabulary allows
+    ids = torch.randint(lowest, vocab_size, (batch, length), generator=generator) * mask
     return ids.to(device), mask.to(device)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,8 +247,23 @@ def load_model(
     if not dispatched:
         model.to(device)
     model.course_origin = origin
-    tokenizer = AutoTokenizer.from_pretrained(source) if name not in SYNTHETIC else None
-    return model.eval(), tokenizer
+    return model.eval(), load_tokenizer(source, name)
+
+
+def load_tokenizer(source: str | Path, name: str) -> PreTrainedTokenizerBase | None:
+    """Return the tokenizer beside a model, or None (with a warning saying what to do) where there is none."""
+    if name in SYNTHETIC:
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        warnings.warn(
+            f"{name}: the model loaded, but {source} has no usable tokenizer ({first}). Cells that need text (ask, "
+            "perplexity) need one: copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder.",
+            stacklevel=3,
+        )
+        return None
 
 
 def load_causal_lm(name: str, **options: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:

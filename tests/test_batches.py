@@ -21,3 +21,14 @@ def test_sentences_are_real_and_deterministic():
     first = sentences(5)
     assert len(first) == 5 and first == sentences(5)
     assert all(len(s) >= 10 for s in first)
+
+
+def test_small_vocabularies_work_and_a_useless_one_is_refused():
+    import pytest
+
+    from helpers.batches import padded_batch
+
+    ids, mask = padded_batch(500, batch=4, length=16, padding=0.25)
+    assert ids.max() < 500 and (ids[mask.bool()] > 0).all()
+    with pytest.raises(ValueError, match="at least one token id"):
+        padded_batch(1, batch=2, length=4, padding=0.0)

@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 import torch
@@ -95,3 +96,23 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         (staging / "half.bin").write_bytes(b"x")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_folder_without_tokenizer_loads_the_model_and_says_what_is_missing(tmp_path):
+    from helpers.models import load_causal_lm, pretrained_path
+
+    folder = tmp_path / "model"
+    shutil.copytree(pretrained_path("llama-tiny-shape"), folder)
+    with pytest.warns(UserWarning, match="no usable tokenizer"):
+        model, tokenizer = load_causal_lm(str(folder))
+    assert tokenizer is None and model.config.hidden_size == 256
+
+
+def test_an_unwritable_cache_says_which_setting_to_change(monkeypatch, tmp_path):
+    from helpers.cache import cache_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("COURSE_CACHE", str(blocker / "cache"))
+    with pytest.raises(OSError, match="set COURSE_CACHE to a folder you can write"):
+        cache_dir()
