@@ -53,5 +53,6 @@ def test_footprint_by_kind_and_report_on_a_quantized_real_model(smollm2):
     embedding = model.get_input_embeddings().weight
     assert table["embedding"] == embedding.numel() * 2  # tied with lm_head: counted once
     report = evaluate_decoder(model, tokenizer, eval_tokens=128, prompt_tokens=16, new_tokens=3, warmup=0, repeats=1)
-    assert report.footprint_bytes == sum(table.values())
+    # bitsandbytes 0.50 on a CPU repacks 4-bit state at the first forward (the footprint shrinks ~3%): compare after it
+    assert report.footprint_bytes == sum(footprint_by_kind(model).values()) <= sum(table.values())
     assert "Paris" in report.answer and 5 < report.perplexity < 60
