@@ -9,6 +9,7 @@ from pathlib import Path
 
 from helpers.results import load_results
 from helpers.syllabus import SYLLABUS, lesson_record
+from helpers.tables import cell
 
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
@@ -59,11 +60,6 @@ def runtime_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
-def format_value(value: float | str) -> str:
-    """Return a value as a table shows it: numbers with three significant digits."""
-    return f"{value:.3g}" if isinstance(value, float | int) and not isinstance(value, bool) else str(value)
-
-
 def results_markdown(results: list[dict]) -> str:
     """Return stored results as Markdown: the stamp once above each table, display names, units, intervals.
 
@@ -77,9 +73,9 @@ def results_markdown(results: list[dict]) -> str:
         for key, value in values.items():
             if key.endswith(("_low", "_high")) and key.rsplit("_", 1)[0] in values:
                 continue
-            shown = format_value(value)
+            shown = cell(value)
             if f"{key}_low" in values and f"{key}_high" in values:
-                shown += f" [{format_value(values[key + '_low'])}, {format_value(values[key + '_high'])}]"
+                shown += f" [{cell(values[key + '_low'])}, {cell(values[key + '_high'])}]"
             measure = record.measure(key) if record else None
             name, unit = (measure.label(key), measure.unit) if measure else (key, "")
             rows.append(f"| {lesson['lesson']} | {name} | {shown} | {unit} |")

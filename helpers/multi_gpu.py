@@ -55,9 +55,14 @@ def stored_results(run: str = STORED_RUN, root: Path = ROOT) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def interval_text(median: float, low: float, high: float, unit: str = "") -> str:
-    """Return a median with its interval, e.g. '41.2 tok/s [40.8, 41.9]'."""
-    return f"{median:.3g}{unit} [{low:.3g}, {high:.3g}]"
+def interval_text(summary: dict[str, float]) -> str:
+    """Return a summary's median with its quartiles, e.g. '41.2 [40.8, 41.9]'."""
+    return f"{summary['median']:.3g} [{summary['q1']:.3g}, {summary['q3']:.3g}]"
+
+
+def gpus_used(result: dict[str, Any]) -> list[dict[str, float]]:
+    """Return the memory entries of the GPUs that hold weights in a placement's result."""
+    return [m for m in result["memory"] if m["allocated_gib"] > 0.01]
 
 
 def ratio_interval(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, float]:
@@ -83,13 +88,11 @@ def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], li
                "weights per GPU GiB", "peak per GPU GiB"]
     rows = []
     for name, result in placements.items():
-        used = [m for m in result["memory"] if m["allocated_gib"] > 0.01]
+        used = gpus_used(result)
         rows.append([
             PLACEMENT_NAMES[name],
-            *[interval_text(result["prefill_ms"][n]["median"], result["prefill_ms"][n]["q1"],
-                            result["prefill_ms"][n]["q3"]) for n in lengths],
-            *[interval_text(result["decode"][b]["median"], result["decode"][b]["q1"], result["decode"][b]["q3"])
-              for b in batches],
+            *[interval_text(result["prefill_ms"][n]) for n in lengths],
+            *[interval_text(result["decode"][b]) for b in batches],
             " / ".join(f"{m['allocated_gib']:.1f}" for m in used),
             " / ".join(f"{m['peak_gib']:.1f}" for m in used),
         ])
@@ -106,7 +109,7 @@ def decode_bound(result: dict[str, Any], bandwidth: float) -> float:
 
     A pipeline's GPUs read their halves one after the other, so its bound is one GPU reading all the weights.
     """
-    shares = [m["allocated_gib"] * 2**30 for m in result["memory"] if m["allocated_gib"] > 0.01]
+    shares = [m["allocated_gib"] * 2**30 for m in gpus_used(result)]
     per_token = max(shares) if result["placement"] == "tensor-parallel" else sum(shares)
     return bandwidth / per_token
 
@@ -127,10 +130,9 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
     lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + turns)
     lines.append("tensor parallel vs one GPU, decode: "
                  + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
-    # prefill: a smaller time is faster, so the ratio is one / other
-    slow, fast = one["prefill_ms"][longest], tp["prefill_ms"][longest]
+    # prefill: a smaller time is faster, so the ratio is one GPU's time over tensor parallel's
     lines.append(f"tensor parallel vs one GPU, prefill of {longest} tokens: "
-                 + compare((slow["median"] / fast["median"], slow["q1"] / fast["q3"], slow["q3"] / fast["q1"])))
+                 + compare(ratio_interval(one["prefill_ms"][longest], tp["prefill_ms"][longest])))
     reduce = tp["allreduce"]
     per_token_ms = reduce["per_token"] * reduce["decode"]["us"] / 1e3
     step_ms = 1e3 / tp["decode"][batch]["median"]

@@ -28,9 +28,8 @@ def test_placement_rules_say_what_to_do():
 
 
 def test_tensor_parallel_without_torchrun_is_a_clear_message_not_a_traceback(tmp_path, tiny):
-    done = subprocess.run(launch("one-gpu", tiny, tmp_path / "x.json")[:1] + [str(SCRIPT), "--model", tiny,
-                          "--placement", "tensor-parallel", "--out", str(tmp_path / "x.json")],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--model", tiny, "--placement", "tensor-parallel",
+                           "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "launch it with `torchrun --nproc-per-node 2" in done.stderr
     assert "Traceback" not in done.stderr
