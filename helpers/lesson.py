@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +63,22 @@ class Lesson:
         print(f"recorded {len(values)} results in {path}")
 
 
+def quiet_optional_kernels() -> None:
+    """Silence the import-time notes of optional kernels the lessons do not use, so stored outputs show results."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # prebuilt kernel libraries this torch version cannot load
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao registers enums torch now handles itself
+    logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)  # faster CPU 4-bit kernels need `kernels`
+    logging.getLogger("torch._inductor.select_algorithm").setLevel(logging.ERROR)  # one line per skipped mm choice
+    # inductor suggests TF32 whenever a compiled graph has a float32 product (the rotary embedding's); kept exact here
+    warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
+
+
 def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     """Choose the profile (detected unless named), probe the machine, print the stamp, and return the lesson."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars would bury the results in stored outputs
+    quiet_optional_kernels()
     chosen = use_profile(profile)
     lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
     print(f"Lesson {lesson_id} | {lesson.stamp}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory"]
+__all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory", "stored_bytes"]
 
 GiB = 2**30
 MiB = 2**20
@@ -48,10 +48,19 @@ def extra_bytes(param: torch.Tensor) -> int:
     return extra
 
 
+def stored_bytes(tensor: torch.Tensor) -> int:
+    """Return the bytes a tensor occupies: its inner tensors for a wrapper subclass (torchao), scales for bitsandbytes."""
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    if is_traceable_wrapper_subclass(tensor):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(stored_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size() + extra_bytes(tensor)
+
+
 def model_footprint(model: torch.nn.Module) -> int:
     """Return the bytes a model's parameters and buffers occupy, quantization scales included."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() + extra_bytes(t) for t in tensors)
+    return sum(stored_bytes(t) for t in list(model.parameters()) + list(model.buffers()))
 
 
 def logical_numel(param: torch.Tensor) -> int:

@@ -12,8 +12,9 @@ from types import ModuleType
 from typing import Any
 
 from helpers.tables import table
+from helpers.timing import compare
 
-__all__ = ["RESULT_FILE", "compare", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "run_placement", "stored_results"]
+__all__ = ["RESULT_FILE", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "run_placement", "stored_results"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "notebooks" / "parallel_decode.py"
@@ -69,15 +70,6 @@ def ratio_interval(a: dict[str, float], b: dict[str, float]) -> tuple[float, flo
     """Return a/b for two summaries (median, q1, q3): the median ratio and the widest ratio their quartiles allow."""
     return a["median"] / b["median"], a["q1"] / b["q3"], a["q3"] / b["q1"]
 
-
-def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
-    """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
-    median, low, high = ratio
-    if low <= 1.0 <= high:
-        return f"no measurable difference ({median:.2f}x, interval {low:.2f}-{high:.2f})"
-    if median > 1:
-        return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
-    return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
 
 
 def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

@@ -147,6 +147,29 @@ def check_06(answer: Any, model: Any) -> str | None:
     return None
 
 
+def check_07(answer: Any, config: Any, tokens: int, batch: int) -> str | None:
+    """Bytes of a bfloat16 KV cache of `tokens` positions for `batch` sequences of a model with this config."""
+    from helpers.decoding import kv_cache_bytes
+
+    if close(answer, kv_cache_bytes(config, tokens, batch)):
+        return None
+    if close(answer, kv_cache_bytes(config, tokens, batch) * config.num_attention_heads / config.num_key_value_heads):
+        return "grouped-query attention: the cache holds num_key_value_heads heads, not num_attention_heads"
+    if close(answer, kv_cache_bytes(config, tokens, batch) / 2):
+        return "the cache holds keys and values: two tensors per layer"
+    return "layers x 2 (keys, values) x KV heads x head_dim x 2 bytes (bfloat16) x tokens x batch, in bytes"
+
+
+def check_08(answer: Any, bytes_per_token: dict[str, int], base: str, variant: str) -> str | None:
+    """Decode speed-up of `variant` over `base` if both reached the same share of their bandwidth bounds."""
+    expected = bytes_per_token[base] / bytes_per_token[variant]
+    if close(answer, expected):
+        return None
+    if close(answer, 1 / expected):
+        return "upside down: fewer bytes per token means more tokens per second, so the speed-up is base bytes / variant bytes"
+    return "at the same share of the bound, speed is bandwidth / bytes: the speed-up is the ratio of bytes per token"
+
+
 SYLLABUS: tuple[LessonRecord, ...] = (
     LessonRecord(
         stem="00_tour",
@@ -357,6 +380,78 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         recorded=(
             Measure("offload_slowdown", "decode slowdown when offloading to the CPU", "x"),
             Measure("split_devices", "devices of the offloaded model"),
+        ),
+    ),
+    LessonRecord(
+        stem="07_decode_bandwidth",
+        title="decoding at the memory-bandwidth limit",
+        measures_text=(
+            "bytes read per token and the bound; generate with a dynamic or static cache vs an own loop with a static cache and a compiled step (CUDA graphs); where a step's time goes (profiler: kernels vs the rest, nf4 too); KV cache predicted vs measured, grouped-query attention, what fits"
+        ),
+        cpu={
+            "models": ["smollm2-135m"],
+            "profile_model": "smollm2-135m",
+            "dtype": "float32",
+            "prompt_tokens": 32,
+            "new_tokens": 16,
+            "rounds": 3,
+            "compile_mode": None,
+            "kv_contexts": [512, 2048],
+            "kv_batches": [1, 4],
+            "fit_contexts": [4096, 32768, 131072],
+        },
+        gpu={
+            "models": ["llama-1b-shape", "llama3-8b-shape"],
+            "profile_model": "llama-1b-shape",
+            "dtype": "bfloat16",
+            "prompt_tokens": 128,
+            "new_tokens": 128,
+            "rounds": 5,
+            "compile_mode": "reduce-overhead",
+            "kv_contexts": [4096, 32768],
+            "kv_batches": [1, 8],
+            "fit_contexts": [4096, 32768, 131072],
+        },
+        t4={"models": ["llama-1b-shape"], "dtype": "float16", "kv_contexts": [4096, 16384]},
+        check=check_07,
+        recorded=(
+            Measure("*_pct_of_bound", "decode, {}, share of the bandwidth bound", "%"),
+            Measure("busy_share_*_pct", "share of a decode step in kernels, {}", "%"),
+        ),
+    ),
+    LessonRecord(
+        stem="08_fast_four_bit",
+        title="can 4-bit weights decode faster than 16-bit?",
+        measures_text=(
+            "TorchAoConfig int4 weight-only (tinygemm) and float8, bitsandbytes nf4 and 16-bit in a compiled static-cache loop: footprint, bytes per token, decode speed against each bound and against 16-bit; whether generate compiles each; perplexity"
+        ),
+        cpu={
+            "shapes": ["smollm2-135m"],
+            "dtype": "float32",
+            "variants": ["int8", "nf4"],
+            "group_size": 64,
+            "prompt_tokens": 32,
+            "new_tokens": 16,
+            "rounds": 3,
+            "compile_mode": None,
+            "eval_tokens": 256,
+        },
+        gpu={
+            "shapes": ["llama-1b-shape", "llama3-8b-shape"],
+            "dtype": "bfloat16",
+            "variants": ["int4", "int8", "nf4", "fp8"],
+            "group_size": 64,
+            "prompt_tokens": 128,
+            "new_tokens": 128,
+            "rounds": 5,
+            "compile_mode": "reduce-overhead",
+            "eval_tokens": 4096,
+        },
+        t4={"shapes": ["llama-1b-shape"], "dtype": "float16", "eval_tokens": 2048},
+        check=check_08,
+        recorded=(
+            Measure("*_decode", "decode speed, {}", "x"),
+            Measure("ppl_*", "perplexity, {}"),
         ),
     ),
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_generation", "interleaved", "paired_ratio"]
+__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_generation", "compare", "interleaved", "paired_ratio"]
 
 
 @dataclass(frozen=True)
@@ -160,3 +160,12 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
     """Return the median, lowest and highest of per-round ratios numerator/denominator of interleaved rounds."""
     ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
     return statistics.median(ratios), min(ratios), max(ratios)
+
+def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
+    """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
+    median, low, high = ratio
+    if low <= 1.0 <= high:
+        return f"no measurable difference ({median:.2f}x, interval {low:.2f}-{high:.2f})"
+    if median > 1:
+        return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
+    return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"

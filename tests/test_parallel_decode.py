@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from helpers.models import pretrained_path
-from helpers.multi_gpu import SCRIPT, compare, explain, launch, placement_script, placements_table, stored_results
+from helpers.multi_gpu import SCRIPT, explain, launch, placement_script, placements_table, stored_results
+from helpers.timing import compare
 
 script = placement_script()
 QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3", "--warmup", "0", "--repeats", "2")

@@ -1,0 +1,308 @@
+# %% [markdown] tags=["colab-badge"]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/07_decode_bandwidth.ipynb)
+# In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
+
+# %% tags=["colab-setup"]
+# Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
+    home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
+    if not os.path.isdir(home):
+        source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home], check=True)
+    sys.path.insert(0, home)
+    from coursetools.bootstrap import bootstrap
+
+    bootstrap(home, lesson="07")
+
+# %% [markdown]
+# # 07 · Decoding at the memory-bandwidth limit
+#
+# Generating text one token at a time is a memory problem, not an arithmetic one. At batch 1, each new token
+# multiplies a single vector by every weight matrix: every weight is read from memory once and used for two FLOPs.
+# So the **bound** is
+#
+# $$\text{tokens/s} \le \frac{\text{memory bandwidth}}{\text{bytes read per token}}$$
+#
+# where the bytes are the weights (and the KV cache read by attention). Lesson 05 found Hugging Face `generate` far
+# below this bound. This lesson finds out where the time goes, gets close to the bound with a static KV cache and a
+# compiled decoding step, and sizes the KV cache that long contexts and large batches add. Lesson 08 then makes the
+# bytes smaller with 4-bit weights that are *faster*, not only smaller.
+#
+# The 2023 guide stopped at `generate`; nothing in this lesson is in it.
+
+# %%
+from helpers.lesson import start_lesson
+
+lesson = start_lesson("07")
+
+# %% [markdown]
+# ## Bytes per token and the bound
+# `weight_bytes_per_token` adds up every parameter a decode step reads: all of them once, except the input
+# embedding table when it is not the output head too (a step looks up one row of it). `kv_cache_bytes` is the
+# key/value cache attention reads at a given context (its formula is below). The models load with the call a learner
+# types at home; `pretrained_path` only turns a course name into the folder `from_pretrained` reads (online, pass a Hub
+# id such as `meta-llama/Llama-3.2-1B`). The `*-shape` models are synthetic weights of the real shapes: speed depends on
+# shapes, not on values.
+
+# %%
+import torch
+from transformers import AutoModelForCausalLM
+
+from helpers.decoding import kv_cache_bytes, weight_bytes_per_token
+from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
+from helpers.memory import GiB, MiB
+from helpers.models import pretrained_path
+from helpers.tables import table
+
+dtype = lesson.dtype("dtype")
+prompt_len, new_tokens = lesson.size("prompt_tokens"), lesson.size("new_tokens")
+context = prompt_len + new_tokens // 2  # the cache a middle decode step reads
+bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
+print(f"memory bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source})")
+
+models = {name: AutoModelForCausalLM.from_pretrained(pretrained_path(name), dtype=dtype, device_map=lesson.device)
+          for name in lesson.size("models")}
+read_bytes = {name: weight_bytes_per_token(m) + kv_cache_bytes(m.config, context, element_bytes=dtype.itemsize)
+              for name, m in models.items()}
+print(table(["model", "weights read GiB", f"KV cache MiB at {context}", "bound tok/s"],
+            [[name, weight_bytes_per_token(m) / GiB,
+              kv_cache_bytes(m.config, context, element_bytes=dtype.itemsize) / MiB,
+              decode_bound_tokens_per_s(read_bytes[name], bandwidth)] for name, m in models.items()]))
+
+# %% [markdown]
+# ## Three ways to decode
+# The same greedy tokens, three ways (the tests check that all three produce the same tokens):
+# 1. **`generate`, dynamic cache**: the default. The KV cache grows by one position per step (new tensors each time),
+#    and every layer's kernels are launched one by one from Python.
+# 2. **`generate(..., cache_implementation="static")`**: the cache is allocated once at its full length, so every step
+#    has the same shapes. On a GPU, `generate` then compiles its decoding step itself (`torch.compile` with the
+#    `compile_config` printed below). On a CPU it does not compile.
+# 3. **Our own loop, `StaticGreedy`**: a static cache and one compiled function, `next_token`, called once per token —
+#    what `generate` does without its per-step bookkeeping (logits processors, stopping criteria, input reshuffling).
+#    `mode="reduce-overhead"` records the step's kernels into a **CUDA graph** once and replays the whole step with one
+#    launch afterwards.
+#
+# Its source, all of it:
+
+# %%
+import inspect
+
+from helpers.decoding import StaticGreedy
+
+print(inspect.getsource(StaticGreedy))
+
+# %% [markdown]
+# Timing follows the course's rules: each way runs untimed first (compilation happens there), then rounds in turn
+# (A, B, C, A, B, C, ...). One measurement is the time of `new_tokens` tokens minus the time of one token, over
+# `new_tokens - 1`: the milliseconds of one decode step, without the prefill. Shown: median and the range over rounds.
+
+# %%
+from helpers.decoding import step_ms
+from helpers.timing import compare, interleaved, paired_ratio
+
+compile_mode = lesson.size("compile_mode")  # None on the cpu profile: compiling here would take minutes of CI time
+rounds = lesson.size("rounds")
+
+
+def ways_to_decode(model, prompt):
+    """Return each way's run(n), which decodes n tokens after the prompt."""
+    mask = torch.ones_like(prompt)
+
+    def generate(n, **options):
+        return model.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                              pad_token_id=0, **options)
+
+    loop = StaticGreedy(model, max_cache_len=prompt.shape[1] + new_tokens, compile_mode=compile_mode)
+    own = "static cache + compiled step" if compile_mode else "static cache, uncompiled step"
+    return {"generate, dynamic cache": generate,
+            "generate, static cache": lambda n: generate(n, cache_implementation="static"),
+            f"own loop, {own}": lambda n: loop(prompt, n)}
+
+
+speeds, prompts, decoders = {}, {}, {}
+for name, model in models.items():
+    prompts[name] = torch.randint(0, model.config.vocab_size, (1, prompt_len), device=lesson.device)
+    decoders[name] = ways = ways_to_decode(model, prompts[name])
+    for run in ways.values():  # warm-up: the long run first, so a static cache is made once at its full length
+        run(new_tokens), run(1)
+    speeds[name] = interleaved({way: step_ms(run, new_tokens, lesson.device) for way, run in ways.items()}, rounds)
+print("generate's compile_config:", models[name].generation_config.compile_config)
+
+# %%
+rows, shares = [], {}
+for name, ways in speeds.items():
+    bound = decode_bound_tokens_per_s(read_bytes[name], bandwidth)
+    for way, ms in ways.items():
+        median = sorted(ms)[len(ms) // 2]
+        shares[(name, way)] = 100 * 1e3 / median / bound
+        rows.append([name, way, median, f"{min(ms):.3g}-{max(ms):.3g}", 1e3 / median, shares[(name, way)]])
+print(table(["model", "decoding", "ms/step", "range", "tok/s", "% of bound"], rows))
+
+# %% [markdown]
+# What the numbers say, computed from them:
+
+# %%
+best_way = {}
+for name, ways in speeds.items():
+    dynamic, *_, own = ways
+    best_way[name] = max(ways, key=lambda way: shares[(name, way)])
+    print(f"{name}: {own} vs {dynamic}: {compare(paired_ratio(ways[dynamic], ways[own]))}; "
+          f"closest to the bound: {best_way[name]} at {shares[(name, best_way[name])]:.0f}%")
+
+# %% [markdown]
+# ## Where a decode step's time goes
+# The PyTorch profiler records every GPU kernel (on a CPU: every operator) with its duration. Summing them and
+# comparing with the wall-clock time of the step splits the step into **work** and **everything else**: Python,
+# the framework's bookkeeping, launching kernels, waiting. `step_split` profiles `n` tokens and one token and keeps
+# one step's share of the difference. Beside the work: the bandwidth the kernels themselves reached while they ran
+# (bytes per token ÷ kernel time), against the machine's peak. The third row is the same model with bitsandbytes nf4
+# weights (lesson 03), through `generate`.
+
+# %%
+from transformers import BitsAndBytesConfig
+
+from helpers.decoding import step_split
+
+name = lesson.size("profile_model")
+model, prompt, ways = models[name], prompts[name], decoders[name]  # compiled above: no second compilation
+dynamic, *_, own = ways
+nf4_model = AutoModelForCausalLM.from_pretrained(
+    pretrained_path(name),
+    dtype=dtype,
+    device_map=lesson.device,
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype),
+)
+nf4_way = ways_to_decode(nf4_model, prompt)["generate, dynamic cache"]
+nf4_bytes = weight_bytes_per_token(nf4_model) + kv_cache_bytes(model.config, context, element_bytes=dtype.itemsize)
+splits = {(dynamic, read_bytes[name]): step_split(ways[dynamic], new_tokens, lesson.device),
+          (own, read_bytes[name]): step_split(ways[own], new_tokens, lesson.device),
+          ("nf4 weights, generate", nf4_bytes): step_split(nf4_way, new_tokens, lesson.device)}
+busy_what = next(iter(splits.values())).busy_what
+print(table(["decoding", "wall ms/step", f"{busy_what} ms", "busy %", "other ms", "GB/s while busy",
+             "% of peak bandwidth"],
+            [[way, s.wall_ms, s.busy_ms, 100 * s.busy_share, s.idle_ms, nbytes / s.busy_ms / 1e6,
+              100 * nbytes / s.busy_ms * 1e3 / bandwidth] for (way, nbytes), s in splits.items()]))
+del nf4_model
+
+# %%
+eager_split, own_split, nf4_split = splits.values()
+print(f"With generate's dynamic cache, {busy_what} fill {100 * eager_split.busy_share:.0f}% of a step; the other "
+      f"{eager_split.idle_ms:.2f} ms are overhead. The {own.split(', ', 1)[1]} "
+      + ("spends more of its time working" if own_split.busy_share > eager_split.busy_share else
+         "does not spend a larger share of its time working")
+      + f" ({100 * own_split.busy_share:.0f}%). nf4's kernels take "
+      + ("longer" if nf4_split.busy_ms > eager_split.busy_ms else "less time")
+      + f" per step than 16-bit's ({nf4_split.busy_ms:.2f} vs {eager_split.busy_ms:.2f} ms) reading "
+      f"{read_bytes[name] / nf4_bytes:.1f}x fewer bytes: "
+      + ("dequantizing costs more than the bytes it saves here." if nf4_split.busy_ms > eager_split.busy_ms else
+         "the bytes it saves outweigh its dequantizing here."))
+
+# %% [markdown]
+# On a GPU, a decode step of a model this size is hundreds of small kernels; launched one by one from Python, the GPU
+# waits between them. A CUDA graph replays them back to back, so the step's wall time approaches its kernel time. What
+# remains between the kernel time and the bound is the kernels themselves: their achieved bandwidth, in the last
+# column, is below the data sheet's peak (a copy reaches about 90% of it on an H100; small matrix-vector products less).
+# On a CPU there are no launches to save: the operators are most of the step already.
+
+# %% [markdown]
+# ## The KV cache
+# Attention keeps each past token's keys and values, per layer:
+#
+# $$\text{KV bytes} = \text{layers} \times 2 \times \text{kv\_heads} \times \text{head\_dim} \times \text{bytes per
+# value} \times \text{tokens} \times \text{batch}$$
+#
+# Predicted from the config, then measured: a `StaticCache` allocates its full length at the first forward pass, so one
+# token per sequence is enough to make it.
+
+# %%
+from transformers import StaticCache
+
+from helpers.decoding import cache_bytes
+
+
+def measured_cache(model, tokens, batch):
+    """Allocate a static cache of `tokens` positions for `batch` sequences; return (its tensors' bytes, memory it took)."""
+    cache = StaticCache(config=model.config, max_cache_len=tokens)
+    before = torch.cuda.memory_allocated(lesson.device) if lesson.device == "cuda" else None
+    with torch.inference_mode():
+        model(input_ids=torch.zeros(batch, 1, dtype=torch.long, device=lesson.device), past_key_values=cache,
+              use_cache=True, logits_to_keep=1)
+    taken = torch.cuda.memory_allocated(lesson.device) - before if before is not None else None
+    return cache_bytes(cache), taken
+
+
+kv_rows = []
+for name, model in models.items():
+    for tokens in lesson.size("kv_contexts"):
+        for batch in lesson.size("kv_batches"):
+            predicted = kv_cache_bytes(model.config, tokens, batch, element_bytes=dtype.itemsize)
+            held, taken = measured_cache(model, tokens, batch)
+            kv_rows.append([name, tokens, batch, predicted / MiB, held / MiB,
+                            "-" if taken is None else f"{taken / MiB:.4g}"])
+print(table(["model", "tokens", "batch", "predicted MiB", "cache tensors MiB", "GPU memory taken MiB"], kv_rows))
+assert all(abs(row[3] - row[4]) < 1e-6 for row in kv_rows), "the formula disagrees with the cache's tensors"
+
+# %% [markdown]
+# **Grouped-query attention.** Llama-3 models keep 8 key/value heads for 32 query heads: each KV head serves four
+# query heads. With one KV head per query head (multi-head attention, as in Llama-2), the same cache would be larger
+# by num_attention_heads / num_key_value_heads:
+
+# %%
+for name, model in models.items():
+    config = model.config
+    mha = config.__class__.from_dict({**config.to_dict(), "num_key_value_heads": config.num_attention_heads})
+    tokens = lesson.size("kv_contexts")[-1]
+    print(f"{name}: {config.num_key_value_heads} KV heads for {config.num_attention_heads} query heads; at {tokens} "
+          f"tokens, batch 1: {kv_cache_bytes(config, tokens) / MiB:.0f} MiB with GQA, "
+          f"{kv_cache_bytes(mha, tokens) / MiB:.0f} MiB without")
+
+# %% [markdown]
+# ## What fits
+# The weights are paid once; the KV cache once per sequence. On this machine's memory, how many sequences of a given
+# context fit next to the weights, in 16-bit and in 4-bit (4.5 bits a weight: lesson 03's nf4 with its scales)? A
+# 70B shape is counted on the meta device, no memory used.
+
+# %%
+from helpers.memory import analytic_size, parameter_count
+from helpers.models import empty_model, model_config
+
+memory = lesson.memory_limit_bytes
+fit_rows = []
+for name in [*lesson.size("models"), "llama3-70b-shape"]:
+    config, count = model_config(name), parameter_count(empty_model(name))
+    for label, bits in (("16-bit", 16), ("4-bit", 4.5)):
+        weights = analytic_size(count, bits)
+        row = [name, label, weights / GiB]
+        for tokens in lesson.size("fit_contexts"):
+            per_sequence = kv_cache_bytes(config, tokens)
+            row.append(max(0, int((memory - weights) // per_sequence)))
+        fit_rows.append(row)
+print(f"sequences that fit in {memory / GiB:.0f} GiB beside the weights (16-bit KV cache; activations not counted):")
+print(table(["model", "weights", "GiB", *[f"{t} tokens" for t in lesson.size("fit_contexts")]], fit_rows))
+
+# %% [markdown]
+# ### Exercise
+# How many bytes does the KV cache of the Llama-3-8B shape (`model_config("llama3-8b-shape")`: 32 layers, 8 KV heads
+# of 128 dimensions) take at 8192 tokens for a batch of 4, in bfloat16? Compute it by hand from the config, without
+# calling `kv_cache_bytes`, as `answer = ...` (in bytes), and run the check below it. A solution is in
+# [`workshop/solutions/07.py`](../workshop/solutions/07.py).
+
+# %% tags=["exercise"]
+answer = ...  # your answer
+
+# %%
+from helpers.exercises import check
+
+check("07", answer, config=model_config("llama3-8b-shape"), tokens=8192, batch=4)
+
+# %%
+slugs = dict(zip(ways, ["generate_dynamic", "generate_static", "own_loop"], strict=True))
+lesson.record(
+    **{f"{name}_{slugs[way]}_pct_of_bound": value for (name, way), value in shares.items()},
+    busy_share_generate_dynamic_pct=100 * eager_split.busy_share,
+    busy_share_own_loop_pct=100 * own_split.busy_share,
+)

@@ -1,0 +1,303 @@
+# %% [markdown] tags=["colab-badge"]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/08_fast_four_bit.ipynb)
+# In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
+
+# %% tags=["colab-setup"]
+# Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
+    home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
+    if not os.path.isdir(home):
+        source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home], check=True)
+    sys.path.insert(0, home)
+    from coursetools.bootstrap import bootstrap
+
+    bootstrap(home, lesson="08")
+
+# %% [markdown]
+# # 08 · Can 4-bit weights decode faster than 16-bit?
+#
+# Lessons 03–05 measured bitsandbytes' 4-bit and 8-bit weights as **memory** tools: smaller, and slower at batch 1.
+# Lesson 07 showed why speed needs more than fewer bytes: decoding is only as fast as the bytes read per token *and*
+# the overhead around the kernels. This lesson puts both together: 4-bit weights whose matrix-vector kernel reads the
+# packed weights directly (torchao's int4 weight-only, using PyTorch's `tinygemm` kernel), inside the compiled
+# static-cache step of lesson 07. Beside it: bitsandbytes nf4, and float8 weights on GPUs that have FP8 (Hopper, Ada).
+#
+# The 2023 guide's 4-bit was bitsandbytes only; torchao did not exist in this form then.
+
+# %%
+from helpers.lesson import start_lesson
+
+lesson = start_lesson("08")
+
+# %% [markdown]
+# ## The calls
+# Every variant is one `from_pretrained` with a `quantization_config`:
+# - **`TorchAoConfig(quant_type)`** (transformers) hands the model's linear layers to torchao's `quantize_` with
+#   `quant_type`, an `AOBaseConfig`. Its other keywords: `modules_to_not_convert` (default `None`: every linear layer
+#   except the output head), `include_input_output_embeddings=False`.
+# - **`Int4WeightOnlyConfig(group_size=64, int4_packing_format="tile_packed_to_4d")`**: 4-bit integer weights with one
+#   bfloat16 scale and zero point per `group_size` weights of a row (default 128; 64 is the torchao README's
+#   Llama-3 figure), activations stay 16-bit. The packing format picks the kernel: `"tile_packed_to_4d"` is the layout of
+#   `torch.ops.aten._weight_int4pack_mm` (tinygemm), which ships with PyTorch's CUDA build; the default `"plain"` needs
+#   the separate `mslk` kernel package.
+# - **`Int8WeightOnlyConfig()`**: 8-bit integer weights with one scale per row (`granularity=PerRow()`); the
+#   product runs in 16-bit after the weights are converted, which `torch.compile` can fuse into one kernel.
+# - **`Float8WeightOnlyConfig()`**: float8 (e4m3) weights with a scale per row; the product runs in 16-bit.
+# - **`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=...)`**: lesson 03.
+# - `set_inductor_config=False`: torchao's configs otherwise change global `torch.compile` settings (coordinate-descent
+#   tuning and more) for everything compiled later in the process; switching it off keeps every compiled variant here
+#   on the same settings.
+
+# %%
+import torch
+from torchao.quantization import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TorchAoConfig
+
+dtype = lesson.dtype("dtype")
+configs = {
+    "int4": TorchAoConfig(Int4WeightOnlyConfig(group_size=lesson.size("group_size"),
+                                               int4_packing_format="tile_packed_to_4d", set_inductor_config=False)),
+    "int8": TorchAoConfig(Int8WeightOnlyConfig(set_inductor_config=False)),
+    "fp8": TorchAoConfig(Float8WeightOnlyConfig(set_inductor_config=False)),
+    "nf4": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype),
+}
+gpu = lesson.device == "cuda"
+fp8_ok = gpu and torch.cuda.get_device_capability() >= (8, 9)
+why_not = {
+    "int4": None if gpu else "tinygemm's int4 packing is a CUDA kernel",
+    "fp8": None if fp8_ok else "float8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper)",
+}
+variants = [v for v in lesson.size("variants") if why_not.get(v) is None]
+for v in lesson.size("variants"):
+    if why_not.get(v):
+        print(f"{v}: skipped on this machine ({why_not[v]})")
+print("measured here:", [str(dtype).removeprefix("torch."), *variants])
+
+# %% [markdown]
+# ## Does `generate` compile a quantized model?
+# With a static cache, `generate` compiles its decoding step only when the model's quantizer says it can be compiled
+# (`hf_quantizer.is_compileable`, checked in `GenerationMixin._valid_auto_compile_criteria`). Asked of the installed
+# transformers:
+
+# %%
+from transformers.quantizers import AutoHfQuantizer
+
+compileable = {v: AutoHfQuantizer.from_config(configs[v]).is_compileable for v in variants}
+for v, ok in compileable.items():
+    print(f"{v:<5} {type(configs[v]).__name__:<19} generate compiles it: {ok}")
+
+# %% [markdown]
+# So the variants below decode in lesson 07's own loop (`StaticGreedy`), compiled where transformers allows it and
+# uncompiled where it does not (bitsandbytes): each as `generate` with a static cache would run it, without its
+# per-step bookkeeping.
+
+# %%
+from helpers.decoding import StaticGreedy, kv_cache_bytes, step_ms, step_split, top_kernels, weight_bytes_per_token
+from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
+from helpers.memory import GiB, model_footprint
+from helpers.models import pretrained_path
+from helpers.tables import table
+from helpers.timing import compare, interleaved, paired_ratio
+
+prompt_len, new_tokens, rounds = lesson.size("prompt_tokens"), lesson.size("new_tokens"), lesson.size("rounds")
+base = str(dtype).removeprefix("torch.")
+bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
+print(f"memory bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source})")
+
+
+def load(name, variant):
+    """Load a course model in one variant: the 16-bit base, or with that variant's quantization_config."""
+    config = None if variant == base else configs[variant]
+    return AutoModelForCausalLM.from_pretrained(pretrained_path(name), dtype=dtype, device_map=lesson.device,
+                                                quantization_config=config)
+
+
+shapes = {}
+for name in lesson.size("shapes"):
+    models = {v: load(name, v) for v in [base, *variants]}
+    prompt = torch.randint(0, models[base].config.vocab_size, (1, prompt_len), device=lesson.device)
+    kv = kv_cache_bytes(models[base].config, prompt_len + new_tokens // 2, element_bytes=dtype.itemsize)
+    loops = {v: StaticGreedy(m, prompt_len + new_tokens,
+                             compile_mode=lesson.size("compile_mode") if compileable.get(v, True) else None)
+             for v, m in models.items()}
+    runs = {v: (lambda n, loop=loop: loop(prompt, n)) for v, loop in loops.items()}
+    for run in runs.values():
+        run(new_tokens), run(1)  # warm-up: compilation happens here
+    same = {v: torch.equal(runs[v](8), runs[base](8)) for v in variants}
+    shapes[name] = {
+        "footprint": {v: model_footprint(m) for v, m in models.items()},
+        "bytes": {v: weight_bytes_per_token(m) + kv for v, m in models.items()},
+        "ms": interleaved({v: step_ms(run, new_tokens, lesson.device) for v, run in runs.items()}, rounds),
+        "same_tokens": same,
+        # lesson 07's profiler split of one decode step, and the variant's own kernels, kept for the analysis below
+        "split": {v: step_split(runs[v], new_tokens, lesson.device) for v in (base, variants[0])},
+        "top_kernels": top_kernels(lambda: runs[variants[0]](new_tokens), lesson.device),
+    }
+    del models, loops, runs
+    if gpu:
+        torch.cuda.empty_cache()
+
+# %% [markdown]
+# ### Exercise: predict, then measure
+# Before reading the table below: if every variant reached the same share of its own bandwidth bound, how many times
+# faster than the 16-bit base would the first quantized variant (`variants[0]`) decode on the largest shape
+# (`lesson.size("shapes")[-1]`)? `shapes[name]["bytes"]` holds each variant's bytes read per token. Write it as
+# `answer = ...`; the check says whether the arithmetic is right, and the cell after the table compares your
+# prediction with the measurement. A solution is in [`workshop/solutions/08.py`](../workshop/solutions/08.py).
+
+# %% tags=["exercise"]
+answer = ...  # your answer
+
+# %%
+from helpers.exercises import check
+
+largest = lesson.size("shapes")[-1]
+check("08", answer, bytes_per_token=shapes[largest]["bytes"], base=base, variant=variants[0])
+
+# %%
+rows = []
+for name, r in shapes.items():
+    for v, ms in r["ms"].items():
+        median = sorted(ms)[len(ms) // 2]
+        bound = decode_bound_tokens_per_s(r["bytes"][v], bandwidth)
+        versus = "-" if v == base else compare(paired_ratio(r["ms"][base], ms))
+        rows.append([name, v, r["footprint"][v] / GiB, r["bytes"][v] / GiB, median, f"{min(ms):.3g}-{max(ms):.3g}",
+                     1e3 / median, 100 * 1e3 / median / bound, versus])
+print(table(["shape", "weights", "GiB", "read GiB/token", "ms/step", "range", "tok/s", "% of bound",
+             f"decode vs {base}"], rows))
+for name, r in shapes.items():
+    print(f"{name}: same greedy tokens as {base} (8 tokens):", r["same_tokens"])
+
+# %% [markdown]
+# The `*-shape` models have random weights: their next-token scores are nearly flat, so any rounding can change the
+# greedy token, and "same greedy tokens" says little about quality. Quality is measured on the real SmolLM2 below.
+#
+# The prediction against the measurement:
+
+# %%
+measured = paired_ratio(shapes[largest]["ms"][base], shapes[largest]["ms"][variants[0]])
+predicted = shapes[largest]["bytes"][base] / shapes[largest]["bytes"][variants[0]]
+print(f"{largest}, {variants[0]} vs {base}: predicted {predicted:.2f}x from the bytes; measured {measured[0]:.2f}x "
+      f"(rounds {measured[1]:.2f}-{measured[2]:.2f}).")
+if measured[2] < predicted:
+    print(f"{variants[0]} reaches a smaller share of its bound than {base}: the sections below look for where its "
+          "time goes.")
+elif measured[1] > predicted:
+    print(f"{variants[0]} beats the byte ratio: {base}'s kernels reach a smaller share of its bound than this one's.")
+else:
+    print("the measurement agrees with the byte ratio within the spread of the rounds.")
+print(f"On {largest}, {variants[0]} against {base}, decode: {compare(measured)}.")
+
+# %% [markdown]
+# ## Where the time goes
+# First the whole decode step, split as in lesson 07: the wall time of one step against the time its kernels ran
+# (on a CPU: its operators). Then the profiler's own table of the kernels that take the most time in the variant's
+# steps.
+
+# %%
+split = shapes[largest]["split"]
+print(table(["weights", "wall ms/step", f"{split[base].busy_what} ms", "busy %", "other ms"],
+            [[v, t.wall_ms, t.busy_ms, 100 * t.busy_share, t.idle_ms] for v, t in split.items()]))
+print(f"\n{variants[0]} on {largest}, {new_tokens} tokens: the kernels with the most time")
+print(shapes[largest]["top_kernels"])
+
+# %% [markdown]
+# ## One layer's kernel
+# A decode step is mostly matrix-vector products, so look at one alone: the largest shape's MLP up-projection
+# (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
+# (`torch.compile` of the layer, default mode). The profiler gives the time the kernels themselves ran (launch
+# overhead excluded; `time_split` from lesson 07), and from it the bandwidth each reached: weight bytes over kernel
+# time. Fewer bytes pay off only if the kernel reads them as fast as the 16-bit kernel reads its own.
+
+# %%
+from torchao.quantization import quantize_
+
+from helpers.decoding import time_split
+from helpers.memory import MiB, stored_bytes
+from helpers.models import model_config
+
+shape = model_config(largest)
+x = torch.randn(1, shape.hidden_size, dtype=dtype, device=lesson.device)
+calls = 20  # profiled calls per layer; the kernel time below is one call's share
+kernel = {}
+for v in [base, *[v for v in variants if isinstance(configs[v], TorchAoConfig)]]:
+    layer = torch.nn.Linear(shape.hidden_size, shape.intermediate_size, bias=False, dtype=dtype, device=lesson.device)
+    if v != base:
+        quantize_(layer, configs[v].quant_type)
+    forms = {"eager": layer, **({"compiled": torch.compile(layer)} if lesson.size("compile_mode") else {})}
+    busy = {}
+    for form, fn in forms.items():
+        for _ in range(3):  # warm-up: compilation and first calls
+            fn(x)
+        busy[form] = time_split(lambda fn=fn: [fn(x) for _ in range(calls)], lesson.device).busy_ms / calls
+    kernel[v] = (stored_bytes(layer.weight), busy)
+print(f"{largest} MLP up-projection, {shape.intermediate_size} x {shape.hidden_size}, batch 1: kernel time per call, "
+      "and the bandwidth it reached as % of the peak")
+print(table(["weights", "MiB", *kernel[base][1]],
+            [[v, nbytes / MiB, *[f"{ms * 1e3:.1f} us, {100 * nbytes / (ms / 1e3) / bandwidth:.0f}%" for ms in t.values()]]
+             for v, (nbytes, t) in kernel.items()]))
+
+# %% [markdown]
+# What the three measurements say together, computed from them:
+
+# %%
+fastest = {v: min(t.values()) for v, (_, t) in kernel.items()}
+for v in fastest:
+    if v == base:
+        continue
+    byte_ratio, time_ratio = kernel[base][0] / kernel[v][0], fastest[base] / fastest[v]
+    verdict = (f"faster than {base}: its kernel turns the saved bytes into time" if time_ratio > 1 else
+               f"not faster than {base}: its kernel reads the fewer bytes too slowly to win")
+    print(f"{v}: {byte_ratio:.2f}x fewer bytes, {time_ratio:.2f}x the {base} layer's kernel speed (faster of eager "
+          f"and compiled): {verdict}")
+v = variants[0]
+if v in kernel:
+    step_kernels = split[v].busy_ms / split[base].busy_ms
+    layer_speed = fastest[base] / fastest[v]
+    print(f"{v}: one layer's kernel {layer_speed:.2f}x the speed of {base}'s; the whole step's kernels "
+          f"{1 / step_kernels:.2f}x; the whole step {compare(measured)}.")
+    if split[v].idle_ms > split[base].idle_ms + 0.1 * split[base].wall_ms:
+        print(f"{v}'s step spends {split[v].idle_ms:.2f} ms outside kernels against {split[base].idle_ms:.2f} ms for "
+              f"{base}: time goes to the host side of its layers, around the kernels.")
+    if step_kernels > 1 / max(layer_speed, 1e-9):
+        print("the whole step's kernels compare worse than the one layer did: the step's other kernels (listed "
+              "above) take the difference.")
+if any(nbytes / (ms / 1e3) > bandwidth for nbytes, t in kernel.values() for ms in t.values()):
+    print("a share above 100% means the layer's weights came from a cache, not from memory: it fits in this "
+          "processor's cache, so the bound does not apply to it")
+
+# %% [markdown]
+# Where a quantized row above is no faster than 16-bit, the layer's kernel is the reason, not the bytes. The int4
+# kernel here is `tinygemm`, written for the A100; torchao's default `"plain"` int4 packing on Hopper uses other kernels
+# (the `mslk` / fbgemm GPU kernel packages), which the course does not install, and vLLM and SGLang ship their own
+# (Marlin, Machete). A weight format is only as fast as the kernel that reads it.
+
+# %% [markdown]
+# ## Quality
+# Speed is worth nothing if the answers degrade. Perplexity of the real SmolLM2 on the course text in each variant
+# (lower is better). Offline, SmolLM2 is the packaged Q4_1 GGUF dequantized to 16 bits: the base row has been through
+# 4-bit quantization once already, and each row is relative to that model, not to the original.
+
+# %%
+from helpers.quality import perplexity
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(pretrained_path("smollm2-135m"))
+quality = {}
+for v in [base, *variants]:
+    model = load("smollm2-135m", v)
+    quality[v] = perplexity(model, tokenizer, max_tokens=lesson.size("eval_tokens"))
+    del model
+print(table(["weights", "perplexity", f"vs {base}"], [[v, p, p / quality[base]] for v, p in quality.items()]))
+
+# %%
+lesson.record(
+    **{f"{name}_{v}_vs_{base}_decode": paired_ratio(r["ms"][base], r["ms"][v])[0]
+       for name, r in shapes.items() for v in variants},
+    **{f"ppl_{v}": p for v, p in quality.items()},
+)
