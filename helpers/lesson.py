@@ -69,6 +69,8 @@ def quiet_optional_kernels() -> None:
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao registers enums torch now handles itself
     logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)  # faster CPU 4-bit kernels need `kernels`
     logging.getLogger("torch._inductor.select_algorithm").setLevel(logging.ERROR)  # one line per skipped mm choice
+    # lesson 01 says so itself: PyTorch's nested tensors are a prototype, which every fast-path call would repeat
+    warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
     # inductor suggests TF32 whenever a compiled graph has a float32 product (the rotary embedding's); kept exact here
     warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
 

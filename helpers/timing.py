@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_generation", "compare", "interleaved", "paired_ratio"]
+__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,21 @@ def benchmark_each(
 ) -> dict[str, Timing]:
     """Time several calls on the same inputs, one after another, and return their timings by name."""
     return {name: benchmark(fn, device=device, warmup=warmup, repeats=repeats) for name, fn in calls.items()}
+
+
+def benchmark_interleaved(
+    calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
+) -> dict[str, Timing]:
+    """Time several calls in turn, one of each per round (A, B, A, B, ...) after `warmup` untimed rounds, by name."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in calls.values():
+                fn()
+    rounds = interleaved(
+        {name: (lambda fn=fn: benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]) for name, fn in calls.items()},
+        repeats,
+    )
+    return {name: Timing(tuple(times)) for name, times in rounds.items()}
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,31 @@ lesson = start_lesson("01")
 # The seed's first step fails on current versions. We check rather than assume:
 
 # %%
+import importlib.metadata
 import importlib.util
 
 from transformers import PreTrainedModel
 
-print("PreTrainedModel.to_bettertransformer exists:", hasattr(PreTrainedModel, "to_bettertransformer"))
-print("optimum.bettertransformer importable:", importlib.util.find_spec("optimum") is not None
-      and importlib.util.find_spec("optimum.bettertransformer") is not None)
+try:
+    print("optimum", importlib.metadata.version("optimum"), "is installed")
+    import optimum.bettertransformer  # noqa: F401  (the seed's import)
+except importlib.metadata.PackageNotFoundError:
+    print("optimum is not installed here (pip install optimum to see the next error yourself)")
+except ModuleNotFoundError as err:
+    print("import optimum.bettertransformer ->", err)
+try:
+    PreTrainedModel.to_bettertransformer  # the seed's call, on every transformers model
+except AttributeError as err:
+    print("model.to_bettertransformer() ->", err)
+print("optimum's ONNX Runtime half (optimum.onnxruntime) importable:",
+      importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.onnxruntime") is not None)
+
+# %% [markdown]
+# Where BetterTransformer's users went: to transformers' own `sdpa` attention, and, for encoders served in
+# production, to **ONNX Runtime**. optimum's ONNX half now lives in a separate package, `optimum-onnx`, whose 0.1
+# release requires `transformers<4.58` (its package metadata), so it cannot be installed beside transformers 5.
+# This lesson exports with PyTorch's own `torch.onnx.export` and runs the file with `onnxruntime` directly, and
+# measures it beside the other variants.
 
 # %% [markdown]
 # ## Why padding wastes work
@@ -84,7 +102,7 @@ from helpers.exercises import check
 check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].shape[1])
 
 # %% [markdown]
-# ## Three ways to run the same encoder
+# ## Four ways to run the same encoder (five on a GPU)
 # * **HF eager**: transformers' plain PyTorch attention (matmul, softmax, matmul).
 # * **HF sdpa**: transformers calling `F.scaled_dot_product_attention`, a fused attention kernel. Padding is
 #   still computed.
@@ -92,6 +110,24 @@ check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].
 #   `nn.TransformerEncoderLayer` (query/key/value fused into one projection) and runs them as an
 #   `nn.TransformerEncoder` with `enable_nested_tensor=True`: in eval mode and without gradients, PyTorch packs the
 #   real tokens into a nested tensor and runs fused kernels on them alone. This is what `to_bettertransformer()` did.
+# * **ONNX Runtime**: the model exported once with `torch.onnx.export` (opset 17, the batch and token axes dynamic)
+#   into the course cache, then run by an `onnxruntime.InferenceSession`, on the GPU with the CUDA execution provider
+#   where `onnxruntime-gpu` is installed, else on the CPU (the table says which).
+# * **HF sdpa, compiled** (GPU only): `torch.compile` of the sdpa model, the PyTorch-native way to fuse the rest.
+#
+# The export, all of it:
+
+# %%
+import inspect
+
+from helpers.onnx_runtime import export_encoder
+
+print(inspect.getsource(export_encoder))
+
+# %% [markdown]
+# Timings are interleaved: each round runs every variant once, in turn, after untimed warm-up rounds. Shown: the
+# median and the quartiles; a comparison between two variants uses the per-round ratios, and a ratio whose range
+# includes 1 is reported as no measurable difference.
 #
 # First, the real all-MiniLM-L6-v2 on a batch with half its slots padding:
 
@@ -100,18 +136,35 @@ import torch
 
 from helpers.batches import padded_batch
 from helpers.fast_path import encoder_variants
-from helpers.timing import benchmark_each
+from helpers.onnx_runtime import OrtEncoder
+from helpers.timing import benchmark_interleaved, compare, paired_ratio
 
 ids, mask = padded_batch(tokenizer.vocab_size, lesson.size("batch"), lesson.size("length"), 0.5, device=lesson.device)
 variants = encoder_variants("minilm-l6", torch.float32, lesson.device)
-timings = benchmark_each({name: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for name, m in variants.items()},
-                         device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+variants["ONNX Runtime"] = OrtEncoder(export_encoder("minilm-l6", variants["HF eager"]), lesson.device)
+if lesson.device == "cuda":
+    variants["HF sdpa, compiled"] = torch.compile(variants["HF sdpa"])
+print("ONNX Runtime runs on:", variants["ONNX Runtime"].provider)
+
+
+def time_variants(models, ids, mask):
+    """Interleaved timings of every variant on one batch."""
+    return benchmark_interleaved({name: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for name, m in models.items()},
+                                 device=lesson.device, **lesson.timing)
+
+
+def versus(timings, a, b):
+    """Per-round speed of a against b (b's time over a's): median, lowest, highest."""
+    return paired_ratio(list(timings[b].times_ms), list(timings[a].times_ms))
+
+
+timings = time_variants(variants, ids, mask)
 for name, timing in timings.items():
-    print(f"{name:<10} {timing}")
-speedup_vs_eager = timings["HF eager"].median / timings["fast path"].median
-speedup_vs_sdpa = timings["HF sdpa"].median / timings["fast path"].median
-print(f"fast path: {speedup_vs_eager:.2f}x faster than HF eager, {speedup_vs_sdpa:.2f}x faster than HF sdpa "
-      f"({100 * padding_fraction(mask):.0f}% padding, float32)")
+    print(f"{name:<18} {timing}")
+for other in [name for name in variants if name != "fast path"]:
+    print(f"fast path vs {other}: {compare(versus(timings, 'fast path', other))}")
+print(f"ONNX Runtime vs HF sdpa: {compare(versus(timings, 'ONNX Runtime', 'HF sdpa'))}")
+print(f"({100 * padding_fraction(mask):.0f}% padding, float32)")
 bar_chart({name: t.median for name, t in timings.items()}, f"MiniLM, batch {ids.shape[0]}x{ids.shape[1]}, float32", "ms")
 
 # %% [markdown]
@@ -130,8 +183,11 @@ for dtype_name in lesson.size("dtypes"):
     dtype = getattr(torch, dtype_name)
     for name, model in encoder_variants("minilm-l6", dtype, lesson.device).items():
         rows.append({"dtype": dtype_name, "variant": name, **agreement(hidden_states(model, ids, mask), reference, mask)})
+for name in [name for name in variants if name not in ("HF eager", "HF sdpa", "fast path")]:  # float32 only
+    rows.append({"dtype": "float32", "variant": name,
+                 **agreement(hidden_states(variants[name], ids, mask), reference, mask)})
 for row in rows:
-    print(f"{row['dtype']:<9} {row['variant']:<10} max |diff| {row['max_abs_diff']:.2e}   min cosine {row['min_cosine']:.6f}")
+    print(f"{row['dtype']:<9} {row['variant']:<18} max |diff| {row['max_abs_diff']:.2e}   min cosine {row['min_cosine']:.6f}")
 
 # %% [markdown]
 # On a CPU the float32 fast path agrees with eager to about 1e-5. On a GPU its fused float32 kernels round
@@ -154,33 +210,35 @@ from tqdm.auto import tqdm
 from helpers.plots import line_chart
 
 paddings = lesson.size("paddings")
-sweep = {name: [] for name in variants}
+sweep, sweep_ratio = {name: [] for name in variants}, []
 for padding in tqdm(paddings, desc="padding sweep"):
     ids_p, mask_p = padded_batch(tokenizer.vocab_size, lesson.size("batch"), lesson.size("length"), padding,
                                  device=lesson.device)
-    result = benchmark_each(
-        {name: (lambda m=m: m(input_ids=ids_p, attention_mask=mask_p)) for name, m in variants.items()},
-        device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+    result = time_variants(variants, ids_p, mask_p)
     for name, timing in result.items():
         sweep[name].append(timing.median)
-sweep_speedup = [sdpa / fast for sdpa, fast in zip(sweep["HF sdpa"], sweep["fast path"], strict=True)]
-for padding, ratio in zip(paddings, sweep_speedup, strict=True):
-    print(f"padding {padding:.0%}: fast path {ratio:.2f}x vs HF sdpa")
+    sweep_ratio.append(versus(result, "fast path", "HF sdpa"))
+    print(f"padding {padding:.0%}: fast path vs HF sdpa {compare(sweep_ratio[-1])}; ONNX Runtime vs HF sdpa "
+          f"{compare(versus(result, 'ONNX Runtime', 'HF sdpa'))}")
+grows = sweep_ratio[-1][1] > sweep_ratio[0][2]  # the most-padded batch's lowest round beats the least-padded's highest
+print("the fast path's gain over HF sdpa " + ("grows with padding" if grows else
+      "does not grow measurably with padding here (the ranges of the first and last batch overlap)"))
 line_chart([100 * p for p in paddings], sweep, "MiniLM forward time against padding (float32)", "padding (%)", "ms")
 
 # %% [markdown]
 # ## Half precision
-# The fused kernels are built for half precision: on a GPU, float16/bfloat16 run on tensor cores and the flash
-# attention kernels accept nothing else. On a CPU, half precision only pays where the processor has native bf16
-# matrix units (AMX, recent Arm); elsewhere it can be slower. Measured here:
+# On a GPU, float16 and bfloat16 run on tensor cores; on a CPU, half precision pays only where the processor has
+# native bf16 matrix units (AMX, recent Arm). The fast path adds a question of its own: its nested-tensor kernels
+# are not equally complete for every dtype (PyTorch falls back to generic kernels for some). Does the fast path keep
+# its lead in each dtype? Measured here:
 
 # %%
 dtype_timings = {}
 for dtype_name in lesson.size("dtypes"):
     models = encoder_variants("minilm-l6", getattr(torch, dtype_name), lesson.device)
-    result = benchmark_each({name: (lambda m=m: m(input_ids=ids, attention_mask=mask)) for name, m in models.items()},
-                            device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+    result = time_variants(models, ids, mask)
     dtype_timings.update({f"{name}, {dtype_name}": timing.median for name, timing in result.items()})
+    print(f"{dtype_name}: fast path vs HF sdpa {compare(versus(result, 'fast path', 'HF sdpa'))}")
 bar_chart(dtype_timings, f"MiniLM at 50% padding on {lesson.device}", "ms")
 
 # %% [markdown]
@@ -197,15 +255,14 @@ if large is None:
 else:
     ids_l, mask_l = padded_batch(30000, lesson.size("batch"), lesson.size("length"), 0.48, device=lesson.device)
     large_variants = encoder_variants(large, torch.float16, lesson.device)
-    large_timings = benchmark_each(
-        {name: (lambda m=m: m(input_ids=ids_l, attention_mask=mask_l)) for name, m in large_variants.items()},
-        device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
-    large_speedup = large_timings["HF sdpa"].median / large_timings["fast path"].median
+    large_timings = time_variants(large_variants, ids_l, mask_l)
+    large_ratio = versus(large_timings, "fast path", "HF sdpa")
+    large_speedup = large_ratio[0]
     large_check = agreement(hidden_states(large_variants["fast path"], ids_l, mask_l),
                             hidden_states(large_variants["HF eager"], ids_l, mask_l), mask_l)
     for name, timing in large_timings.items():
         print(f"{name:<10} {timing}")
-    print(f"{large}, float16, {100 * padding_fraction(mask_l):.0f}% padding: fast path {large_speedup:.2f}x vs HF sdpa; "
+    print(f"{large}, float16, {100 * padding_fraction(mask_l):.0f}% padding: fast path vs HF sdpa {compare(large_ratio)}; "
           f"max |diff| {large_check['max_abs_diff']:.3f}, min cosine {large_check['min_cosine']:.5f}")
     bar_chart({n: t.median for n, t in large_timings.items()}, f"{large}, {tuple(ids_l.shape)}, float16", "ms")
 
@@ -236,11 +293,25 @@ print("the round trip is exact")
 
 # %% [markdown]
 # ## What to use today
+# Decided by this machine's measurements above (float32, half the batch padding):
+
+# %%
+fastest = min(timings, key=lambda name: timings[name].median)
+print(f"fastest here: {fastest}; against HF sdpa: "
+      + ("-" if fastest == "HF sdpa" else compare(versus(timings, fastest, "HF sdpa"))))
+for name in ("fast path", "ONNX Runtime", "HF sdpa, compiled"):
+    if name in timings and name != fastest:
+        print(f"{name} against {fastest}: {compare(versus(timings, name, fastest))}")
+print("the fast path's gain " + ("grows" if grows else "does not measurably grow") + " with padding (sweep above)")
+
+# %% [markdown]
 # * **Default**: `from_pretrained(..., attn_implementation="sdpa")` (already the default for BERT in
 #   transformers 5). Fused attention, no conversion, works for training too, but computes padding.
-# * **Padded inference batches of a BERT-family encoder**: the fast path above. Its gain grows with padding
-#   (sweep above). It is inference-only and supports only `gelu`/`relu`, absolute positions, no head masks:
-#   `to_fast_path` refuses anything else with the reason.
+# * **Padded inference batches of a BERT-family encoder**: whichever of the fast path, ONNX Runtime and (on a GPU)
+#   `torch.compile` won above, in the dtype you serve in (the half-precision section: the fast path's lead depends on
+#   it). The fast path is inference-only and supports only `gelu`/`relu`, absolute positions, no head masks:
+#   `to_fast_path` refuses anything else with the reason. ONNX Runtime needs an export per model and, for GPUs, the
+#   `onnxruntime-gpu` build.
 # * **Caveat**: PyTorch calls `nn.TransformerEncoderLayer`'s fast path a reference implementation and no longer
 #   prioritises nested tensors (pytorch #155065). The direction it points to is *variable-length attention*
 #   (`torch.nn.attention.varlen.varlen_attn`): pack real tokens end to end and pass their offsets, no padding at
@@ -255,7 +326,8 @@ print("varlen attention in this torch:", importlib.util.find_spec("torch.nn.atte
 
 # %%
 lesson.record(
-    minilm_fast_vs_eager=speedup_vs_eager,
-    minilm_fast_vs_sdpa=speedup_vs_sdpa,
+    minilm_fast_vs_eager=versus(timings, "fast path", "HF eager")[0],
+    minilm_fast_vs_sdpa=versus(timings, "fast path", "HF sdpa")[0],
+    minilm_ort_vs_sdpa=versus(timings, "ONNX Runtime", "HF sdpa")[0],
     **({"bert_base_fast_vs_sdpa": large_speedup} if large_speedup is not None else {}),
 )
