@@ -30,7 +30,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # where the bytes are the weights (and the KV cache read by attention). Lesson 05 found Hugging Face `generate` far
 # below this bound. This lesson finds out where the time goes, gets close to the bound with a static KV cache and a
 # compiled decoding step, and sizes the KV cache that long contexts and large batches add. Lesson 08 then makes the
-# bytes smaller with 4-bit weights that are *faster*, not only smaller.
+# bytes smaller and asks whether 4-bit weights can also be *faster*, not only smaller.
 #
 # The 2023 guide stopped at `generate`; nothing in this lesson is in it.
 
@@ -75,14 +75,17 @@ print(table(["model", "weights read GiB", f"KV cache MiB at {context}", "bound t
 
 # %% [markdown]
 # ## Three ways to decode
-# The same greedy tokens, three ways (the tests check that all three produce the same tokens):
+# The same greedy decoding, three ways (the course's tests check the uncompiled loop's tokens against `generate`'s):
 # 1. **`generate`, dynamic cache**: the default. The KV cache grows by one position per step (new tensors each time),
 #    and every layer's kernels are launched one by one from Python.
 # 2. **`generate(..., cache_implementation="static")`**: the cache is allocated once at its full length, so every step
 #    has the same shapes. On a GPU, `generate` then compiles its decoding step itself (`torch.compile` with the
-#    `compile_config` printed below). On a CPU it does not compile.
+#    `compile_config` printed below; `None` means transformers' default `CompileConfig()`: inductor,
+#    `mode="reduce-overhead"`, `fullgraph=False`). On a CPU it does not compile.
 # 3. **Our own loop, `StaticGreedy`**: a static cache and one compiled function, `next_token`, called once per token —
 #    what `generate` does without its per-step bookkeeping (logits processors, stopping criteria, input reshuffling).
+#    Whether that bookkeeping is all of the difference between 2 and 3 is a hypothesis: the table shows the difference,
+#    not its cause.
 #    `mode="reduce-overhead"` records the step's kernels into a **CUDA graph** once and replays the whole step with one
 #    launch afterwards.
 #
@@ -143,7 +146,9 @@ for name, ways in speeds.items():
 print(table(["model", "decoding", "ms/step", "range", "tok/s", "% of bound"], rows))
 
 # %% [markdown]
-# What the numbers say, computed from them:
+# A range much wider than its median (a round several times slower than the others) is one slow round, for example a
+# recompilation or a CUDA graph recorded again; the median is robust to one such round, which is why it is the figure
+# compared. What the numbers say, computed from them:
 
 # %%
 best_way = {}
@@ -160,7 +165,9 @@ for name, ways in speeds.items():
 # the framework's bookkeeping, launching kernels, waiting. `step_split` profiles `n` tokens and one token and keeps
 # one step's share of the difference. Beside the work: the bandwidth the kernels themselves reached while they ran
 # (bytes per token ÷ kernel time), against the machine's peak. The third row is the same model with bitsandbytes nf4
-# weights (lesson 03), through `generate`.
+# weights (lesson 03), through `generate`. Profiling slows the host side: the profiled wall times are longer than the
+# unprofiled ones in the table above, so read the split as shares of a step, and each variant from one profiled run
+# (no spread: a difference of a few percent between rows is not a result).
 
 # %%
 from transformers import BitsAndBytesConfig
@@ -203,10 +210,11 @@ print(f"With generate's dynamic cache, {busy_what} fill {100 * eager_split.busy_
 
 # %% [markdown]
 # On a GPU, a decode step of a model this size is hundreds of small kernels; launched one by one from Python, the GPU
-# waits between them. A CUDA graph replays them back to back, so the step's wall time approaches its kernel time. What
-# remains between the kernel time and the bound is the kernels themselves: their achieved bandwidth, in the last
-# column, is below the data sheet's peak (a copy reaches about 90% of it on an H100; small matrix-vector products less).
-# On a CPU there are no launches to save: the operators are most of the step already.
+# waits between them. A CUDA graph replays them back to back, so the step's wall time approaches its kernel time;
+# compilation also fuses small kernels, so the kernel time itself can shrink (compare the two rows). What remains
+# between the kernel time and the bound is the kernels themselves: their achieved bandwidth, in the last column, is
+# below the data sheet's peak (lesson 08 measures one large matrix-vector product alone). On a CPU there are no
+# launches to save: the operators are most of the step already.
 
 # %% [markdown]
 # ## The KV cache
@@ -248,8 +256,8 @@ assert all(abs(row[3] - row[4]) < 1e-6 for row in kv_rows), "the formula disagre
 
 # %% [markdown]
 # **Grouped-query attention.** Llama-3 models keep 8 key/value heads for 32 query heads: each KV head serves four
-# query heads. With one KV head per query head (multi-head attention, as in Llama-2), the same cache would be larger
-# by num_attention_heads / num_key_value_heads:
+# query heads. With one KV head per query head (multi-head attention, as in Llama-2 7B and 13B), the same cache would
+# be larger by num_attention_heads / num_key_value_heads:
 
 # %%
 for name, model in models.items():
@@ -264,7 +272,10 @@ for name, model in models.items():
 # ## What fits
 # The weights are paid once; the KV cache once per sequence. On this machine's memory, how many sequences of a given
 # context fit next to the weights, in 16-bit and in 4-bit (4.5 bits a weight: lesson 03's nf4 with its scales)? A
-# 70B shape is counted on the meta device, no memory used.
+# 70B shape is counted on the meta device, no memory used. Two approximations: every weight is counted at 4.5 bits
+# although nf4 keeps the embedding and the head in 16-bit (lesson 03 measures it), which understates the 4-bit rows;
+# and a model built on the meta device counts a tied embedding and head twice, which overstates the 1B shape (its
+# weights here are larger than the loaded model's at the top of the lesson).
 
 # %%
 from helpers.memory import analytic_size, parameter_count

@@ -25,7 +25,8 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # Lesson 07 showed why speed needs more than fewer bytes: decoding is only as fast as the bytes read per token *and*
 # the overhead around the kernels. This lesson puts both together: 4-bit weights whose matrix-vector kernel reads the
 # packed weights directly (torchao's int4 weight-only, using PyTorch's `tinygemm` kernel), inside the compiled
-# static-cache step of lesson 07. Beside it: bitsandbytes nf4, and float8 weights on GPUs that have FP8 (Hopper, Ada).
+# static-cache step of lesson 07. Beside it: bitsandbytes nf4, torchao int8, and float8 weights (weight-only: stored
+# in 8 bits, computed in 16).
 #
 # The 2023 guide's 4-bit was bitsandbytes only; torchao did not exist in this form then.
 
@@ -39,19 +40,20 @@ lesson = start_lesson("08")
 # Every variant is one `from_pretrained` with a `quantization_config`:
 # - **`TorchAoConfig(quant_type)`** (transformers) hands the model's linear layers to torchao's `quantize_` with
 #   `quant_type`, an `AOBaseConfig`. Its other keywords: `modules_to_not_convert` (default `None`: every linear layer
-#   except the output head), `include_input_output_embeddings=False`.
+#   except the output head), `include_input_output_embeddings=False`, `untie_embedding_weights=False`.
 # - **`Int4WeightOnlyConfig(group_size=64, int4_packing_format="tile_packed_to_4d")`**: 4-bit integer weights with one
-#   bfloat16 scale and zero point per `group_size` weights of a row (default 128; 64 is the torchao README's
-#   Llama-3 figure), activations stay 16-bit. The packing format picks the kernel: `"tile_packed_to_4d"` is the layout of
+#   bfloat16 scale and zero point per `group_size` weights of a row (default 128; 64 is the group size of the torchao
+#   README's Llama-3 int4 figure), activations stay 16-bit. Its kernel needs bfloat16 and an Ampere or newer GPU. The packing format picks the kernel: `"tile_packed_to_4d"` is the layout of
 #   `torch.ops.aten._weight_int4pack_mm` (tinygemm), which ships with PyTorch's CUDA build; the default `"plain"` needs
 #   the separate `mslk` kernel package.
 # - **`Int8WeightOnlyConfig()`**: 8-bit integer weights with one scale per row (`granularity=PerRow()`); the
-#   product runs in 16-bit after the weights are converted, which `torch.compile` can fuse into one kernel.
+#   product runs in 16-bit after the weights are converted, which `torch.compile` may fuse into one kernel (the
+#   one-layer measurement below shows whether it did here).
 # - **`Float8WeightOnlyConfig()`**: float8 (e4m3) weights with a scale per row; the product runs in 16-bit.
 # - **`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=...)`**: lesson 03.
 # - `set_inductor_config=False`: torchao's configs otherwise change global `torch.compile` settings (coordinate-descent
 #   tuning and more) for everything compiled later in the process; switching it off keeps every compiled variant here
-#   on the same settings.
+#   on the same settings, so the int8 and float8 figures below are not torchao's best-tuned ones.
 
 # %%
 import torch
@@ -67,10 +69,12 @@ configs = {
     "nf4": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype),
 }
 gpu = lesson.device == "cuda"
-fp8_ok = gpu and torch.cuda.get_device_capability() >= (8, 9)
+capability = torch.cuda.get_device_capability() if gpu else (0, 0)
 why_not = {
-    "int4": None if gpu else "tinygemm's int4 packing is a CUDA kernel",
-    "fp8": None if fp8_ok else "float8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper)",
+    "int4": None if gpu and capability >= (8, 0) and dtype == torch.bfloat16 else
+    "tinygemm's int4 kernel needs a CUDA GPU of compute capability 8.0 or newer and bfloat16",
+    "fp8": None if capability >= (8, 9) else
+    "float8 weights are measured here on GPUs of compute capability 8.9 or newer (Ada, Hopper) only",
 }
 variants = [v for v in lesson.size("variants") if why_not.get(v) is None]
 for v in lesson.size("variants"):
@@ -89,10 +93,11 @@ from transformers.quantizers import AutoHfQuantizer
 
 compileable = {v: AutoHfQuantizer.from_config(configs[v]).is_compileable for v in variants}
 for v, ok in compileable.items():
-    print(f"{v:<5} {type(configs[v]).__name__:<19} generate compiles it: {ok}")
+    print(f"{v:<5} {type(configs[v]).__name__:<19} its quantizer allows compiling: {ok}")
 
 # %% [markdown]
-# So the variants below decode in lesson 07's own loop (`StaticGreedy`), compiled where transformers allows it and
+# (`generate` also compiles only on a GPU and with a static cache.) So the variants below decode in lesson 07's own
+# loop (`StaticGreedy`), compiled where transformers allows it and
 # uncompiled where it does not (bitsandbytes): each as `generate` with a static cache would run it, without its
 # per-step bookkeeping.
 
@@ -211,7 +216,7 @@ print(shapes[largest]["top_kernels"])
 # A decode step is mostly matrix-vector products, so look at one alone: the largest shape's MLP up-projection
 # (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
 # (`torch.compile` of the layer, default mode). The profiler gives the time the kernels themselves ran (launch
-# overhead excluded; `time_split` from lesson 07), and from it the bandwidth each reached: weight bytes over kernel
+# overhead excluded; `time_split`, which lesson 07's `step_split` uses), and from it the bandwidth each reached: weight bytes over kernel
 # time. Fewer bytes pay off only if the kernel reads them as fast as the 16-bit kernel reads its own.
 
 # %%
@@ -263,7 +268,9 @@ if v in kernel:
           f"{1 / step_kernels:.2f}x; the whole step {compare(measured)}.")
     if split[v].idle_ms > split[base].idle_ms + 0.1 * split[base].wall_ms:
         print(f"{v}'s step spends {split[v].idle_ms:.2f} ms outside kernels against {split[base].idle_ms:.2f} ms for "
-              f"{base}: time goes to the host side of its layers, around the kernels.")
+              f"{base}: " + ("gaps between kernels, which a step captured whole in a CUDA graph would not have "
+                             "(TORCH_LOGS=perf_hints says whether and why a graph was skipped)." if gpu else
+                             "the framework and Python around its operators."))
     if step_kernels > 1 / max(layer_speed, 1e-9):
         print("the whole step's kernels compare worse than the one layer did: the step's other kernels (listed "
               "above) take the difference.")
@@ -272,10 +279,12 @@ if any(nbytes / (ms / 1e3) > bandwidth for nbytes, t in kernel.values() for ms i
           "processor's cache, so the bound does not apply to it")
 
 # %% [markdown]
-# Where a quantized row above is no faster than 16-bit, the layer's kernel is the reason, not the bytes. The int4
-# kernel here is `tinygemm`, written for the A100; torchao's default `"plain"` int4 packing on Hopper uses other kernels
-# (the `mslk` / fbgemm GPU kernel packages), which the course does not install, and vLLM and SGLang ship their own
-# (Marlin, Machete). A weight format is only as fast as the kernel that reads it.
+# Read the three measurements together, per format. Where one layer's kernel is slower than 16-bit's (the lines above
+# say which), the format's kernel is the reason, not the bytes. Where the layer's kernel is faster but the decode step
+# is not, the time goes elsewhere in the step: the other kernels, and the gaps between kernels in the step split.
+# The int4 kernel here is `tinygemm`, written for the A100; torchao's default `"plain"` int4 packing on Hopper uses
+# other kernels (the `mslk` / fbgemm GPU kernel packages), which the course does not install, and vLLM and SGLang ship
+# their own (Marlin, Machete). A weight format is only as fast as the kernels and the step around it.
 
 # %% [markdown]
 # ## Quality
@@ -294,6 +303,14 @@ for v in [base, *variants]:
     quality[v] = perplexity(model, tokenizer, max_tokens=lesson.size("eval_tokens"))
     del model
 print(table(["weights", "perplexity", f"vs {base}"], [[v, p, p / quality[base]] for v, p in quality.items()]))
+
+# %% [markdown]
+# ## So, can 4-bit weights decode faster than 16-bit?
+# Only when everything around the bytes keeps up: a kernel that reads packed weights at the bandwidth the 16-bit
+# kernel reaches, and a step with no gaps around its kernels. The decode table answers for this machine and this
+# software; the layer table and the step split say which of the two held. Timings of the same 16-bit step differ by
+# several percent between this lesson and lesson 07 (other runs, other processes): compare within one table. The
+# quality table says what each format costs in perplexity on the real SmolLM2.
 
 # %%
 lesson.record(
