@@ -214,6 +214,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             Measure("bert_base_fast_vs_sdpa", "BERT-base shape: fast path vs HF sdpa", "x"),
             Measure("minilm_fast_vs_eager", "MiniLM: fast path vs HF eager", "x"),
             Measure("minilm_fast_vs_sdpa", "MiniLM: fast path vs HF sdpa", "x"),
+            Measure("minilm_ort_vs_sdpa", "MiniLM: ONNX Runtime vs HF sdpa (on a GPU without onnxruntime-gpu: ORT on the CPU)", "x"),
         ),
     ),
     LessonRecord(
