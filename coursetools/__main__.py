@@ -1,4 +1,4 @@
-"""The course's command line behind ./course: run, doctor, publish, badges, table."""
+"""The course's command line behind ./course: run, doctor, publish, badges, bundle, table."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--notebooks", action="store_true", help="also copy its executed notebooks over notebooks/")
     badges = commands.add_parser("badges", help="rewrite every notebook's Colab badge and set-up cell")
     badges.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1 if any)")
+    offline = commands.add_parser("bundle", help="download into a folder the wheels that install the course offline")
+    offline.add_argument("folder", type=Path)
+    offline.add_argument("--python-version", help="the target machine's Python, e.g. 3.12 (default: this one's)")
+    offline.add_argument("--platform", action="append", default=[],
+                         help="the target's platform tag, repeatable, e.g. manylinux_2_28_x86_64 (default: this one's)")
+    offline.add_argument("--only", nargs="+", default=[], metavar="NAME",
+                         help="only these requirements and their dependencies (a partial bundle, no models)")
     table = commands.add_parser("table", help="print the Markdown results table of a results folder")
     table.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
@@ -31,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         from helpers.results import load_results
 
         print(results_markdown(load_results(args.folder)))
+        return 0
+    if args.command == "bundle":
+        from coursetools.bundle import bundle
+
+        wheels = bundle(args.folder, args.python_version, args.platform, args.only)
+        megabytes = sum(wheel.stat().st_size for wheel in wheels) / 2**20
+        print(f"{args.folder}: {len(wheels)} wheels, {megabytes:.0f} MiB, README.md; use: COURSE_WHEELS={args.folder}")
         return 0
     if args.command == "badges":
         from coursetools.badges import main as badges_main

@@ -14,6 +14,7 @@ EXERCISES_STRICT = "COURSE_EXERCISES_STRICT"
 HOME = "COURSE_HOME"
 BOOTSTRAP_FROM = "COURSE_BOOTSTRAP_FROM"
 VENV = "COURSE_VENV"
+WHEELS = "COURSE_WHEELS"
 
 SETTINGS = {
     PROFILE: "cpu, gpu or t4: the sizes lessons run at (default: detected from the machine)",
@@ -24,6 +25,7 @@ SETTINGS = {
     HOME: "Colab set-up cell: where the course is cloned (default /content/efficient-inference-course)",
     BOOTSTRAP_FROM: "Colab set-up cell: a path or URL to clone from; set, it runs outside Colab too",
     VENV: "./course: the virtual environment it makes and uses (default .venv)",
+    WHEELS: "./course: install from this offline bundle alone (made by ./course bundle DIR), not from the index",
 }
 
 
