@@ -23,6 +23,7 @@ __all__ = [
     "step_ms",
     "step_split",
     "time_split",
+    "top_kernels",
     "weight_bytes_per_token",
 ]
 

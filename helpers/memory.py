@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 __all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory", "stored_bytes"]
 
@@ -50,8 +51,6 @@ def extra_bytes(param: torch.Tensor) -> int:
 
 def stored_bytes(tensor: torch.Tensor) -> int:
     """Return the bytes a tensor occupies: its inner tensors for a wrapper subclass (torchao), scales for bitsandbytes."""
-    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
-
     if is_traceable_wrapper_subclass(tensor):
         names, _ = tensor.__tensor_flatten__()
         return sum(stored_bytes(getattr(tensor, name)) for name in names)
