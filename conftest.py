@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.exercises import SOLUTIONS, STRICT_ENV
+from helpers.exercises import SOLUTIONS, STRICT_ENV, exercise_ids
 from helpers.widgets import STATIC_ENV
 
 EXERCISE_TAG = "exercise"
@@ -20,13 +20,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Replace the source of each notebook cell tagged "exercise" with its lesson's solution file."""
+    """Replace the source of each notebook cell tagged "exercise" with its solution file."""
     root = Path(__file__).parent
+    by_notebook: dict[str, list[pytest.Item]] = {}
     for item in items:
-        cell = getattr(item, "cell", None)
-        if cell is None or EXERCISE_TAG not in cell.get("metadata", {}).get("tags", []):
-            continue
-        solution = root / SOLUTIONS / f"{Path(str(item.fspath)).name[:2]}.py"
-        if not solution.exists():
-            raise pytest.UsageError(f"{item.nodeid} is an exercise without a solution file {solution}")
-        cell.source = solution.read_text()
+        if getattr(item, "cell", None) is not None:
+            by_notebook.setdefault(str(item.fspath), []).append(item)
+    for notebook_items in by_notebook.values():
+        ids = exercise_ids([str(item.cell.get("source", "")) for item in notebook_items])
+        for index, item in enumerate(notebook_items):
+            if EXERCISE_TAG not in item.cell.get("metadata", {}).get("tags", []):
+                continue
+            if index not in ids:
+                raise pytest.UsageError(f"{item.nodeid}: an exercise cell must start `name = ...` and a later cell call "
+                                        'check("NN", name, ...)')
+            solution = root / SOLUTIONS / f"{ids[index]}.py"
+            if not solution.exists():
+                raise pytest.UsageError(f"{item.nodeid} is an exercise without a solution file {solution}")
+            item.cell.source = solution.read_text()

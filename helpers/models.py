@@ -1,7 +1,8 @@
-"""One loading call for every course model: a Hub id, real weights shipped in a package, or synthetic weights of a real shape."""
+"""Turn a course model name into what `from_pretrained` loads: a Hub id, real weights shipped in a package, or synthetic weights of a real shape."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import warnings
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -24,7 +26,18 @@ from transformers import (
 
 from helpers.cache import atomic_directory, cache_dir
 
-__all__ = ["UnknownModelError", "available_models", "checkpoint_bytes", "empty_model", "load_causal_lm", "load_encoder", "model_config", "pretrained_path", "resolve_source"]
+__all__ = [
+    "UnknownModelError",
+    "available_models",
+    "build_synthetic",
+    "checkpoint_bytes",
+    "empty_model",
+    "load_tokenizer",
+    "model_config",
+    "pretrained_path",
+    "resolve_source",
+    "weights_in_use",
+]
 
 
 class UnknownModelError(ValueError):
@@ -186,94 +199,71 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
     """Return (what from_pretrained should load, where it comes from) for a course name, folder or Hub id."""
     if name in PACKAGED:
         packaged = PACKAGED[name]
-        folder = converted_gguf(name, packaged) if packaged.gguf else packaged_folder(packaged) / packaged.path
-        return folder, f"packaged real weights ({packaged.hub_id})"
+        if packaged.gguf and hub_reachable(packaged.hub_id):
+            return packaged.hub_id, f"Hub original {packaged.hub_id} (full precision)"
+        if packaged.gguf:
+            return converted_gguf(name, packaged), (
+                f"packaged {packaged.path} dequantized to 16 bits: offline, the baseline has already been through "
+                "4-bit (Q4_1) quantization"
+            )
+        return packaged_folder(packaged) / packaged.path, f"packaged real weights of {packaged.hub_id}"
     if name in SYNTHETIC:
         if needs_checkpoint:
-            return synthetic_checkpoint(name, model_class), "synthetic weights (checkpoint)"
-        return None, "synthetic weights"
+            return synthetic_checkpoint(name, model_class), "synthetic weights of a real shape (random, no tokenizer)"
+        return None, "synthetic weights of a real shape (random, no tokenizer)"
     if Path(name).is_dir():
         return Path(name), "local folder"
     if "/" in name:
+        offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+        if offline and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise UnknownModelError(
+                f"{name!r} is not in the Hub cache and HF_HUB_OFFLINE is set: unset it to download, or use a course "
+                f"model.\n{available_models()}"
+            )
         return name, "Hub"
     raise UnknownModelError(f"Unknown model {name!r}.\n{available_models()}")
 
 
+@functools.cache
+def hub_reachable(hub_id: str) -> bool:
+    """Return whether the Hub answers for this model id (False at once when HF_HUB_OFFLINE is set)."""
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        return False
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(hub_id, timeout=5)
+    except Exception:  # noqa: BLE001 (no network, a proxy, a missing repository: each means "use the packaged weights")
+        return False
+    return True
+
+
 def pretrained_path(name: str, model_class: type = AutoModelForCausalLM) -> str | Path:
-    """Return what `from_pretrained` loads for a course name: a packaged or converted folder, a synthetic checkpoint, a Hub id."""
+    """Return what `from_pretrained` loads for a course name: a Hub id online, a packaged or converted folder, a synthetic checkpoint."""
     return resolve_source(name, model_class, needs_checkpoint=True)[0]
 
 
-def load_from_source(source: str | Path, model_class: type, name: str, **kwargs: Any) -> PreTrainedModel:
-    """Call from_pretrained, turning a Hub miss into an error that lists what is available."""
-    try:
-        return model_class.from_pretrained(source, **kwargs)
-    except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-        hint = " (HF_HUB_OFFLINE is set)" if offline else ""
-        raise UnknownModelError(f"Could not load {name!r} from the Hub{hint}: {err}\n{available_models()}") from err
+def weights_in_use(name: str, model_class: type = AutoModelForCausalLM) -> str:
+    """Return one line saying which weights `pretrained_path(name)` gives on this machine, and where they come from."""
+    source, origin = resolve_source(name, model_class, needs_checkpoint=True)
+    return f"{name}: {origin} <- {source}"
 
 
-def load_model(
-    name: str,
-    model_class: type,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: str = "cpu",
-    attn_implementation: str | None = None,
-    quantization_config: Any = None,
-    device_map: Any = None,
-    max_memory: dict | None = None,
-    offload_folder: str | None = None,
-    seed: int = 0,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
-    """Load any course model with one call and return (model in eval mode, tokenizer or None for synthetic weights)."""
-    dispatched = quantization_config is not None or device_map is not None
-    source, origin = resolve_source(name, model_class, needs_checkpoint=dispatched)
-    options: dict[str, Any] = {}
-    if attn_implementation is not None:
-        options["attn_implementation"] = attn_implementation
-    if source is None:
-        model = build_synthetic(name, model_class, dtype, device, seed, **options)
-        model.course_origin = origin
-        return model, None
-    if dispatched:
-        options.update(quantization_config=quantization_config, device_map=device_map or {"": device})
-        if max_memory is not None:
-            options["max_memory"] = max_memory
-        if offload_folder is not None:
-            options["offload_folder"] = offload_folder
-    model = load_from_source(source, model_class, name, dtype=dtype, **options)
-    if not dispatched:
-        model.to(device)
-    model.course_origin = origin
-    return model.eval(), load_tokenizer(source, name)
-
-
-def load_tokenizer(source: str | Path, name: str) -> PreTrainedTokenizerBase | None:
-    """Return the tokenizer beside a model, or None (with a warning saying what to do) where there is none."""
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase | None:
+    """Return the tokenizer of a course model, or None for synthetic weights and folders without one (with a warning)."""
     if name in SYNTHETIC:
         return None
+    source = pretrained_path(name, AutoModel)
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         warnings.warn(
-            f"{name}: the model loaded, but {source} has no usable tokenizer ({first}). Cells that need text (ask, "
+            f"{name}: {source} has no usable tokenizer ({first}); the model itself loads. Cells that need text (ask, "
             "perplexity) need one: copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder.",
-            stacklevel=3,
+            stacklevel=2,
         )
         return None
-
-
-def load_causal_lm(name: str, **options: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
-    """Load a decoder (causal LM) by course name, folder or Hub id; options as in `load_model`."""
-    return load_model(name, AutoModelForCausalLM, **options)
-
-
-def load_encoder(name: str, **options: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
-    """Load an encoder (bare AutoModel, e.g. BERT) by course name, folder or Hub id; options as in `load_model`."""
-    return load_model(name, AutoModel, **options)
 
 
 def model_config(name: str) -> PretrainedConfig:

@@ -1,4 +1,4 @@
-"""bitsandbytes quantization made visible: code books, blockwise round trips, named configurations, footprint tables."""
+"""bitsandbytes quantization made visible: code books, blockwise round trips, footprint tables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from collections import defaultdict
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import torch
-from transformers import BitsAndBytesConfig
 
 from helpers.memory import extra_bytes
 
-__all__ = ["bits_per_weight", "bitsandbytes_round_trip", "bnb_config", "code_book", "footprint_by_kind", "quantize_from_scratch"]
+__all__ = ["bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "quantize_from_scratch"]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
 
@@ -34,21 +33,6 @@ def bitsandbytes_round_trip(weight: torch.Tensor, quant_type: str, block: int = 
     """Quantize to 4 bits and back with bitsandbytes' own kernels."""
     packed, state = bnbf.quantize_4bit(weight.float(), blocksize=block, quant_type=quant_type)
     return bnbf.dequantize_4bit(packed, state)
-
-
-def bnb_config(scheme: str, compute_dtype: torch.dtype = torch.bfloat16, **options) -> BitsAndBytesConfig:
-    """Return the BitsAndBytesConfig of a named scheme: "nf4", "fp4", "nf4-dq" (double quantization) or "int8"."""
-    if scheme == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, **options)
-    if scheme not in ("nf4", "fp4", "nf4-dq"):
-        raise ValueError(f"unknown scheme {scheme!r}; choose nf4, fp4, nf4-dq or int8")
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=scheme[:3],
-        bnb_4bit_compute_dtype=compute_dtype,
-        bnb_4bit_use_double_quant=scheme == "nf4-dq",
-        **options,
-    )
 
 
 def module_kind(module: torch.nn.Module) -> str:

@@ -6,6 +6,7 @@ import jupytext
 import nbformat
 import pytest
 
+from helpers.exercises import exercise_ids
 from helpers.syllabus import SYLLABUS
 
 ROOT = Path(__file__).parent.parent
@@ -46,12 +47,19 @@ def test_stored_outputs_carry_a_stamp_and_no_errors(path):
         assert all(cell.execution_count for cell in code), "stored outputs must come from one full run"
 
 
+EXERCISE_KINDS = ("", "-call", "-predict")  # the lesson's first exercise, write-the-call, predict-then-measure
+ALL_KINDS_FROM = "01"  # lesson 00 is the tour of the tools: its one exercise is a computation
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_lesson_has_an_exercise_with_its_check_and_a_solution(path):
-    notebook = nbformat.read(path, as_version=4)
-    cells = notebook.cells
-    exercises = [i for i, cell in enumerate(cells) if "exercise" in cell.metadata.get("tags", [])]
-    assert len(exercises) == 1
-    answer, check = cells[exercises[0]], cells[exercises[0] + 1]
-    assert answer.source.startswith("answer = ...")
-    assert f'check("{path.name[:2]}", answer' in check.source
+def test_every_lesson_has_its_exercises_each_with_a_later_check_and_a_solution(path):
+    cells = nbformat.read(path, as_version=4).cells
+    tagged = [i for i, cell in enumerate(cells) if "exercise" in cell.metadata.get("tags", [])]
+    ids = exercise_ids([cell.source for cell in cells])
+    assert set(tagged) <= set(ids), "every exercise cell starts `name = ...` and a later cell checks that name"
+    lesson = path.name[:2]
+    kinds = EXERCISE_KINDS if lesson >= ALL_KINDS_FROM else EXERCISE_KINDS[:1]
+    assert sorted(ids[i] for i in tagged) == sorted(lesson + kind for kind in kinds)
+    for index in tagged:
+        assert cells[index].source.split("=")[1].strip().startswith("..."), "the learner's cell starts unanswered"
+        assert (ROOT / "workshop" / "solutions" / f"{ids[index]}.py").exists()
