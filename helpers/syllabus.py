@@ -371,7 +371,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
                 "--new-tokens",
                 "32",
                 "--warmup",
-                "2",
+                "3",
                 "--repeats",
                 "5",
             ],

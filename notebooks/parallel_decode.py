@@ -137,6 +137,9 @@ def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, 
     clock = ALL_GPUS if args.placement == "pipeline" else first
     vocab = model.config.vocab_size
     torch.manual_seed(0)  # the same token ids in every process of a tensor-parallel run
+    with torch.inference_mode():  # first calls pick kernels and allocate: keep them out of every length's timing
+        for length in args.prompt_lens:
+            model(input_ids=torch.zeros(1, length, dtype=torch.long, device=first), logits_to_keep=1)
     prefill = {}
     for length in args.prompt_lens:
         ids = torch.randint(0, vocab, (1, length)).to(first)

@@ -61,3 +61,30 @@ def test_budget_check_finds_the_smallest_gpu0_budget(monkeypatch):
     assert set(plan(model, {0: "1GiB", 1: "80GiB"}).values()) <= {0, 1}
     assert check("06", 1, model=model)
     assert not check("06", 2, model=model)
+
+
+def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_run(monkeypatch, capsys):
+    import helpers.exercises
+    from helpers.checks import Prediction
+
+    def compare(answer, faster):
+        return answer == faster, f"measured {'faster' if faster else 'slower'}"
+
+    monkeypatch.setenv(STRICT_ENV, "1")
+    monkeypatch.setattr(helpers.exercises, "exercise", lambda _: Prediction("is it faster?", compare))
+    assert check("99-predict", True, faster=True)
+    assert not check("99-predict", True, faster=False)  # contradicted: said, not raised
+    out = capsys.readouterr().out
+    assert "the measurement agrees: measured faster" in out and "says otherwise: measured slower" in out
+    with pytest.raises(ExerciseError, match="one of True, False"):
+        check("99-predict", "yes", faster=True)
+    with pytest.raises(ExerciseError, match="not answered"):
+        check("99-predict", ..., faster=True)
+
+
+def test_exercise_ids_come_from_the_later_check_call_of_the_same_name():
+    from helpers.exercises import exercise_ids
+
+    cells = ["x = 1", "guess = ...  # predict", "measure()", 'check("03-predict", guess, a=1)', "call = ...",
+             'check("03-call", call)', 'check("03", other)']
+    assert exercise_ids(cells) == {1: "03-predict", 4: "03-call"}

@@ -3,30 +3,39 @@ import shutil
 
 import pytest
 import torch
-from transformers import BitsAndBytesConfig
+from transformers import AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 
 from helpers.cache import atomic_directory
 from helpers.memory import model_footprint, parameter_count
 from helpers.models import (
     UnknownModelError,
     available_models,
-    load_causal_lm,
-    load_encoder,
+    build_synthetic,
+    load_tokenizer,
     model_config,
+    pretrained_path,
     synthetic_checkpoint,
+    weights_in_use,
 )
 from helpers.quality import ask
 
 
 def test_unknown_name_lists_what_is_available():
     with pytest.raises(UnknownModelError, match="smollm2-135m"):
-        load_causal_lm("no-such-model")
+        pretrained_path("no-such-model")
 
 
 def test_hub_id_offline_gives_actionable_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UnknownModelError, match="HF_HUB_OFFLINE"):
-        load_causal_lm("facebook/opt-350m-not-cached")
+        pretrained_path("facebook/opt-350m-not-cached")
+
+
+def test_offline_the_packaged_decoder_says_it_is_already_4_bit(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = weights_in_use("smollm2-135m")
+    assert "Q4_1" in line and "already been through 4-bit" in line
+    assert "random" in weights_in_use("llama-tiny-shape")
 
 
 def test_available_models_names_every_source():
@@ -48,7 +57,8 @@ def test_packaged_decoder_loads_quantized_from_converted_cache(smollm2, quant, b
         config, dtype = BitsAndBytesConfig(load_in_8bit=True), torch.float16
     else:
         config, dtype = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant), torch.float32
-    model, tokenizer = load_causal_lm("smollm2-135m", dtype=dtype, quantization_config=config)
+    model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=dtype, quantization_config=config)
+    tokenizer = load_tokenizer("smollm2-135m")
     full = smollm2[0]
     linear = sum(m.weight.numel() for n, m in full.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head")
     other = parameter_count(full) - linear  # embeddings (tied with lm_head) and norms keep the load dtype
@@ -59,34 +69,33 @@ def test_packaged_decoder_loads_quantized_from_converted_cache(smollm2, quant, b
 
 
 def test_packaged_encoder_loads_with_attention_choice():
-    model, tokenizer = load_encoder("minilm-l6", attn_implementation="eager")
+    model = AutoModel.from_pretrained(pretrained_path("minilm-l6", AutoModel), attn_implementation="eager")
+    tokenizer = load_tokenizer("minilm-l6")
     assert model.config._attn_implementation == "eager"
     out = model(**tokenizer(["hello world"], return_tensors="pt")).last_hidden_state
     assert out.shape == (1, 4, 384)
 
 
 def test_synthetic_model_has_its_shape():
-    model, tokenizer = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
-    assert tokenizer is None
+    model = build_synthetic("llama-tiny-shape", AutoModelForCausalLM, torch.bfloat16, "cpu")
+    assert load_tokenizer("llama-tiny-shape") is None
     assert model.dtype == torch.bfloat16
     config = model_config("llama-tiny-shape")
     assert len(model.model.layers) == config.num_hidden_layers
-    again, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
+    again = build_synthetic("llama-tiny-shape", AutoModelForCausalLM, torch.bfloat16, "cpu")
     assert torch.equal(model.lm_head.weight, again.lm_head.weight)  # same seed, same weights
 
 
 def test_synthetic_checkpoint_is_written_once_and_completely(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    from transformers import AutoModelForCausalLM
-
     path = synthetic_checkpoint("llama-tiny-shape", AutoModelForCausalLM)
     assert (path / "config.json").exists() and (path / "model.safetensors").exists()
     assert not [p for p in path.parent.iterdir() if "partial" in p.name]
     stamp = os.path.getmtime(path / "model.safetensors")
     assert synthetic_checkpoint("llama-tiny-shape", AutoModelForCausalLM) == path
     assert os.path.getmtime(path / "model.safetensors") == stamp
-    from_checkpoint, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16, device_map={"": "cpu"})
-    built, _ = load_causal_lm("llama-tiny-shape", dtype=torch.bfloat16)
+    from_checkpoint = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map={"": "cpu"})
+    built = build_synthetic("llama-tiny-shape", AutoModelForCausalLM, torch.bfloat16, "cpu")
     assert torch.equal(from_checkpoint.model.layers[0].mlp.up_proj.weight, built.model.layers[0].mlp.up_proj.weight)
 
 
@@ -99,12 +108,11 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 
 
 def test_a_local_folder_without_tokenizer_loads_the_model_and_says_what_is_missing(tmp_path):
-    from helpers.models import load_causal_lm, pretrained_path
-
     folder = tmp_path / "model"
     shutil.copytree(pretrained_path("llama-tiny-shape"), folder)
+    model = AutoModelForCausalLM.from_pretrained(pretrained_path(str(folder)))
     with pytest.warns(UserWarning, match="no usable tokenizer"):
-        model, tokenizer = load_causal_lm(str(folder))
+        tokenizer = load_tokenizer(str(folder))
     assert tokenizer is None and model.config.hidden_size == 256
 
 

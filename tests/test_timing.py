@@ -2,8 +2,9 @@ import time
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
-from helpers.models import load_causal_lm
+from helpers.models import build_synthetic
 from helpers.timing import Timing, benchmark, benchmark_generation
 
 
@@ -38,7 +39,7 @@ def test_repeats_must_be_positive():
 
 
 def test_generation_separates_prefill_from_decode():
-    model, _ = load_causal_lm("llama-tiny-shape")
+    model = build_synthetic("llama-tiny-shape", AutoModelForCausalLM, torch.float32, "cpu")
     ids = torch.randint(0, 8000, (2, 32))
     result = benchmark_generation(model, ids, new_tokens=8, warmup=1, repeats=2)
     assert result.prefill.median < result.total.median
