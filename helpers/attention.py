@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,8 +14,22 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from helpers.measure import SweepPoint, measure_point
+from helpers.timing import benchmark, interleaved
 
-__all__ = ["BACKENDS", "attention_flops", "default_backend", "draw_attention_memory", "probe_backends", "run_with_backend", "sweep_prefill", "sweep_sequence_lengths"]
+__all__ = [
+    "BACKENDS",
+    "allowed_backends",
+    "attention_flops",
+    "decode_rounds",
+    "default_backend",
+    "draw_attention_memory",
+    "math_score_dtype",
+    "priority_order",
+    "probe_backends",
+    "run_with_backend",
+    "sweep_prefill",
+    "sweep_sequence_lengths",
+]
 
 BACKENDS = {
     "math": SDPBackend.MATH,
@@ -83,6 +98,29 @@ def default_backend(
     return next(name for name, backend in BACKENDS.items() if int(backend) == choice)
 
 
+def priority_order() -> list[str]:
+    """Return every SDPA backend in the order SDPA tries them now (`sdpa_kernel(..., set_priority=True)` changes it)."""
+    names = {int(backend): name for name, backend in BACKENDS.items()}
+    return [names[choice] for choice in torch._C._get_sdp_priority_order() if choice in names]
+
+
+def allowed_backends() -> list[str]:
+    """Return the SDPA backends allowed now (global switches, `sdpa_kernel`), in the order SDPA tries them."""
+    enabled = {
+        "math": torch.backends.cuda.math_sdp_enabled(),
+        "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+        "flash": torch.backends.cuda.flash_sdp_enabled(),
+        "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
+    }
+    return [name for name in priority_order() if enabled[name]]
+
+
+def math_score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Return the dtype the math backend computes scores in: float32 for half inputs unless half reduction is allowed."""
+    half = dtype in (torch.float16, torch.bfloat16)
+    return torch.float32 if half and not torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed() else dtype
+
+
 def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: bool) -> float:
     """Return the matrix FLOPs of one attention call: QK^T and PV, halved when causal."""
     flops = 4 * batch * heads * seq * seq * head_dim
@@ -133,6 +171,31 @@ def sweep_prefill(
     return results
 
 
+def decode_rounds(
+    models: dict[str, torch.nn.Module], input_ids: torch.Tensor, *, new_tokens: int, warmup: int, rounds: int
+) -> dict[str, list[float]]:
+    """Time greedy decoding of each model in interleaved rounds; return each one's ms per decode step, one value a round.
+
+    A round times `generate` for 1 token (prefill) and for `new_tokens` tokens; a decode step is their difference
+    divided by `new_tokens - 1`.
+    """
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
+
+    def generate(model: torch.nn.Module, count: int) -> Callable[[], object]:
+        return partial(model.generate, input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                       max_new_tokens=count, min_new_tokens=count, do_sample=False, pad_token_id=0)
+
+    def step_ms(model: torch.nn.Module) -> float:
+        prefill = benchmark(generate(model, 1), device=input_ids.device, warmup=0, repeats=1).median
+        total = benchmark(generate(model, new_tokens), device=input_ids.device, warmup=0, repeats=1).median
+        return (total - prefill) / (new_tokens - 1)
+
+    for model in models.values():
+        benchmark(generate(model, new_tokens), device=input_ids.device, warmup=warmup, repeats=1)
+    return interleaved({name: partial(step_ms, model) for name, model in models.items()}, rounds)
+
+
 def draw_attention_memory(
     seq: int,
     *,
@@ -140,14 +203,18 @@ def draw_attention_memory(
     heads: int,
     head_dim: int,
     element: int,
+    score_element: int,
     limit_bytes: float,
     sweep: dict[str, list[SweepPoint]] | None = None,
 ) -> None:
-    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit."""
+    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit.
+
+    `element` is the bytes of one input value, `score_element` those of one score as the math kernel stores it.
+    """
     import matplotlib.pyplot as plt
 
     bars = {
-        "math: scores (b·h·n²)": batch * heads * seq * seq * element,
+        "math: scores (b·h·n²)": batch * heads * seq * seq * score_element,
         "fused: q, k, v, out (4·b·h·n·d)": 4 * batch * heads * seq * head_dim * element,
     }
     for name, points in (sweep or {}).items():

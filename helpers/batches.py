@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 
 import torch
@@ -16,9 +17,16 @@ def padded_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (input_ids, attention_mask) of `batch` rows padded to `length`, about `padding` of the slots being padding."""
     if not 0 <= padding < 1:
-        raise ValueError("padding is a fraction in [0, 1)")
-    if vocab_size < 2:
-        raise ValueError(f"vocab_size {vocab_size}: a batch needs at least one token id besides padding (0)")
+        raise ValueError(f"padding {padding!r}: it is the share of padded slots, a fraction in [0, 1) such as 0.5")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 2:
+        raise ValueError(
+            f"vocab_size {vocab_size!r}: pass the number of token ids as a whole number of at least 2 (id 0 is "
+            "padding), e.g. tokenizer.vocab_size, or model.config.vocab_size for a model without a tokenizer"
+        )
+    for name, value in (("batch", batch), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} {value!r}: pass a whole number of at least 1")
+    vocab_size, batch, length = int(vocab_size), int(batch), int(length)
     real = (1 - padding) * length
     if padding <= 0.5:
         lengths = torch.linspace(length - 2 * (length - real), length, batch)

@@ -7,7 +7,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-__all__ = ["FastPathUnsupportedError", "agreement", "encoder_variants", "from_fast_path", "hidden_states", "mean_pooled", "to_fast_path"]
+__all__ = ["FastPathUnsupportedError", "agreement", "from_fast_path", "hidden_states", "mean_pooled", "to_fast_path"]
 
 SUPPORTED_TYPES = ("bert", "roberta")
 FAST_PATH_ACTIVATIONS = ("gelu", "relu")
@@ -36,45 +36,15 @@ def check_convertible(model: PreTrainedModel) -> None:
         raise FastPathUnsupportedError("the fast path is for inference only: call model.eval() first")
 
 
-def _fused_layer(layer: nn.Module, config) -> nn.TransformerEncoderLayer:
-    """Build one nn.TransformerEncoderLayer holding a copy of a BERT layer's weights."""
-    attention = layer.attention
-    fused = nn.TransformerEncoderLayer(
-        d_model=config.hidden_size,
-        nhead=config.num_attention_heads,
-        dim_feedforward=config.intermediate_size,
-        dropout=0.0,
-        activation=config.hidden_act,
-        layer_norm_eps=config.layer_norm_eps,
-        batch_first=True,
-        norm_first=False,
-        device=attention.self.query.weight.device,
-        dtype=attention.self.query.weight.dtype,
-    )
-    projections = (attention.self.query, attention.self.key, attention.self.value)
-    with torch.no_grad():
-        fused.self_attn.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))
-        fused.self_attn.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))
-        fused.self_attn.out_proj.load_state_dict(attention.output.dense.state_dict())
-        fused.norm1.load_state_dict(attention.output.LayerNorm.state_dict())
-        fused.linear1.load_state_dict(layer.intermediate.dense.state_dict())
-        fused.linear2.load_state_dict(layer.output.dense.state_dict())
-        fused.norm2.load_state_dict(layer.output.LayerNorm.state_dict())
-    return fused.eval()
-
-
 class FastPathEncoder(nn.Module):
     """A BERT-family encoder whose layers run as one fused nn.TransformerEncoder, skipping padding via nested tensors."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
+    def __init__(self, model: PreTrainedModel, encoder: nn.TransformerEncoder) -> None:
         super().__init__()
-        check_convertible(model)
         self.config = model.config
         self.embeddings = model.embeddings
         self.pooler = getattr(model, "pooler", None)
-        layers = [_fused_layer(layer, model.config) for layer in model.encoder.layer]
-        self.encoder = nn.TransformerEncoder(layers[0], num_layers=len(layers), enable_nested_tensor=True)
-        self.encoder.layers = nn.ModuleList(layers)
+        self.encoder = encoder
         self.eval()
 
     @property
@@ -98,6 +68,7 @@ class FastPathEncoder(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         with torch.inference_mode():
             hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            # the padding mask (True = padding) is what lets the encoder pack the real tokens into a nested tensor
             hidden = self.encoder(hidden, src_key_padding_mask=attention_mask == 0)
             pooled = self.pooler(hidden) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled)
@@ -105,7 +76,36 @@ class FastPathEncoder(nn.Module):
 
 def to_fast_path(model: PreTrainedModel) -> FastPathEncoder:
     """Convert a BERT-family encoder (in eval mode) to the PyTorch fast path; the seed's `to_bettertransformer()`."""
-    return FastPathEncoder(model)
+    check_convertible(model)
+    config = model.config
+    layers = []
+    for layer in model.encoder.layer:
+        attention = layer.attention
+        fused = nn.TransformerEncoderLayer(
+            d_model=config.hidden_size,
+            nhead=config.num_attention_heads,
+            dim_feedforward=config.intermediate_size,
+            dropout=0.0,
+            activation=config.hidden_act,
+            layer_norm_eps=config.layer_norm_eps,
+            batch_first=True,
+            norm_first=False,
+            device=attention.self.query.weight.device,
+            dtype=attention.self.query.weight.dtype,
+        )
+        projections = (attention.self.query, attention.self.key, attention.self.value)
+        with torch.no_grad():  # query, key and value become one projection of three times the width
+            fused.self_attn.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))
+            fused.self_attn.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))
+        fused.self_attn.out_proj.load_state_dict(attention.output.dense.state_dict())
+        fused.norm1.load_state_dict(attention.output.LayerNorm.state_dict())
+        fused.linear1.load_state_dict(layer.intermediate.dense.state_dict())
+        fused.linear2.load_state_dict(layer.output.dense.state_dict())
+        fused.norm2.load_state_dict(layer.output.LayerNorm.state_dict())
+        layers.append(fused)
+    encoder = nn.TransformerEncoder(layers[0], num_layers=len(layers), enable_nested_tensor=True)
+    encoder.layers = nn.ModuleList(layers)  # the constructor cloned layers[0]; keep each converted layer instead
+    return FastPathEncoder(model, encoder)
 
 
 def from_fast_path(fast: FastPathEncoder) -> PreTrainedModel:
@@ -137,15 +137,6 @@ def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     summed = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
     return nn.functional.normalize(summed.float(), dim=-1)
-
-
-def encoder_variants(name: str, dtype: torch.dtype, device: str) -> dict[str, nn.Module]:
-    """Return the same encoder three ways: transformers eager, transformers sdpa, and the PyTorch fast path."""
-    from helpers.models import load_encoder
-
-    eager, _ = load_encoder(name, dtype=dtype, device=device, attn_implementation="eager")
-    sdpa, _ = load_encoder(name, dtype=dtype, device=device, attn_implementation="sdpa")
-    return {"HF eager": eager, "HF sdpa": sdpa, "fast path": to_fast_path(eager)}
 
 
 def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,11 @@ class OrtEncoder:
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.provider = self.session.get_providers()[0]
 
+    @property
+    def device(self) -> str:
+        """Where the session computes: "cuda" on the CUDA execution provider, else "cpu" (also on a GPU machine)."""
+        return "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
         feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
         (states,) = self.session.run(["last_hidden_state"], feeds)

@@ -11,10 +11,15 @@ import torch
 from helpers.settings import PROFILE as PROFILE_ENV
 from helpers.syllabus import SYLLABUS
 
-__all__ = ["PROFILES", "Profile", "detect_profile_name", "use_profile"]
+__all__ = ["PROFILES", "Profile", "allow_sdpa_backends", "detect_profile_name", "use_profile"]
 
 T4_MEMORY_GIB = 15.0
 SMALLEST_GPU_GIB = 14.0  # a Colab T4 reports 14.6 GiB; the t4 sizes are made to fit in it
+T4_COMPUTE_CAPABILITY = (7, 5)
+# The oldest GPU each SDPA backend runs on, from PyTorch's checks in aten/src/ATen/native/transformers/cuda/sdp_utils.cpp
+# (check_*_hardware_support): flash [sm80, sm121], memory-efficient [sm50, sm121], cuDNN [sm80, sm121]; math everywhere.
+SDPA_MIN_COMPUTE_CAPABILITY = {"math": (0, 0), "efficient": (5, 0), "flash": (8, 0), "cudnn": (8, 0)}
+T4_SDPA_BACKENDS = tuple(name for name, oldest in SDPA_MIN_COMPUTE_CAPABILITY.items() if T4_COMPUTE_CAPABILITY >= oldest)
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Profile:
     repeats: int
     sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory_cap_gib: float | None = None
-    flash_allowed: bool = True
+    sdpa_backends: tuple[str, ...] | None = None  # the SDPA backends an emulated GPU has; None: every one this GPU runs
 
     def size(self, lesson: str, key: str) -> Any:
         """Return one size of one lesson, with an error naming the keys this profile has."""
@@ -54,7 +59,7 @@ PROFILES: dict[str, Profile] = {
         repeats=10,
         sizes=T4_SIZES,
         memory_cap_gib=T4_MEMORY_GIB,
-        flash_allowed=False,
+        sdpa_backends=T4_SDPA_BACKENDS,
     ),
 }
 
@@ -78,8 +83,19 @@ def detect_profile_name() -> str:
     return "gpu" if gib > 2 * T4_MEMORY_GIB and props.major >= 8 else "t4"
 
 
+def allow_sdpa_backends(names: tuple[str, ...]) -> None:
+    """Switch SDPA's global backends so that only these run ("math", "efficient", "flash", "cudnn"), as a given GPU would."""
+    unknown = set(names) - set(SDPA_MIN_COMPUTE_CAPABILITY)
+    if unknown:
+        raise ValueError(f"unknown SDPA backends {sorted(unknown)}; choose from {sorted(SDPA_MIN_COMPUTE_CAPABILITY)}")
+    torch.backends.cuda.enable_math_sdp("math" in names)
+    torch.backends.cuda.enable_mem_efficient_sdp("efficient" in names)
+    torch.backends.cuda.enable_flash_sdp("flash" in names)
+    torch.backends.cuda.enable_cudnn_sdp("cudnn" in names)
+
+
 def use_profile(name: str | None = None) -> Profile:
-    """Return the profile (detected when name is None) and apply its limits: T4 emulation caps memory and turns flash off."""
+    """Return the profile (detected when name is None) and apply its limits: T4 emulation caps memory and keeps the T4's SDPA kernels."""
     profile = PROFILES[name or detect_profile_name()]
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"profile {profile.name!r} needs a CUDA GPU and none is visible; use COURSE_PROFILE=cpu")
@@ -87,5 +103,5 @@ def use_profile(name: str | None = None) -> Profile:
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         torch.cuda.set_per_process_memory_fraction(min(1.0, profile.memory_cap_gib / total))
     if profile.device == "cuda":
-        torch.backends.cuda.enable_flash_sdp(profile.flash_allowed)
+        allow_sdpa_backends(profile.sdpa_backends or tuple(SDPA_MIN_COMPUTE_CAPABILITY))
     return profile

@@ -91,7 +91,8 @@ def check_02(answer: Any, batch: int, heads: int, element: int) -> str | None:
     """Bytes of the math kernel's score matrix at SCORES_SEQ tokens."""
     if close(answer, batch * heads * SCORES_SEQ * SCORES_SEQ * element):
         return None
-    return f"scores are (batch, heads, {SCORES_SEQ}, {SCORES_SEQ}) values of `element` bytes each; answer in bytes"
+    return (f"scores are (batch, heads, {SCORES_SEQ}, {SCORES_SEQ}) values of `element` bytes each (the bytes per score "
+            "as the math kernel stores it); answer in bytes")
 
 
 def check_03(answer: Any) -> str | None:

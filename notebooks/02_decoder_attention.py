@@ -26,9 +26,9 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # `torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False)`.
 # For `RuntimeError: No available kernel. Aborting execution.` it advised a nightly PyTorch or fp16.
 #
-# Today: transformers uses SDPA by default (`attn_implementation="sdpa"`, or `"eager"` for the plain version),
-# the context manager is `torch.nn.attention.sdpa_kernel`, and the error has reasons you can read. This lesson
-# builds attention from scratch, times each SDPA kernel, and explains when a kernel refuses to run.
+# Today transformers uses SDPA by default (`attn_implementation="sdpa"`), the context manager is
+# `torch.nn.attention.sdpa_kernel`, and the error has reasons you can read. This lesson builds attention from
+# scratch, times each SDPA kernel, and explains when a kernel refuses to run.
 
 # %%
 from helpers.lesson import start_lesson
@@ -36,17 +36,79 @@ from helpers.lesson import start_lesson
 lesson = start_lesson("02")
 
 # %% [markdown]
+# ## 2023 → today: choosing the flash kernel
+# The seed's call still runs, with a `FutureWarning`. It is now a wrapper that passes the backends you enabled to
+# `sdpa_kernel`, and it has a fourth keyword, `enable_cudnn`, which defaults to `True`
+# (`torch/backends/cuda/__init__.py`, `sdp_kernel`): the seed's "flash only" call also allows the cuDNN kernel, and
+# where PyTorch tries cuDNN first (H100 and other sm90/sm100 GPUs with a recent cuDNN) cuDNN is what runs. The
+# current call names the backends allowed. Below, each call's allowed backends, the kernel SDPA runs inside it on
+# this machine, and whether the two outputs agree.
+#
+# Under T4 emulation (profile `t4`) both calls switch on kernels a real T4 lacks, so they run here; on a real T4
+# (sm 7.5) neither flash nor cuDNN runs, and the seed's call ends in "No available kernel".
+
+# %%
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from helpers.attention import allowed_backends, default_backend
+
+x = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=torch.float16 if lesson.device == "cuda" else torch.float32)
+ran = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False):  # 2023
+        try:
+            ran["2023"] = default_backend(x, x, x, is_causal=True), F.scaled_dot_product_attention(x, x, x, is_causal=True)
+        except RuntimeError as err:
+            print("2023 call: RuntimeError:", str(err).splitlines()[0])
+        print("2023: sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False) allows",
+              allowed_backends(), "| SDPA runs:", ran.get("2023", ("nothing",))[0])
+for warning in caught:
+    if issubclass(warning.category, FutureWarning):
+        print(f"  {warning.category.__name__}: {warning.message}")
+with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # today
+    try:
+        ran["today"] = default_backend(x, x, x, is_causal=True), F.scaled_dot_product_attention(x, x, x, is_causal=True)
+    except RuntimeError as err:
+        print("today's call: RuntimeError:", str(err).splitlines()[0])
+    print("today: sdpa_kernel(SDPBackend.FLASH_ATTENTION) allows", allowed_backends(),
+          "| SDPA runs:", ran.get("today", ("nothing",))[0])
+
+# %% [markdown]
+# Two kernels compute the same function but add up in a different order, so their outputs may differ in the last
+# bits. The cell below measures the largest difference in units in the last place (ulp) of the dtype at the outputs'
+# largest magnitude: each kernel lands within about one ulp of the exact result, so up to two is a rounding
+# difference, more is not. Each output's largest error against a float64 computation is printed beside it.
+
+# %%
+import math
+
+if len(ran) == 2:
+    (old_kernel, old), (new_kernel, new) = ran["2023"], ran["today"]
+    with sdpa_kernel(SDPBackend.MATH):
+        exact = F.scaled_dot_product_attention(x.double(), x.double(), x.double(), is_causal=True)
+    errors = {kernel: (out.double() - exact).abs().max().item() for kernel, out in ((old_kernel, old), (new_kernel, new))}
+    if torch.equal(old, new):
+        print(f"same kernel ({old_kernel}) both times: identical outputs")
+    else:
+        scale = exact.abs().max().item()
+        ulp = math.ldexp(torch.finfo(x.dtype).eps, math.frexp(scale)[1] - 1)  # spacing of x.dtype's values near scale
+        gap = (old - new).abs().max().item()
+        verdict = "a rounding difference" if gap <= 2 * ulp else "more than rounding"
+        print(f"{old_kernel} and {new_kernel} differ by up to {gap:.1e}, {gap / ulp:.1f} ulp of {x.dtype} at the outputs' "
+              f"largest magnitude ({scale:.2f}): {verdict}")
+    print("largest error against float64:", {kernel: f"{error:.1e}" for kernel, error in errors.items()})
+
+# %% [markdown]
 # ## Attention in four lines
 # Scores are every query against every key, scaled; a causal mask hides the future; softmax turns scores into
 # weights; the output is the weighted sum of values. `F.scaled_dot_product_attention` computes the same thing.
 
 # %%
-import math
-
-import torch
-import torch.nn.functional as F
-
-
 def attention_from_scratch(q, k, v, causal=True):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (batch, heads, seq, seq)
     if causal:
@@ -68,22 +130,32 @@ print("the four lines and SDPA agree")
 # ## The N × N problem
 # `scores` holds one number per query-key pair: batch × heads × seq² values. That grows with the *square* of the
 # sequence, and the plain ("math") implementation writes it to memory, reads it back for softmax, writes the
-# weights, and reads them again. At long sequences attention is limited by that memory, not by arithmetic:
+# weights, and reads them again. At long sequences attention is limited by that memory, not by arithmetic.
+#
+# How many bytes a score takes is not the inputs' precision: PyTorch's math kernel converts float16 and bfloat16
+# inputs to float32 and computes the scores and softmax there, unless
+# `torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)` allows half-precision reduction (default: not
+# allowed). `math_score_dtype` reads that switch; the tests check it against the dtype the math kernel's softmax
+# actually produces.
 
 # %%
-from helpers.memory import GiB
+from helpers.attention import math_score_dtype
+from helpers.memory import GiB, MiB
 
 batch, heads, head_dim = lesson.size("batch"), lesson.size("heads"), lesson.size("head_dim")
 dtype = getattr(torch, lesson.size("dtype"))
-element = torch.finfo(dtype).bits // 8
+element = torch.finfo(dtype).bits // 8  # bytes of one input value
+score_dtype = math_score_dtype(dtype)
+score_element = torch.finfo(score_dtype).bits // 8  # bytes of one score as the math kernel stores it
+print(f"inputs in {dtype} ({element} bytes a value); the math kernel's scores in {score_dtype} ({score_element} bytes)")
 for seq in lesson.size("seq_lens"):
-    print(f"seq {seq:>6}: scores {batch * heads * seq * seq * element / GiB:8.2f} GiB  "
+    print(f"seq {seq:>6}: scores {batch * heads * seq * seq * score_element / GiB:8.2f} GiB  "
           f"vs q, k, v and output {4 * batch * heads * seq * head_dim * element / GiB:6.3f} GiB")
 
 # %% [markdown]
 # ### Exercise
 # How many bytes does the math kernel's score matrix take at 8192 tokens, with this lesson's `batch`, `heads` and
-# `element` (bytes per value)?
+# `score_element` (bytes per score as the math kernel stores it)?
 # Write it as `answer = ...` and run the check below it. A solution is in
 # [`workshop/solutions/02.py`](../workshop/solutions/02.py).
 
@@ -93,7 +165,7 @@ answer = ...  # your answer
 # %%
 from helpers.exercises import check
 
-check("02", answer, batch=batch, heads=heads, element=element)
+check("02", answer, batch=batch, heads=heads, element=score_element)
 
 # %% [markdown]
 # ## What a fused kernel changes
@@ -102,33 +174,84 @@ check("02", answer, batch=batch, heads=heads, element=element)
 # **running (online) softmax**: the maximum and the sum seen so far, rescaling the partial output whenever a new
 # maximum appears. Memory becomes linear in the sequence, and each element is read once.
 #
-# SDPA has four backends:
+# SDPA has four backends. Which GPUs each runs on is checked in PyTorch's
+# `aten/src/ATen/native/transformers/cuda/sdp_utils.cpp` (`check_*_hardware_support`):
 #
 # | backend | where | needs |
 # |---|---|---|
-# | `MATH` | everywhere | nothing: the four lines above, in C++ |
-# | `FLASH_ATTENTION` | CUDA sm80+ (A100, H100; not T4), also a CPU version | fp16/bf16 on GPU, head dim ≤ 256, **no explicit `attn_mask`** |
-# | `EFFICIENT_ATTENTION` | CUDA sm50+ | fp32 too; bf16 needs sm80; accepts masks |
-# | `CUDNN_ATTENTION` | CUDA sm80+ with recent cuDNN | fp16/bf16; first choice on H100 |
+# | `MATH` | everywhere | nothing: the four lines above, in C++; half-precision inputs computed in float32 |
+# | `FLASH_ATTENTION` | CUDA sm80 to sm121 (A100, H100; not T4), also a CPU version | fp16/bf16 on GPU, head dim ≤ 256, **no explicit `attn_mask`** |
+# | `EFFICIENT_ATTENTION` | CUDA sm50 to sm121 | fp16 and fp32; bf16 needs sm80; accepts masks |
+# | `CUDNN_ATTENTION` | CUDA sm80 to sm121, cuDNN 9 or newer | fp16/bf16, head dim a multiple of 8 and ≤ 128 (256 on sm90/sm100 with a recent cuDNN) |
 #
-# Which of them run on *this* machine, for the inputs of this lesson, and which one SDPA picks by itself:
+# SDPA tries the allowed backends in a priority order: flash, memory-efficient, math, cuDNN, except on sm90 and
+# sm100 GPUs with a cuDNN newer than 9.15, where PyTorch puts cuDNN first (`check_prefer_cudnn_attention`;
+# `TORCH_CUDNN_SDPA_DEPRIORITIZED=1` turns that off). Which backends run on *this* machine, for the inputs of this
+# lesson, and which one SDPA picks by itself:
 
 # %%
-from helpers.attention import default_backend, probe_backends
+from helpers.attention import priority_order, probe_backends
 
 seq = lesson.size("headline_seq")
 q, k, v = (torch.randn(batch, heads, seq, head_dim, device=lesson.device, dtype=dtype) for _ in range(3))
 for verdict in probe_backends(q, k, v, is_causal=True).values():
     print(verdict)
-print("SDPA picks by itself:", default_backend(q, k, v, is_causal=True))
+print("SDPA picks by itself:", default_backend(q, k, v, is_causal=True), "| its priority order:", priority_order())
+
+# %% [markdown]
+# ## Choosing the kernels: `sdpa_kernel`
+# `torch.nn.attention.sdpa_kernel(backends, set_priority=False)` is a context manager
+# (`torch/nn/attention/__init__.py`):
+#
+# * `backends`: one `SDPBackend` or a list of them (anything else raises an `AssertionError`). Inside the `with`
+#   block only these may run; every other backend is switched off. Repeats are dropped.
+# * `set_priority` (default `False`): whether the list's order is the order SDPA tries them. With `False` the list
+#   only allows, and SDPA keeps its own priority order; with `True` the listed backends come first, in your order,
+#   the others after them in their previous order.
+# * Leaving the block restores the previous switches (and, with `set_priority=True`, the previous order).
+#
+# The same list, memory-efficient kernel first, with and without `set_priority` (on a GPU where both run, only
+# `set_priority=True` makes the memory-efficient kernel run; a CPU has no memory-efficient kernel, so its flash
+# kernel runs either way):
+
+# %%
+demo = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=dtype)
+for set_priority in (False, True):
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION], set_priority=set_priority):
+        print(f"sdpa_kernel([EFFICIENT_ATTENTION, FLASH_ATTENTION], set_priority={set_priority}): tries",
+              allowed_backends(), "| runs:", default_backend(demo, demo, demo, is_causal=True))
+print("after the block:", allowed_backends())
+
+# %% [markdown]
+# ### Exercise: write the call
+# On an H100 PyTorch tries cuDNN before flash. Write the `sdpa_kernel` call that allows only the flash and cuDNN
+# kernels and tries **flash first** (how you rule cuDNN out when you suspect it, without losing it as a fallback).
+# Write it as `answer_call = sdpa_kernel(...)`, without `with`: the check enters it, reads which backends are
+# allowed and in which order, and leaves it. A solution is in
+# [`workshop/solutions/02-call.py`](../workshop/solutions/02-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # sdpa_kernel([...], ...)
+
+# %%
+check("02-call", answer_call)
 
 # %% [markdown]
 # ## Every backend, side by side, against sequence length
 # Same inputs for each backend; peak memory is what the call needed above what was already allocated. On a GPU
 # we also compute achieved TFLOP/s (matrix FLOPs of attention ÷ time) beside the data-sheet peak.
+#
+# ### Exercise: predict, then measure
+# Before running the sweep: at the headline length (`seq`), is the math kernel's measured peak memory **more than
+# twice** its score matrix at the input precision (`batch * heads * seq**2 * element` bytes)? Write
+# `answer_predict = True` or `False`; the check after the sweep compares it with this machine's measurement.
+# The reasoning is in [`workshop/solutions/02-predict.py`](../workshop/solutions/02-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # True or False
 
 # %%
-from helpers.attention import BACKENDS, attention_flops, sweep_sequence_lengths
+from helpers.attention import attention_flops, sweep_sequence_lengths
 from helpers.limits import peak_flops_16bit
 
 runnable = [name for name, verdict in probe_backends(q, k, v, is_causal=True).items() if verdict.runs]
@@ -144,7 +267,7 @@ for name, points in sweep.items():
             print(f"{name:<10}{p.seq:>7}   failed: {p.error}")
             continue
         tflops = attention_flops(batch, heads, p.seq, head_dim, causal=True) / (p.ms / 1e3) / 1e12
-        print(f"{name:<10}{p.seq:>7}{p.ms:>10.2f}{p.peak_bytes / 2**20:>10.0f}{tflops:>9.2f}")
+        print(f"{name:<10}{p.seq:>7}{p.ms:>10.2f}{p.peak_bytes / MiB:>10.0f}{tflops:>9.2f}")
 print("peak 16-bit tensor FLOP/s:", f"{peak_flops / 1e12:.0f} TFLOP/s ({peak_source})" if peak_flops else peak_source)
 
 # %%
@@ -153,16 +276,48 @@ from helpers.plots import line_chart
 seq_lens = lesson.size("seq_lens")
 line_chart(seq_lens, {n: [p.ms for p in pts] for n, pts in sweep.items()}, "attention time (gaps: failed)",
            "sequence length", "ms", logx=True, logy=True)
-line_chart(seq_lens, {n: [p.peak_bytes / 2**20 if p.peak_bytes else None for p in pts] for n, pts in sweep.items()},
+line_chart(seq_lens, {n: [p.peak_bytes / MiB if p.peak_bytes else None for p in pts] for n, pts in sweep.items()},
            "attention peak memory above inputs", "sequence length", "MiB", logx=True, logy=True)
 
 # %%
-headline = {name: next(p.ms for p in pts if p.seq == seq) for name, pts in sweep.items()}
-fastest = min((name for name in headline if name != "math" and headline[name]), key=lambda n: headline[n], default=None)
-speedup_vs_math = headline["math"] / headline[fastest] if fastest and headline["math"] else None
+math_at_headline = next(p for p in sweep["math"] if p.seq == seq)
+check("02-predict", answer_predict, peak_bytes=math_at_headline.peak_bytes,
+      scores_bytes=batch * heads * seq * seq * element, stored_scores_bytes=batch * heads * seq * seq * score_element)
+
+# %% [markdown]
+# The N × N cell predicted one score matrix at the math kernel's precision. Measured against it, at every length
+# where the math kernel ran (the check fails where a peak comes out below one such matrix):
+
+# %%
+math_ran = [p for p in sweep["math"] if p.peak_bytes]
+for p in math_ran:
+    stored = batch * heads * p.seq * p.seq * score_element
+    print(f"seq {p.seq:>6}: math peak {p.peak_bytes / MiB:9.0f} MiB = {p.peak_bytes / stored:.2f} score matrices "
+          f"in {score_dtype}, {p.peak_bytes / (stored * element / score_element):.2f} at the input precision")
+assert all(p.peak_bytes >= batch * heads * p.seq * p.seq * score_element for p in math_ran)
+
+# %% [markdown]
+# The headline: the kernel SDPA picks by itself against the math kernel at the headline length, timed in
+# interleaved rounds (one call of each per round); the interval is the lowest to highest per-round ratio.
+
+# %%
+from functools import partial
+
+from helpers.attention import run_with_backend
+from helpers.timing import benchmark_interleaved, compare, paired_ratio
+
+q, k, v = (torch.randn(batch, heads, seq, head_dim, device=lesson.device, dtype=dtype) for _ in range(3))
+chosen = default_backend(q, k, v, is_causal=True)
+fused_vs_math = None
+if chosen != "math" and math_at_headline.ms is not None:
+    timings = benchmark_interleaved({name: partial(run_with_backend, name, q, k, v, is_causal=True)
+                                     for name in ("math", chosen)}, device=lesson.device, **lesson.timing)
+    fused_vs_math = paired_ratio(list(timings["math"].times_ms), list(timings[chosen].times_ms))
+    print(f"seq {seq}, {dtype}: {chosen} against math: {compare(fused_vs_math)}")
+else:
+    print(f"seq {seq}: no comparison here (SDPA picks {chosen}; math {'ran' if math_at_headline.ms else 'failed'})")
+del q, k, v
 math_failed_at = [p.seq for p in sweep["math"] if p.ms is None]
-if fastest:
-    print(f"seq {seq}, {dtype}: {fastest} is {speedup_vs_math:.1f}x faster than math")
 print("math failed at:", math_failed_at or "no length in this sweep",
       "| fused kernels still ran there:",
       {n: [p.seq for p in pts if p.ms is not None and p.seq in math_failed_at] for n, pts in sweep.items() if n != "math"})
@@ -174,13 +329,11 @@ print("math failed at:", math_failed_at or "no length in this sweep",
 # cap under T4 emulation); grey bars are the peaks measured above, where the sweep reached that length.
 
 # %%
-from functools import partial
-
 from helpers.attention import draw_attention_memory
 from helpers.widgets import explore
 
 explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_dim, element=element,
-                limit_bytes=lesson.memory_limit_bytes, sweep=sweep),
+                score_element=score_element, limit_bytes=lesson.memory_limit_bytes, sweep=sweep),
         seq=([2**i for i in range(9, 18)], lesson.size("headline_seq")))
 
 # %% [markdown]
@@ -190,8 +343,6 @@ explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_d
 # PyTorch says *why* in warnings printed just before the error; `probe_backends` collects them.
 
 # %%
-from helpers.attention import run_with_backend
-
 forced = "flash" if lesson.device == "cuda" else "cudnn"
 q32 = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=torch.float32)
 try:
@@ -207,8 +358,7 @@ for verdict in probe_backends(q32, q32, q32, is_causal=True).values():
 # The fixes, in order: use fp16/bf16 for flash and cuDNN (the seed's advice, still right); drop an explicit
 # `attn_mask` in favour of `is_causal=True` where you can (flash refuses masks); keep head dim ≤ 256; and allow
 # more than one backend: `sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION])` falls back
-# instead of failing. The list allows backends; PyTorch still tries them in its own priority order unless you pass
-# `set_priority=True` (default `False`), which makes the list's order the priority. On a GPU you can ask before running:
+# instead of failing (add `set_priority=True` when the order matters, as above). On a GPU you can ask before running:
 # `torch.backends.cuda.can_use_flash_attention(torch.backends.cuda.SDPAParams(q, k, v, None, 0.0, True, False), debug=True)`
 # prints the same reasons. A nightly PyTorch is no longer the answer.
 
@@ -218,83 +368,103 @@ if lesson.device == "cuda":
     print("same call in float16:", "runs" if probe_backends(half, half, half, is_causal=True)[forced].runs else "refused")
 
 # %% [markdown]
-# ### Migration: the old context manager
-# `torch.backends.cuda.sdp_kernel(enable_flash=..., enable_math=..., enable_mem_efficient=...)` still exists as a
-# deprecated wrapper; it warns, and it now also allows cuDNN unless told otherwise. The current spelling names the
-# backends allowed:
+# ## A real decoder: `attn_implementation="eager"` vs `"sdpa"`
+# The call that loads a decoder with a chosen attention, written out (transformers `modeling_utils.py`):
+#
+# * `pretrained_path(decoder)`: what to load, from the course's helpers: a Hub id when the Hub answers, else the
+#   packaged weights, or (on a GPU here) a checkpoint of synthetic weights in a real model's shape. At home you
+#   write the Hub id, e.g. `"meta-llama/Llama-3.2-1B"`.
+# * `dtype`: the dtype of the weights; default `"auto"`: the checkpoint config's dtype, else that of its first
+#   floating-point weight.
+# * `device_map`: where each module goes; a device (`"cuda"`, `"cpu"`, `0`) puts the whole model there as it loads;
+#   default `None`: torch's default device, the CPU unless you changed it.
+# * `attn_implementation`: `"eager"` (matrix products and softmax in plain PyTorch, like `attention_from_scratch`),
+#   `"sdpa"` (`F.scaled_dot_product_attention`), `"flash_attention_2"`, `"flash_attention_3"`,
+#   `"flash_attention_4"` (the flash-attn packages or their Hub kernels), `"flex_attention"`, `"paged|eager"`, or a Hub
+#   kernel reference `"namespace/repo[@revision][:kernel_name]"`. Default `None`: `"sdpa"` where the model supports
+#   it, else `"eager"`.
+#
+# We measure a prompt's forward pass (prefill) and its peak memory against prompt length.
 
 # %%
-import warnings
+from transformers import AutoModelForCausalLM
 
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from helpers.models import pretrained_path, weights_in_use
 
-x = torch.randn(1, 2, 16, 64, device=lesson.device, dtype=torch.float16 if lesson.device == "cuda" else torch.float32)
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False):
-        old = F.scaled_dot_product_attention(x, x, x)
-print(f"{caught[0].category.__name__}: {str(caught[0].message).split('. ')[0]}")
-with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # today's spelling
-    new = F.scaled_dot_product_attention(x, x, x)
-print("same result:", torch.equal(old, new))
-
-# %% [markdown]
-# ## A real decoder: `attn_implementation="eager"` vs `"sdpa"`
-# transformers picks SDPA by default; `"eager"` is the plain implementation (like `attention_from_scratch`).
-# We measure a prompt's forward pass (prefill) and its peak memory against prompt length.
-# On a GPU the model is a Llama-1B-shaped decoder with synthetic weights (speed and memory are real; its text is
-# not), on a CPU the real SmolLM2-135M.
+decoder = lesson.size("decoder")
+print(weights_in_use(decoder))
+decoders = {}
+for impl in ("eager", "sdpa"):
+    decoders[impl] = AutoModelForCausalLM.from_pretrained(
+        pretrained_path(decoder), dtype=lesson.profile.dtype, device_map=lesson.device, attn_implementation=impl
+    ).eval()
+    print(f"attn_implementation={impl!r}: the model runs {decoders[impl].config._attn_implementation!r}")
 
 # %%
 from helpers.attention import sweep_prefill
-from helpers.models import load_causal_lm
 
-decoder = lesson.size("decoder")
-decoders = {impl: load_causal_lm(decoder, dtype=lesson.profile.dtype, device=lesson.device,
-                                 attn_implementation=impl)[0] for impl in ("eager", "sdpa")}
 prefill = sweep_prefill(decoders, lesson.size("prompt_lens"), vocab_size=decoders["sdpa"].config.vocab_size,
                         device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
 for name, points in prefill.items():
     for p in points:
-        shown = f"{p.ms:9.1f} ms {p.peak_bytes / 2**20:8.0f} MiB" if p.ms is not None else f"failed: {p.error}"
+        shown = f"{p.ms:9.1f} ms {p.peak_bytes / MiB:8.0f} MiB" if p.ms is not None else f"failed: {p.error}"
         print(f"{name:<6} prompt {p.seq:>5}: {shown}")
 
 # %%
 prompt_lens = lesson.size("prompt_lens")
 line_chart(prompt_lens, {n: [p.ms for p in pts] for n, pts in prefill.items()}, f"{decoder} prefill time",
            "prompt tokens", "ms", logx=True, logy=True)
-line_chart(prompt_lens, {n: [p.peak_bytes / 2**20 if p.peak_bytes else None for p in pts] for n, pts in prefill.items()},
+line_chart(prompt_lens, {n: [p.peak_bytes / MiB if p.peak_bytes else None for p in pts] for n, pts in prefill.items()},
            f"{decoder} prefill peak memory above weights", "prompt tokens", "MiB", logx=True, logy=True)
-longest = max(p.seq for p in prefill["eager"] if p.ms is not None)
-eager_ms, sdpa_ms = (next(p.ms for p in prefill[n] if p.seq == longest) for n in ("eager", "sdpa"))
-prefill_speedup = eager_ms / sdpa_ms
-print(f"prompt {longest}: sdpa prefill {prefill_speedup:.1f}x faster than eager")
 
 # %% [markdown]
-# Decoding (one new token at a time, reading the KV cache) attends one query to all keys: there is no N × N matrix,
-# so the two implementations should decode at similar speed. Measured:
+# The longest prompt both implementations ran, timed again in interleaved rounds:
 
 # %%
-from helpers.timing import benchmark_generation
+sdpa_ms = {p.seq: p.ms for p in prefill["sdpa"]}
+longest = max(p.seq for p in prefill["eager"] if p.ms is not None and sdpa_ms[p.seq] is not None)
+ids = torch.randint(0, decoders["sdpa"].config.vocab_size, (1, longest), device=lesson.device)
+timings = benchmark_interleaved({name: partial(model, input_ids=ids, logits_to_keep=1) for name, model in decoders.items()},
+                                device=lesson.device, **lesson.timing)
+prefill_ratio = paired_ratio(list(timings["eager"].times_ms), list(timings["sdpa"].times_ms))
+print(f"prompt {longest}: sdpa prefill against eager: {compare(prefill_ratio)}")
+
+# %% [markdown]
+# Decoding (one new token at a time, reading the KV cache) attends one query to all keys: there is no N × N matrix.
+# Each round times, for each implementation, `generate` for one token and for `new_tokens` tokens; a decode step is
+# the difference divided by `new_tokens - 1`:
+
+# %%
+import statistics
+
+from helpers.attention import decode_rounds
 
 prompt = torch.randint(0, decoders["sdpa"].config.vocab_size, (1, prompt_lens[0]), device=lesson.device)
-decode = {name: benchmark_generation(model, prompt, new_tokens=lesson.size("new_tokens"), warmup=lesson.profile.warmup,
-                                     repeats=max(2, lesson.profile.repeats // 2)) for name, model in decoders.items()}
-for name, result in decode.items():
-    print(f"{name:<6} {result}")
+steps = decode_rounds(decoders, prompt, new_tokens=lesson.size("new_tokens"), warmup=lesson.profile.warmup,
+                      rounds=lesson.profile.repeats)
+decode_tok_s = {name: 1e3 / statistics.median(ms) for name, ms in steps.items()}
+for name, ms in steps.items():
+    print(f"{name:<6} decode {decode_tok_s[name]:.1f} tok/s (median of {len(ms)} rounds, batch 1, prompt {prompt_lens[0]})")
+print(f"sdpa decode against eager: {compare(paired_ratio(steps['eager'], steps['sdpa']))}")
 del decoders
 
 # %% [markdown]
 # ### Same answers
 # Both implementations compute the same function. In float32 the real SmolLM2 gives the same greedy answers with
-# either; in bf16 the two round differently, and where two next tokens are nearly tied a greedy answer can take
-# another (equally plausible) path, which is rounding, not a bug.
+# either (the check below fails where it does not); in bf16 the two round differently, and where two next tokens are
+# nearly tied a greedy answer can take another (equally plausible) path, which is rounding, not a bug.
 
 # %%
+from helpers.models import load_tokenizer
 from helpers.quality import PROMPTS, greedy_answers
 
-answers = {impl: greedy_answers(*load_causal_lm("smollm2-135m", dtype=torch.float32, device=lesson.device,
-                                                attn_implementation=impl)) for impl in ("eager", "sdpa")}
+print(weights_in_use("smollm2-135m"))
+tokenizer = load_tokenizer("smollm2-135m")
+answers = {}
+for impl in ("eager", "sdpa"):
+    model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=torch.float32,
+                                                 device_map=lesson.device, attn_implementation=impl).eval()
+    answers[impl] = greedy_answers(model, tokenizer)
 for prompt_text in PROMPTS:
     print(f"{prompt_text}\n  eager: {answers['eager'][prompt_text]}\n  sdpa:  {answers['sdpa'][prompt_text]}")
 
@@ -305,15 +475,23 @@ print("eager and sdpa give the same greedy answers")
 
 # %% [markdown]
 # ## Summary
-# * Use `attn_implementation="sdpa"` (the default); let SDPA choose the kernel unless you are measuring.
-# * Flash and cuDNN need half precision and (flash) no explicit mask; on a T4 (sm75) there is no flash kernel and
-#   SDPA uses the memory-efficient one.
-# * When you force a kernel, allow a fallback list, and read the warnings: they name the reason.
+# * Load with `attn_implementation="sdpa"` (the default where the model supports it); let SDPA choose the kernel
+#   unless you are measuring.
+# * `sdpa_kernel(backends)` only allows; `set_priority=True` makes the list's order the order SDPA tries them. The
+#   deprecated `sdp_kernel` also allows cuDNN unless you pass `enable_cudnn=False`.
+# * The math kernel computes half-precision inputs in float32: each of its N × N scores takes 4 bytes, not 2.
+# * Flash and cuDNN need half precision and sm80 or newer; flash takes no explicit mask. On a T4 (sm75) neither
+#   runs, and SDPA uses the memory-efficient kernel.
 
 # %%
+fused = fused_vs_math or (float("nan"),) * 3
 lesson.record(
-    fused_vs_math_at_headline=speedup_vs_math or float("nan"),
-    prefill_sdpa_vs_eager=prefill_speedup,
-    decode_sdpa_tok_s=decode["sdpa"].decode_tokens_per_s,
-    decode_eager_tok_s=decode["eager"].decode_tokens_per_s,
+    fused_vs_math_at_headline=fused[0],
+    fused_vs_math_at_headline_low=fused[1],
+    fused_vs_math_at_headline_high=fused[2],
+    prefill_sdpa_vs_eager=prefill_ratio[0],
+    prefill_sdpa_vs_eager_low=prefill_ratio[1],
+    prefill_sdpa_vs_eager_high=prefill_ratio[2],
+    decode_sdpa_tok_s=decode_tok_s["sdpa"],
+    decode_eager_tok_s=decode_tok_s["eager"],
 )

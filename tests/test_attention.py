@@ -1,16 +1,23 @@
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import AutoModelForCausalLM
 
 from helpers.attention import (
+    allowed_backends,
     attention_flops,
+    decode_rounds,
     default_backend,
+    math_score_dtype,
+    priority_order,
     probe_backends,
     refusal_reason,
     run_with_backend,
     sweep_prefill,
     sweep_sequence_lengths,
 )
-from helpers.models import load_causal_lm
+from helpers.models import pretrained_path
 
 
 def test_probe_reports_cpu_backends_and_refusals():
@@ -62,13 +69,71 @@ def test_sweep_records_time_memory_and_refusals():
     assert all(p.ms is None and p.error for p in result["cudnn"])
 
 
+def tiny_decoder(attn_implementation: str) -> torch.nn.Module:
+    """The course's tiny synthetic Llama, loaded the way lesson 02 loads its decoder."""
+    return AutoModelForCausalLM.from_pretrained(
+        pretrained_path("llama-tiny-shape"), dtype=torch.float32, attn_implementation=attn_implementation
+    ).eval()
+
+
 def test_prefill_sweep_on_a_real_shape():
-    model, _ = load_causal_lm("llama-tiny-shape", attn_implementation="sdpa")
+    model = tiny_decoder("sdpa")
     result = sweep_prefill(
         {"sdpa": model}, [16, 64], vocab_size=model.config.vocab_size, device="cpu", warmup=0, repeats=1
     )
     assert [p.seq for p in result["sdpa"]] == [16, 64]
     assert all(p.ms > 0 for p in result["sdpa"])
+
+
+def test_decode_rounds_give_one_step_time_per_round_and_model():
+    models = {impl: tiny_decoder(impl) for impl in ("eager", "sdpa")}
+    ids = torch.randint(0, 100, (1, 8))
+    rounds = decode_rounds(models, ids, new_tokens=3, warmup=0, rounds=2)
+    assert set(rounds) == {"eager", "sdpa"} and all(len(v) == 2 for v in rounds.values())
+    with pytest.raises(ValueError, match="at least 2"):
+        decode_rounds(models, ids, new_tokens=1, warmup=0, rounds=1)
+
+
+def test_set_priority_makes_the_list_order_the_priority_and_exit_restores_it():
+    before_order, before_allowed = priority_order(), allowed_backends()
+    wanted = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION]
+    with sdpa_kernel(wanted):
+        assert allowed_backends() == [n for n in before_order if n in ("efficient", "flash")]  # order not changed
+        assert priority_order() == before_order
+    with sdpa_kernel(wanted, set_priority=True):
+        assert allowed_backends() == ["efficient", "flash"]
+        assert priority_order()[:2] == ["efficient", "flash"]
+    assert (priority_order(), allowed_backends()) == (before_order, before_allowed)
+
+
+def test_deprecated_sdp_kernel_still_allows_cudnn():
+    with pytest.warns(FutureWarning, match="deprecated"):
+        with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False):
+            assert sorted(allowed_backends()) == ["cudnn", "flash"]
+
+
+class ScoreDtypes(TorchDispatchMode):
+    """Record the dtype of every (…, n, n) tensor an operation returns: the attention scores and weights."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__()
+        self.seq, self.dtypes = seq, set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.shape[-2:] == (self.seq, self.seq) and out.dim() == 4:
+            self.dtypes.add((func.__name__.split(".")[0], out.dtype))
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_math_score_dtype_is_what_the_math_kernel_computes_scores_in(dtype):
+    q = torch.randn(1, 2, 32, 16, dtype=dtype)
+    mode = ScoreDtypes(32)
+    with sdpa_kernel([SDPBackend.MATH]), mode:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+    softmax_dtypes = {d for name, d in mode.dtypes if "softmax" in name}
+    assert softmax_dtypes == {math_score_dtype(dtype)}
 
 
 def test_refusal_reason_keeps_the_reason_and_drops_headings():

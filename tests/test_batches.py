@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from helpers.batches import padded_batch, padding_fraction, sentences
@@ -12,9 +13,10 @@ def test_padded_batch_has_the_asked_padding(padding):
     assert (ids[mask == 0] == 0).all()
 
 
-def test_padding_out_of_range():
-    with pytest.raises(ValueError):
-        padded_batch(100, 2, 8, 1.0)
+@pytest.mark.parametrize("padding", [1.0, -0.1])
+def test_padding_out_of_range_says_what_it_is(padding):
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\)"):
+        padded_batch(100, 2, 8, padding)
 
 
 def test_sentences_are_real_and_deterministic():
@@ -23,12 +25,19 @@ def test_sentences_are_real_and_deterministic():
     assert all(len(s) >= 10 for s in first)
 
 
-def test_small_vocabularies_work_and_a_useless_one_is_refused():
-    import pytest
+@pytest.mark.parametrize("vocab_size", [2, 500, 1000, 1001, 2000, np.int64(30522)])
+def test_small_and_numpy_vocabularies_give_real_ids_inside_the_vocabulary(vocab_size):
+    ids, mask = padded_batch(vocab_size, batch=4, length=16, padding=0.25)
+    assert ids.max() < vocab_size and (ids[mask.bool()] > 0).all()
 
-    from helpers.batches import padded_batch
 
-    ids, mask = padded_batch(500, batch=4, length=16, padding=0.25)
-    assert ids.max() < 500 and (ids[mask.bool()] > 0).all()
-    with pytest.raises(ValueError, match="at least one token id"):
-        padded_batch(1, batch=2, length=4, padding=0.0)
+@pytest.mark.parametrize("vocab_size", [1, 0, -5, None, 500.0, True, "30522"])
+def test_a_vocabulary_that_cannot_give_ids_is_refused_with_what_to_pass(vocab_size):
+    with pytest.raises(ValueError, match=r"at least 2 \(id 0 is padding\), e\.g\. tokenizer\.vocab_size"):
+        padded_batch(vocab_size, batch=2, length=4, padding=0.0)
+
+
+@pytest.mark.parametrize(("batch", "length", "named"), [(0, 8, "batch 0"), (2, 0, "length 0"), (2.5, 8, "batch 2.5")])
+def test_an_empty_or_fractional_shape_is_refused(batch, length, named):
+    with pytest.raises(ValueError, match=f"{named}: pass a whole number of at least 1"):
+        padded_batch(100, batch, length, 0.5)

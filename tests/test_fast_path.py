@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModel, BertConfig, RobertaConfig
 
 from helpers.fast_path import FastPathUnsupportedError, from_fast_path, mean_pooled, to_fast_path
-from helpers.models import load_encoder
+from helpers.models import load_tokenizer, pretrained_path
 
 
 def random_padded_batch(vocab: int, batch: int = 6, length: int = 24, seed: int = 0):
@@ -38,8 +38,10 @@ def test_conversion_matches_on_random_padding(config_class):
 
 
 def test_real_minilm_embeddings_match():
-    model, tokenizer = load_encoder("minilm-l6", attn_implementation="eager")
+    model = AutoModel.from_pretrained(pretrained_path("minilm-l6"), attn_implementation="eager", dtype=torch.float32)
+    tokenizer = load_tokenizer("minilm-l6")
     fast = to_fast_path(model)
+    assert fast.encoder.use_nested_tensor and len(fast.encoder.layers) == model.config.num_hidden_layers
     batch = tokenizer(
         ["A short one.", "A much longer sentence that needs a lot more tokens than the first."],
         padding=True,
@@ -49,6 +51,15 @@ def test_real_minilm_embeddings_match():
         expected = mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"])
         got = mean_pooled(fast(**batch).last_hidden_state, batch["attention_mask"])
     assert (expected * got).sum(-1).min() > 0.99999
+
+
+def test_conversion_keeps_the_dtype_and_each_layer_its_own_weights():
+    model = tiny(BertConfig).to(torch.bfloat16)
+    fast = to_fast_path(model)
+    assert fast.dtype == torch.bfloat16
+    first, second = (layer.linear1.weight for layer in fast.encoder.layers)
+    assert torch.equal(first, model.encoder.layer[0].intermediate.dense.weight)
+    assert torch.equal(second, model.encoder.layer[1].intermediate.dense.weight) and not torch.equal(first, second)
 
 
 def test_round_trip_saves_and_reloads_identically(tmp_path):

@@ -25,7 +25,7 @@ def test_export_runs_other_shapes_like_pytorch_and_is_written_once(tiny_bert, tm
     assert not [p for p in path.parent.parent.iterdir() if ".partial-" in p.name]
     ids, mask = padded_batch(1000, 3, 17, 0.4)  # not the export's example shape (2 x 8)
     ort = OrtEncoder(path, "cpu")
-    assert ort.provider == "CPUExecutionProvider"
+    assert ort.provider == "CPUExecutionProvider" and ort.device == "cpu"
     result = agreement(hidden_states(ort, ids, mask), hidden_states(tiny_bert, ids, mask), mask)
     assert result["max_abs_diff"] < 1e-4
 

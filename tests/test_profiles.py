@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from helpers.profiles import PROFILES, detect_profile_name, use_profile
+from helpers.attention import allowed_backends, default_backend
+from helpers.profiles import PROFILES, allow_sdpa_backends, detect_profile_name, use_profile
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks detection on a machine without a GPU")
@@ -31,7 +32,24 @@ def test_every_profile_sizes_the_same_lessons_and_keys():
 
 def test_t4_profile_emulates_a_t4():
     t4 = PROFILES["t4"]
-    assert t4.dtype == torch.float16 and not t4.flash_allowed and t4.memory_cap_gib == 15
+    assert t4.dtype == torch.float16 and t4.memory_cap_gib == 15
+    # a T4 is sm 7.5: flash and cuDNN attention need sm 8.0, the memory-efficient kernel sm 5.0
+    assert t4.sdpa_backends == ("math", "efficient")
+    assert PROFILES["gpu"].sdpa_backends is None
+
+
+def test_allowing_the_t4_backends_switches_off_flash_and_cudnn():
+    before = allowed_backends()
+    q = torch.randn(1, 2, 16, 64)
+    try:
+        allow_sdpa_backends(PROFILES["t4"].sdpa_backends)
+        assert sorted(allowed_backends()) == ["efficient", "math"]
+        assert default_backend(q, q, q) in PROFILES["t4"].sdpa_backends  # here too: the CPU's flash kernel is off
+        with pytest.raises(ValueError, match="choose from"):
+            allow_sdpa_backends(("turbo",))
+    finally:
+        allow_sdpa_backends(tuple(before))
+    assert allowed_backends() == before
 
 
 def test_missing_size_names_known_keys():

@@ -1,0 +1,74 @@
+"""Lesson 01's exercises: the `from_pretrained` call for an sdpa encoder in float16, and the fast path without padding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from helpers.checks import Call, Prediction
+from helpers.models import model_config
+from helpers.timing import compare
+
+SHAPE = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")  # what tells all-MiniLM-L6-v2 from others
+
+
+def check_call(answer: Any, device: str) -> str | None:
+    """Return what is wrong with a model meant to be all-MiniLM-L6-v2 with sdpa attention, in float16, on `device`."""
+    if isinstance(answer, str | Path):
+        return ("that is what from_pretrained loads: write the call itself, "
+                'AutoModel.from_pretrained(pretrained_path("minilm-l6"), ...)')
+    if not isinstance(answer, PreTrainedModel):
+        return f"a {type(answer).__name__}: write AutoModel.from_pretrained(...), whose result is the model"
+    if answer.base_model is not answer:
+        return f"{type(answer).__name__} adds a task head to the encoder: load the bare encoder with AutoModel"
+    expected = model_config("minilm-l6")
+    if any(getattr(answer.config, key) != getattr(expected, key) for key in SHAPE):
+        return 'this is not all-MiniLM-L6-v2: load pretrained_path("minilm-l6")'
+    attention = answer.config._attn_implementation
+    if attention != "sdpa":
+        return (f'its attention is {attention!r}: pass attn_implementation="sdpa" (or leave it out: sdpa is the default '
+                "for a model that supports it)")
+    if answer.dtype == torch.bfloat16:
+        return "bfloat16 is the other 16-bit float: this exercise asks for float16, dtype=torch.float16"
+    if answer.dtype != torch.float16:
+        return (f"its weights are {str(answer.dtype).removeprefix('torch.')}: pass dtype=torch.float16 (the default, "
+                '"auto", keeps the dtype of the config or, as here, of the checkpoint: float32)')
+    placed = sorted({str(p.device) for p in answer.parameters()})
+    if len(placed) > 1:
+        return f"its weights are split over {placed}: pass device_map=lesson.device to place it whole"
+    if torch.device(placed[0]).type != torch.device(device).type:
+        return (f"its weights are on {placed[0]}, the lesson computes on {device}: pass device_map=lesson.device "
+                "(without device_map the model loads on the CPU)")
+    return None
+
+
+def compare_no_padding(
+    answer: bool, no_padding: tuple[float, float, float], half_padding: tuple[float, float, float]
+) -> tuple[bool, str]:
+    """Compare 'the fast path beats HF sdpa on a batch with no padding' with the sweep's per-round ratios."""
+    _, low, high = no_padding
+    beats = low > 1.0  # faster in every round; a range that includes 1 is no measurable difference
+    verdict = ("it beats HF sdpa" if beats else "it does not measurably beat HF sdpa" if high >= 1.0 else
+               "it is slower than HF sdpa")
+    grows = half_padding[1] > high  # the half-padded batch's lowest round beats every round without padding
+    padded = (f"at 50% padding it was {compare(half_padding)}, "
+              + ("a larger gain: skipping padding is where it comes from" if grows else
+                 "not a measurably larger gain than without padding"))
+    return answer == beats, (
+        "with no padding there is nothing to skip, so this compares only the fast path's fused layers (with its "
+        f"packing into a nested tensor and back) with transformers' sdpa layers: {compare(no_padding)}, {verdict}; "
+        f"{padded}"
+    )
+
+
+EXERCISES = {
+    "01-call": Call(check_call),
+    "01-predict": Prediction(
+        "On a batch with no padding at all (float32, the lesson's batch), does the fast path run measurably faster than "
+        "HF sdpa? True or False",
+        compare_no_padding,
+    ),
+}

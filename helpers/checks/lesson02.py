@@ -1,0 +1,73 @@
+"""Lesson 02's exercises: the `sdpa_kernel` call that tries flash before cuDNN, and the math kernel's peak memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.nn.attention import SDPBackend
+
+from helpers.attention import allowed_backends, priority_order
+from helpers.checks import Call, Prediction
+
+WANTED = ["flash", "cudnn"]  # allowed, and tried in this order
+TIE = 0.05  # a measured multiple within 5% of the threshold is a tie (CPU resident-set peaks move by a few percent)
+THRESHOLD = 2.0
+
+
+def check_call(answer: Any) -> str | None:
+    """Return what is wrong with a context manager meant to allow only flash and cuDNN attention, flash tried first."""
+    if isinstance(answer, list | SDPBackend):
+        return "that is what to pass: write the call itself, sdpa_kernel([...], set_priority=...)"
+    func = getattr(answer, "func", None)
+    if func is None and hasattr(answer, "gen"):
+        return "this context manager was used already (it works once): run the exercise cell again, then this check"
+    name = f"{getattr(func, '__module__', '')}.{getattr(func, '__name__', '')}"
+    if name == "torch.backends.cuda.sdp_kernel":
+        return ("that is the deprecated torch.backends.cuda.sdp_kernel (and it has no priority): use "
+                "torch.nn.attention.sdpa_kernel")
+    if name != "torch.nn.attention.sdpa_kernel":
+        return "write a call of torch.nn.attention.sdpa_kernel (imported above as sdpa_kernel)"
+    args, kwds = answer.args, answer.kwds  # entering the context manager deletes them
+    said_priority = kwds.get("set_priority", args[1] if len(args) > 1 else False)
+    try:
+        with answer:
+            allowed, order = allowed_backends(), priority_order()
+    except (AssertionError, TypeError) as err:  # sdpa_kernel rejects a backends argument of the wrong type so
+        return f"sdpa_kernel refused the arguments: {err}"
+    if sorted(allowed) != sorted(WANTED):
+        return (f"inside it SDPA may use {sorted(allowed)}; allow exactly SDPBackend.FLASH_ATTENTION and "
+                "SDPBackend.CUDNN_ATTENTION")
+    if order[: len(WANTED)] != WANTED:
+        if not said_priority:
+            return (f"the right backends, but without set_priority=True the list's order is ignored and SDPA keeps "
+                    f"this machine's order {order}: pass set_priority=True")
+        return f"with set_priority=True the list's order is the priority, and it gave {order}: put flash first"
+    return None
+
+
+def compare_peak(answer: bool, peak_bytes: int | None, scores_bytes: int, stored_scores_bytes: int) -> tuple[bool, str]:
+    """Compare 'the math kernel's peak is more than twice its score matrix at the input precision' with the measurement."""
+    if peak_bytes is None:
+        return True, "the math kernel did not run at this length here (see the sweep), so nothing settles it"
+    multiple = peak_bytes / scores_bytes
+    wider = stored_scores_bytes / scores_bytes
+    held = peak_bytes / stored_scores_bytes
+    measured = (f"the math kernel's peak was {peak_bytes / 2**20:.0f} MiB, {multiple:.2f}x its score matrix at the "
+                f"input precision ({scores_bytes / 2**20:.0f} MiB)")
+    if abs(multiple - THRESHOLD) <= TIE * THRESHOLD:
+        return True, f"{measured}: within {TIE:.0%} of {THRESHOLD:g}x, a tie, so either answer stands"
+    more = multiple > THRESHOLD
+    why = f"at its peak it held {held:.2f} score-sized matrices as it stores them"
+    if wider > 1:
+        why = f"it stores each score in {wider:g}x the bytes of an input value (float32), and {why}"
+    return answer == more, f"{measured}, {'more' if more else 'less'} than {THRESHOLD:g}x: {why}"
+
+
+EXERCISES = {
+    "02-call": Call(check_call),
+    "02-predict": Prediction(
+        "Is the math kernel's measured peak memory at the headline length more than twice its score matrix at the "
+        "input precision (batch x heads x seq^2 x element bytes)? True or False",
+        compare_peak,
+    ),
+}
