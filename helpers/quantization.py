@@ -7,10 +7,19 @@ from collections import defaultdict
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import torch
+from transformers.quantizers.base import get_keys_to_not_convert
+from transformers.quantizers.quantizers_utils import should_convert_module
 
 from helpers.memory import extra_bytes
 
-__all__ = ["bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "quantize_from_scratch"]
+__all__ = [
+    "bits_per_weight",
+    "bitsandbytes_round_trip",
+    "code_book",
+    "footprint_by_kind",
+    "predicted_footprint",
+    "quantize_from_scratch",
+]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
 
@@ -70,3 +79,42 @@ def bits_per_weight(scheme: str) -> float:
         "nf4": 4.0 + 32 / BLOCK,
         "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256),
     }[scheme]
+
+
+def quantized_weight_bytes(weight: torch.Tensor, scheme: str) -> int:
+    """Return the bytes bitsandbytes stores for one linear weight under "int8", "nf4" or "nf4-dq", scales included."""
+    count = weight.numel()
+    blocks = -(-count // BLOCK)
+    if scheme == "int8":
+        return count + 4 * weight.shape[0]  # int8 codes, one float32 scale per output row
+    if scheme == "nf4":
+        return count // 2 + 4 * blocks  # two codes a byte, one float32 absmax per block
+    return count // 2 + blocks + 4 * -(-blocks // 256)  # nf4-dq: absmax as 8-bit codes, a float32 scale per 256
+
+
+def predicted_footprint(model: torch.nn.Module, scheme: str, skip_modules: list[str] | None = None) -> dict[str, int]:
+    """Return the bytes of a model's weights loaded under a scheme, split into "quantized" and "unquantized".
+
+    The model may live on the meta device. "fp32" and "bf16" store every parameter at 4 or 2 bytes; "int8", "nf4" and
+    "nf4-dq" quantize what transformers' bitsandbytes quantizer converts (every `nn.Linear` outside `skip_modules`;
+    None: its default, the output head and weights tied to it) and keep the rest at 2 bytes. Tied weights count once;
+    buffers count at their own size.
+    """
+    if scheme not in ("fp32", "bf16", "int8", "nf4", "nf4-dq"):
+        raise ValueError(f"unknown scheme {scheme!r}: choose fp32, bf16, int8, nf4 or nf4-dq")
+    tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
+    quantizing = scheme in ("int8", "nf4", "nf4-dq")
+    skip = get_keys_to_not_convert(model) if skip_modules is None else skip_modules
+    totals = {"quantized": 0, "unquantized": 0}
+    for module_name, module in model.named_modules():
+        converts = quantizing and type(module) is torch.nn.Linear and should_convert_module(module_name, skip)
+        for name, param in module.named_parameters(prefix=module_name, recurse=False):
+            if name in tied:
+                continue
+            if converts and name.endswith("weight"):
+                totals["quantized"] += quantized_weight_bytes(param, scheme)
+            else:
+                totals["unquantized"] += param.numel() * (4 if scheme == "fp32" else 2)
+        for buffer in module.buffers(recurse=False):
+            totals["unquantized"] += buffer.numel() * buffer.element_size()
+    return totals

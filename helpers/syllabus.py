@@ -259,15 +259,16 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="03_four_bit_weights",
         title="FP4 and NF4 with bitsandbytes",
         measures_text=(
-            "code books, blockwise round trip from scratch vs bitsandbytes; footprint, perplexity, answers, prefill and decode per variant; what stays unquantized; which GPU fits an 8B model"
+            "code books, blockwise round trip from scratch vs bitsandbytes; footprint (predicted and measured), perplexity, answers and interleaved decode per variant; what stays unquantized; which GPU fits an 8B model"
         ),
-        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None},
+        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None, "rounds": 5},
         gpu={
             "eval_tokens": 4096,
             "prompt_tokens": 512,
-            "new_tokens": 64,
+            "new_tokens": 32,
             "half": "bfloat16",
             "large_shape": "llama3-8b-shape",
+            "rounds": 5,
         },
         t4={"eval_tokens": 2048, "half": "float16", "large_shape": "llama-1b-shape"},
         check=check_03,

@@ -23,13 +23,14 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 #
 # The 2023 guide: `AutoModelForCausalLM.from_pretrained("bigscience/bloom-2b5", device_map="auto", load_in_4bit=True)`,
 # "up to 8× smaller than full precision". Today the options live in a `BitsAndBytesConfig`, and bitsandbytes 0.50
-# runs 4-bit on CPUs too. This lesson opens the box (what a 4-bit weight *is*), then measures what it costs and
-# saves: footprint, perplexity, answers, speed.
+# runs 4-bit on CPUs too. This lesson opens the box (what a 4-bit weight *is*), writes the call out keyword by
+# keyword, then measures what it costs and saves: footprint, perplexity, answers, decode speed.
 #
 # **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
 # bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
-# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable, loading
-# `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
+# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable,
+# `pretrained_path("smollm2-135m")` is `HuggingFaceTB/SmolLM2-135M-Instruct` and the same calls measure against the
+# full-precision original. The first code cell that loads it prints which one this run uses.
 
 # %%
 from helpers.lesson import start_lesson
@@ -37,6 +38,37 @@ from helpers.lesson import start_lesson
 lesson = start_lesson("03")
 
 # %% [markdown]
+# ## 2023 → today
+# `load_in_4bit=True` as a keyword of `from_pretrained` is what the 2023 guide shows. Here is what the installed
+# transformers does with it (the guide's BLOOM is swapped for this course's SmolLM2):
+
+# %%
+import statistics
+
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from helpers.models import load_tokenizer, pretrained_path, weights_in_use
+
+print(weights_in_use("smollm2-135m"))
+try:
+    AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), load_in_4bit=True)
+    print("accepted: this transformers still takes the keyword")
+except (TypeError, ValueError) as err:
+    print(f"{type(err).__name__}: {err}")
+default = BitsAndBytesConfig(load_in_4bit=True)
+print(f"today: quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...); its defaults: "
+      f"bnb_4bit_quant_type={default.bnb_4bit_quant_type!r}, bnb_4bit_compute_dtype={default.bnb_4bit_compute_dtype}, "
+      f"bnb_4bit_use_double_quant={default.bnb_4bit_use_double_quant}, "
+      f"bnb_4bit_quant_storage={default.bnb_4bit_quant_storage}")
+
+# %% [markdown]
+# The installed `from_pretrained` no longer reads `load_in_4bit` (the name is gone from
+# `transformers/modeling_utils.py`): keywords that the model's configuration does not take are passed on to the
+# model's constructor (`model_kwargs`, lines 4279-4292 and 4382 of that file), which refuses them. The same request today is a
+# `quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...)`, written out below once we know what each of its
+# keywords means.
+#
 # ## What 4-bit blockwise quantization does
 # A weight matrix is cut into blocks of 64 values. Each block stores its largest magnitude (**absmax**, one float)
 # and, for every weight, a 4-bit index into a **code book** of 16 values between -1 and 1. To use the weight,
@@ -46,7 +78,6 @@ lesson = start_lesson("03")
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 
 from helpers.quantization import code_book
 
@@ -78,25 +109,27 @@ check("03", answer)
 
 # %% [markdown]
 # The whole method in five lines (`helpers.quantization.quantize_from_scratch`), applied to a real weight matrix of
-# SmolLM2, and checked against bitsandbytes' own kernels. For NF4 the two agree exactly; bitsandbytes' FP4 rounds a
-# few values near the code book's tiny ±0.005 entries differently from "nearest code", so a small share differs.
+# SmolLM2 loaded in float32 on the CPU, and compared with bitsandbytes' own kernels: the cell prints on what share of
+# the weights the two differ. bitsandbytes' FP4 code book has tiny ±0.005 entries next to 0, where its rounding need
+# not pick the nearest code.
 
 # %%
 import inspect
 
-from helpers.models import load_causal_lm
 from helpers.quantization import bitsandbytes_round_trip, quantize_from_scratch
 
 print(inspect.getsource(quantize_from_scratch))
 half = getattr(torch, lesson.size("half"))
-model, tokenizer = load_causal_lm("smollm2-135m", dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=torch.float32, device_map="cpu")
 weight = model.model.layers[0].mlp.down_proj.weight.detach()
 errors = {}
 for kind in ("fp4", "nf4"):
     ours, theirs = quantize_from_scratch(weight, kind), bitsandbytes_round_trip(weight, kind)
     errors[kind] = (ours - weight).abs().mean().item()
     differ = (ours != theirs).float().mean().item()
-    print(f"{kind}: mean |error| {errors[kind]:.5f}; ours and bitsandbytes differ on {100 * differ:.3f}% of weights")
+    agreement = "is identical to bitsandbytes'" if differ == 0 else f"differs from bitsandbytes' on {100 * differ:.3f}%"
+    print(f"{kind}: mean |error| {errors[kind]:.5f}; ours {agreement}{'' if differ == 0 else ' of the weights'}")
+del model
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -104,8 +137,8 @@ assert errors["nf4"] < errors["fp4"]
 print("NF4 reconstructs this real weight matrix with less error than FP4")
 
 # %% [markdown]
-# Why NF4 wins: the weights of a block, divided by their absmax, pile up near zero like a bell curve. NF4's codes are
-# dense where the weights are; FP4 wastes codes near ±1 and has few between 0.17 and 0.5.
+# Why NF4 has the smaller error: the weights of a block, divided by their absmax, pile up near zero like a bell curve.
+# NF4's codes are dense where the weights are; FP4 spends codes near ±1 and has few between 0.17 and 0.5.
 
 # %%
 blocks = weight.reshape(-1, 64)
@@ -120,78 +153,169 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## The seed's spelling today
-# `load_in_4bit=True` as a keyword of `from_pretrained` is what the 2023 guide shows. Here is what the installed
-# transformers does with it:
+# ## The call, keyword by keyword
+# `BitsAndBytesConfig` (read in the installed `transformers/utils/quantization_config.py`, `__init__` at lines
+# 440-493) and what `from_pretrained` does with it (`transformers/quantizers/quantizer_bnb_4bit.py`,
+# `transformers/integrations/bitsandbytes.py`):
+#
+# | keyword | what it does | default |
+# |---|---|---|
+# | `load_in_4bit` | replace linear layers with bitsandbytes `Linear4bit` | `False` (nothing is quantized) |
+# | `bnb_4bit_quant_type` | the code book: `"fp4"` or `"nf4"` | `"fp4"` |
+# | `bnb_4bit_compute_dtype` | each 4-bit weight is expanded to this dtype for the matrix product; the layer's output is cast back to the input's dtype (`Linear4bit.forward`, `bitsandbytes/nn/modules.py` lines 609-637) | `None`, which becomes `torch.float32` |
+# | `bnb_4bit_use_double_quant` | quantize the absmax scales themselves: 8-bit codes, one float32 scale per 256 of them (`quantize_4bit`, `bitsandbytes/functional.py` lines 938-940) | `False` |
+# | `bnb_4bit_quant_storage` | the dtype the packed 4-bit pairs are stored in (two codes a byte in `uint8`) | `None`, which becomes `torch.uint8` |
+# | `llm_int8_skip_modules` | module names kept unquantized (despite its name, 4-bit uses it too) | `None`: the output head, the module of the model's last parameter and weights tied to them (`get_keys_to_not_convert`, `transformers/quantizers/base.py` lines 39-63) |
+#
+# Only modules whose type is exactly `torch.nn.Linear` are replaced (`replace_with_bnb_linear`, `type(module) is
+# nn.Linear`, line 189 of `integrations/bitsandbytes.py`): embeddings and norms are never quantized, and the output head
+# is skipped by default. In `from_pretrained`, `dtype` (default `"auto"`: the checkpoint's `config.json` dtype;
+# `modeling_utils.py` lines 4024 and 4177-4178) is the dtype of everything that stays unquantized, and `device_map`
+# (default `None`, which the 4-bit quantizer turns into the current GPU, else the CPU: `update_device_map`, lines
+# 94-111 of `quantizer_bnb_4bit.py`) is where the weights are quantized and kept. The call of this
+# lesson, for NF4 with the lesson's 16-bit dtype as compute dtype:
 
 # %%
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from helpers.memory import MiB, model_footprint
 
-from helpers.models import resolve_source
-
-folder, _ = resolve_source("smollm2-135m", AutoModelForCausalLM, needs_checkpoint=True)
-try:
-    AutoModelForCausalLM.from_pretrained(folder, load_in_4bit=True)
-    print("accepted: this transformers still takes the keyword")
-except (TypeError, ValueError) as err:
-    print(f"{type(err).__name__}: {err}")
-default = BitsAndBytesConfig(load_in_4bit=True)
-print(f"today: quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...); its defaults: "
-      f"bnb_4bit_quant_type={default.bnb_4bit_quant_type!r}, bnb_4bit_compute_dtype={default.bnb_4bit_compute_dtype}")
+nf4_config = BitsAndBytesConfig(
+    load_in_4bit=True,
+    bnb_4bit_quant_type="nf4",
+    bnb_4bit_compute_dtype=half,
+    bnb_4bit_use_double_quant=False,
+    bnb_4bit_quant_storage=torch.uint8,
+)
+model = AutoModelForCausalLM.from_pretrained(
+    pretrained_path("smollm2-135m"), quantization_config=nf4_config, dtype=half, device_map=lesson.device
+).eval()
+kinds: dict[str, list[str]] = {}
+for name, module in model.named_modules():
+    if not list(module.children()):
+        kinds.setdefault(type(module).__name__, []).append(name)
+for kind, names in kinds.items():
+    print(f"{len(names):>4} {kind:<22} e.g. {names[-1]}")
+print(f"footprint {model_footprint(model) / MiB:.1f} MiB; lm_head shares the embedding's weight: "
+      f"{model.lm_head.weight is model.model.embed_tokens.weight}")
+del model
 
 # %% [markdown]
-# Those defaults are FP4 (the worse code book) and float32 compute (each 4-bit weight is expanded to float32 for the
-# matrix product, which is slower than half precision). Set both explicitly; `helpers.quantization.bnb_config` does.
-#
-# ## The real model, every variant
-# For each variant we measure the footprint, perplexity on the course's evaluation text, a greedy answer, prefill
-# (time to first token) and decode speed.
+# ### Exercise: write the call
+# Write the `BitsAndBytesConfig` for **NF4** weights, the lesson's 16-bit dtype `half` (bfloat16, float16 on a T4) as
+# compute dtype, and **double quantization** of the scales. The check reads its fields and says which keyword is
+# wrong or missing. A solution is in [`workshop/solutions/03-call.py`](../workshop/solutions/03-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # BitsAndBytesConfig(...)
 
 # %%
-from tqdm.auto import tqdm
+check("03-call", answer_call, half=half)
 
-from helpers.evaluation import REPORT_HEADER, evaluate_decoder
-from helpers.quantization import bnb_config
+# %% [markdown]
+# ## The real model, every variant
+# Six loads of the same checkpoint: float32, the 16-bit dtype, then four `BitsAndBytesConfig`s written out. For each
+# we measure the footprint as loaded, perplexity on the course's evaluation text and a greedy answer; decode speeds
+# are timed afterwards, all variants in turn in each round.
+#
+# ### Exercise: predict, then measure
+# Every linear weight in 4 bits plus one float32 absmax per 64 weights is 4.5 bits instead of 16. Predict the
+# **measured** footprint of SmolLM2 in NF4 as a fraction of its 16-bit footprint (a number such as 0.3). The check
+# after the measurement compares it with this machine's figure. A reasoned prediction is in
+# [`workshop/solutions/03-predict.py`](../workshop/solutions/03-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # nf4 footprint / 16-bit footprint, a number
+
+# %%
+from helpers.quality import ask, perplexity
 
 half_name = lesson.size("half")
-variants = {
+configs = {
     "float32": (torch.float32, None),
     half_name: (half, None),
-    "fp4": (half, bnb_config("fp4", half)),
-    "nf4": (half, bnb_config("nf4", half)),
-    "nf4 + double quant": (half, bnb_config("nf4-dq", half)),
-    "nf4, float32 compute": (half, bnb_config("nf4", torch.float32)),
+    "fp4": (half, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=half)),
+    "nf4": (half, nf4_config),
+    "nf4 + double quant": (half, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                    bnb_4bit_compute_dtype=half, bnb_4bit_use_double_quant=True)),
+    "nf4, float32 compute": (half, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                      bnb_4bit_compute_dtype=torch.float32)),
 }
-reports, models = {}, {}
-for name, (dtype, config) in tqdm(variants.items(), desc="variants"):
-    model, tokenizer = load_causal_lm("smollm2-135m", dtype=dtype, device=lesson.device, quantization_config=config)
-    reports[name] = evaluate_decoder(model, tokenizer, eval_tokens=lesson.size("eval_tokens"),
-                                     prompt_tokens=lesson.size("prompt_tokens"), new_tokens=lesson.size("new_tokens"),
-                                     warmup=lesson.profile.warmup, repeats=max(2, lesson.profile.repeats // 2))
-    models[name] = model
-print(REPORT_HEADER)
-for name, report in reports.items():
-    print(report.row(name))
+tokenizer = load_tokenizer("smollm2-135m")
+models, footprint, ppl, answers = {}, {}, {}, {}
+for name, (dtype, config) in configs.items():
+    models[name] = AutoModelForCausalLM.from_pretrained(
+        pretrained_path("smollm2-135m"), quantization_config=config, dtype=dtype, device_map=lesson.device
+    ).eval()
+    footprint[name] = model_footprint(models[name])
+    ppl[name] = perplexity(models[name], tokenizer, max_tokens=lesson.size("eval_tokens"))
+    answers[name] = ask(models[name], tokenizer, "What is the capital of France?")
+print(f"perplexity and answers relative to: {weights_in_use('smollm2-135m')}")
+print(f"{'variant':<24}{'MiB':>8}{'ppl':>8}  answer")
+for name in configs:
+    print(f"{name:<24}{footprint[name] / MiB:>8.1f}{ppl[name]:>8.2f}  {answers[name][:60]!r}")
+
+# %%
+from helpers.timing import benchmark_generation, compare, interleaved, paired_ratio
+
+prompt = torch.randint(0, models[half_name].config.vocab_size, (1, lesson.size("prompt_tokens")), device=lesson.device)
+steps = {name: (lambda model=model: benchmark_generation(model, prompt, new_tokens=lesson.size("new_tokens"),
+                                                         warmup=0, repeats=1).decode_ms_per_token)
+         for name, model in models.items()}
+interleaved(steps, 1)  # one untimed warm-up round
+decode_ms = interleaved(steps, lesson.size("rounds"))
+speed = {name: paired_ratio(decode_ms[half_name], decode_ms[name]) for name in models}  # > 1: faster than half
+print(f"decode at batch 1, {lesson.size('prompt_tokens')}-token prompt, {lesson.size('rounds')} interleaved rounds:")
+for name in models:
+    median_ms = statistics.median(decode_ms[name])
+    versus = "" if name == half_name else f"; vs {half_name}: {compare(speed[name])}"
+    print(f"  {name:<24}{1e3 / median_ms:>8.1f} tok/s{versus}")
+repacked = [name for name in models if model_footprint(models[name]) != footprint[name]]
+if repacked:
+    print(f"after running, the footprint changed for {', '.join(repacked)}: on a CPU with AVX512-BF16, bitsandbytes "
+          "repacks 4-bit weights at their first forward (scales as bfloat16 per block, double quantization undone)")
 
 # %%
 from helpers.plots import bar_chart
 
-bar_chart({n: r.footprint_bytes / 2**20 for n, r in reports.items()}, "SmolLM2-135M footprint", "MiB")
-bar_chart({n: r.perplexity for n, r in reports.items()}, "perplexity (lower is better)", "perplexity")
-bar_chart({n: r.decode_tokens_per_s for n, r in reports.items()}, f"decode speed on {lesson.device}", "tokens/s")
+bar_chart({n: b / MiB for n, b in footprint.items()}, "SmolLM2-135M footprint as loaded", "MiB")
+bar_chart(ppl, "perplexity (lower is better)", "perplexity")
+bar_chart({n: 1e3 / statistics.median(t) for n, t in decode_ms.items()}, f"decode speed on {lesson.device}",
+          "tokens/s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-assert reports["nf4"].footprint_bytes < 0.5 * reports[half_name].footprint_bytes
-assert reports["nf4"].perplexity < reports["fp4"].perplexity
-assert all("Paris" in r.answer for n, r in reports.items() if n != "fp4")
+assert footprint["nf4"] < 0.5 * footprint[half_name]
+assert ppl["nf4"] < ppl["fp4"]
+assert all("Paris" in answers[n] for n in answers if n != "fp4")
 print("4-bit halves the half-precision footprint or better; NF4 beats FP4 on perplexity; answers stay right")
+
+# %% [markdown]
+# What the two defaults cost, on this machine (read from the rows above):
+
+# %%
+fp4_cost = ppl["fp4"] / ppl["nf4"]
+compute_cost = paired_ratio(decode_ms["nf4"], decode_ms["nf4, float32 compute"])  # > 1: float32 compute is faster
+double_saves = footprint["nf4"] - footprint["nf4 + double quant"]
+print(f"- FP4 instead of NF4: perplexity {ppl['fp4']:.2f} vs {ppl['nf4']:.2f} "
+      f"({'higher' if fp4_cost > 1 else 'not higher'}, x{fp4_cost:.2f})")
+print(f"- float32 instead of {half_name} compute: decode "
+      f"{compare(compute_cost)}")
+print(f"- double quantization saves {double_saves / MiB:.1f} MiB as loaded "
+      f"({100 * double_saves / footprint['nf4']:.1f}% of the nf4 model); perplexity "
+      f"{ppl['nf4 + double quant']:.2f} vs {ppl['nf4']:.2f}")
+
+# %%
+from helpers.models import empty_model
+from helpers.quantization import predicted_footprint
+
+small = empty_model("smollm2-135m")  # the structure on the meta device: no memory for weights
+kept = predicted_footprint(small, "nf4")["unquantized"] / predicted_footprint(small, "bf16")["unquantized"]
+check("03-predict", answer_predict, measured=footprint["nf4"] / footprint[half_name], unquantized_share=kept)
 
 # %% [markdown]
 # ## Why not 8× smaller? What stays unquantized
 # Only the linear layers inside the transformer blocks become 4-bit. Embeddings (here tied with the output layer),
-# norms and the output head stay in the load dtype. In a 135 M model the 49 152 × 576 embedding is a large share of
-# all weights, so the saving is far from 8×. In an 8 B model it is a small share.
+# norms and the output head stay in the load dtype. The cell counts each kind's bytes in both models, and the share
+# of the 16-bit bytes that stays 16-bit in SmolLM2 and in a Llama-3-8B shape (both built on the meta device).
 
 # %%
 from helpers.quantization import footprint_by_kind
@@ -199,85 +323,136 @@ from helpers.quantization import footprint_by_kind
 for name in (half_name, "nf4"):
     table = footprint_by_kind(models[name])
     total = sum(table.values())
-    print(f"{name}: " + ", ".join(f"{kind} {size / 2**20:.0f} MiB ({100 * size / total:.0f}%)"
+    print(f"{name}: " + ", ".join(f"{kind} {size / MiB:.0f} MiB ({100 * size / total:.0f}%)"
                                   for kind, size in sorted(table.items(), key=lambda kv: -kv[1])))
-del models
+del models, steps
+shapes = {"smollm2-135m": small, "llama3-8b-shape": empty_model("llama3-8b-shape")}
+share = {}
+for name, shape in shapes.items():
+    share[name] = predicted_footprint(shape, "nf4")["unquantized"] / predicted_footprint(shape, "bf16")["unquantized"]
+    ratio = sum(predicted_footprint(shape, "nf4").values()) / sum(predicted_footprint(shape, "bf16").values())
+    print(f"{name}: {100 * share[name]:.1f}% of the 16-bit bytes stay 16-bit under nf4; nf4 / bf16 = {ratio:.2f} "
+          f"(every weight at 4.5 bits: {4.5 / 16:.2f})")
+smaller = share["llama3-8b-shape"] < share["smollm2-135m"]
+print(f"the share that stays 16-bit is {'smaller' if smaller else 'not smaller'} in the 8B shape than in SmolLM2")
 
 # %% [markdown]
 # ## At scale: which model fits which GPU
-# Analytic sizes (parameters × bits per weight, scales included; no activations or KV cache) for a Llama-3-8B shape,
-# against common GPUs. The claims "8× smaller than fp32" and "4× smaller than fp16" are checked with the scales
-# counted.
+# Predicted sizes of a Llama-3-8B shape against common GPUs, counted module by module on the meta device
+# (`helpers.quantization.predicted_footprint`): what transformers' quantizer converts (every `nn.Linear` but the
+# output head) at the scheme's bytes, scales included; everything else (embedding, head, norms) at 16 bits. Decoding
+# also needs the **KV cache**: at the context below, batch 1, 16-bit keys and values (`helpers.decoding.kv_cache_bytes`).
+# A row "fits" when weights and cache leave 10% of the GPU free, an assumed margin for the CUDA context, activations
+# and the allocator (not measured here). The same function predicts SmolLM2's footprint, checked against the
+# measurement right after.
 
 # %%
-from helpers.models import checkpoint_bytes
+from helpers.decoding import kv_cache_bytes
 from helpers.quantization import bits_per_weight
 
-params_8b = checkpoint_bytes("llama3-8b-shape") // 2
+context = 8192
+big = shapes["llama3-8b-shape"]
+cache = kv_cache_bytes(big.config, context)
 gpus = {"T4 (16 GB)": 16e9, "A10 (24 GB)": 24e9, "A100 / H100 (80 GB)": 80e9}
-print(f"Llama-3-8B shape: {params_8b / 1e9:.2f} B parameters")
-print(f"{'precision':<10}{'bits':>7}{'GB':>8}   " + "".join(f"{g:>22}" for g in gpus))
+print(f"Llama-3-8B shape: {big.num_parameters() / 1e9:.2f} B parameters; KV cache at {context} tokens: "
+      f"{cache / 1e9:.2f} GB")
+print(f"{'scheme':<10}{'bits':>7}{'weights GB':>12}{'+ cache GB':>12}   " + "".join(f"{g:>22}" for g in gpus))
+sizes = {}
 for scheme in ("fp32", "bf16", "int8", "nf4", "nf4-dq"):
-    size = params_8b * bits_per_weight(scheme) / 8
-    fits = "".join(f"{'fits' if size < 0.9 * memory else 'does not fit':>22}" for memory in gpus.values())
-    print(f"{scheme:<10}{bits_per_weight(scheme):>7.3f}{size / 1e9:>8.1f}   {fits}")
-print(f"fp32 / nf4 = {32 / bits_per_weight('nf4'):.2f}x (the '8x' claim, minus the absmax scales); "
-      f"bf16 / nf4 = {16 / bits_per_weight('nf4'):.2f}x; with double quantization "
-      f"{32 / bits_per_weight('nf4-dq'):.2f}x and {16 / bits_per_weight('nf4-dq'):.2f}x")
+    sizes[scheme] = sum(predicted_footprint(big, scheme).values())
+    need = sizes[scheme] + cache
+    fits = "".join(f"{'fits' if need < 0.9 * memory else 'does not fit':>22}" for memory in gpus.values())
+    print(f"{scheme:<10}{bits_per_weight(scheme):>7.3f}{sizes[scheme] / 1e9:>12.2f}{need / 1e9:>12.2f}   {fits}")
+print(f"per weight: fp32 / nf4 = {32 / bits_per_weight('nf4'):.2f}x (the '8x' claim, minus the absmax scales), "
+      f"bf16 / nf4 = {16 / bits_per_weight('nf4'):.2f}x; whole model: fp32 / nf4 = {sizes['fp32'] / sizes['nf4']:.2f}x, "
+      f"bf16 / nf4 = {sizes['bf16'] / sizes['nf4']:.2f}x, bf16 / nf4-dq = {sizes['bf16'] / sizes['nf4-dq']:.2f}x")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+small = shapes["smollm2-135m"]
+for name, scheme in ((half_name, "bf16"), ("nf4", "nf4"), ("nf4 + double quant", "nf4-dq")):
+    predicted = sum(predicted_footprint(small, scheme).values())
+    assert abs(predicted - footprint[name]) <= 0.01 * footprint[name], (name, predicted, footprint[name])
+print("the module-by-module prediction matches SmolLM2's measured footprint within 1% for 16-bit, nf4 and nf4-dq")
 
 # %% [markdown]
 # ## At scale, measured (GPU)
 # The same comparison on a synthetic Llama-3-8B-shaped model (random weights: footprint and speed are real,
 # there is no text quality to measure). Llama-3-8B's input embedding and output head (128 256 × 4 096 each) stay in
 # bf16 by default, about 2 GB. The third variant also quantizes the output head (`llm_int8_skip_modules=[]`
-# overrides the default skip list) and uses double quantization: the smallest footprint bitsandbytes gives, at a
-# quality cost a real model would show (the head turns hidden states into token scores). A model that **ties** its head
-# to the input embedding (the T4 profile's Llama-3.2-1B shape does) cannot take that variant: the head's weight *is*
-# the embedding's, so after loading the 4-bit head layer holds the embedding's 16-bit weight, and the first forward
-# pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (seen here under T4 emulation).
-# The cell skips that variant for tied models.
+# replaces the default skip list) and uses double quantization: every `nn.Linear` in 4 bits, at a
+# quality cost that random weights cannot show (the head turns hidden states into token scores). A model that
+# **ties** its head to the input embedding (the T4 profile's Llama-3.2-1B shape does) cannot take that variant: the
+# head's weight *is* the embedding's, so after loading the 4-bit head layer holds the embedding's 16-bit weight, and the
+# first forward pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (seen here under T4
+# emulation). The cell skips that variant for tied models. It checks each footprint against the prediction.
 
 # %%
+from helpers.decoding import weight_bytes_per_token
+
 large = lesson.size("large_shape")
-large_reports = {}
+large_footprint, large_read, large_speed = {}, {}, {}
 if large is None:
     print("skipped on the cpu profile: an 8B-shaped model is far too slow on a CPU")
 else:
-    from helpers.placement import empty_model
-
-    large_variants = {half_name: None, "nf4": bnb_config("nf4", half)}
-    if empty_model(large).config.tie_word_embeddings:
+    shape = empty_model(large)
+    large_configs = {
+        half_name: (None, "bf16", None),
+        "nf4": (nf4_config, "nf4", None),
+    }
+    if shape.config.tie_word_embeddings:
         print(f"{large} ties its output head to the input embedding: the head-quantized variant is skipped")
     else:
-        large_variants["nf4-dq, head quantized"] = bnb_config("nf4-dq", half, llm_int8_skip_modules=[])
-    for name, config in large_variants.items():
-        model, _ = load_causal_lm(large, dtype=half, device=lesson.device, quantization_config=config)
-        large_reports[name] = evaluate_decoder(model, None, eval_tokens=0, prompt_tokens=lesson.size("prompt_tokens"),
-                                               new_tokens=lesson.size("new_tokens"), warmup=lesson.profile.warmup,
-                                               repeats=max(2, lesson.profile.repeats // 2))
-        del model
-        torch.cuda.empty_cache()
-    print(REPORT_HEADER)
-    for name, report in large_reports.items():
-        print(report.row(name))
-    base = large_reports[half_name]
-    for name, report in large_reports.items():
-        print(f"{large}, {name}: footprint {report.footprint_bytes / base.footprint_bytes:.3f} of {half_name}, "
-              f"decode {report.decode_tokens_per_s / base.decode_tokens_per_s:.2f}x its speed")
-    large_ratio = min(r.footprint_bytes for r in large_reports.values()) / base.footprint_bytes
+        large_configs["nf4-dq, head quantized"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=half,
+                               bnb_4bit_use_double_quant=True, llm_int8_skip_modules=[]), "nf4-dq", [])
+    large_models = {}
+    for name, (config, scheme, skip) in large_configs.items():
+        large_models[name] = AutoModelForCausalLM.from_pretrained(
+            pretrained_path(large), quantization_config=config, dtype=half, device_map=lesson.device
+        ).eval()
+        large_footprint[name] = model_footprint(large_models[name])
+        large_read[name] = weight_bytes_per_token(large_models[name])
+        predicted = sum(predicted_footprint(shape, scheme, skip_modules=skip).values())
+        print(f"{large}, {name}: {large_footprint[name] / MiB:.0f} MiB measured, {predicted / MiB:.0f} MiB predicted")
+        assert abs(predicted - large_footprint[name]) <= 0.01 * large_footprint[name], name
+    prompt = torch.randint(0, shape.config.vocab_size, (1, lesson.size("prompt_tokens")), device=lesson.device)
+    steps = {name: (lambda model=model: benchmark_generation(model, prompt, new_tokens=lesson.size("new_tokens"),
+                                                             warmup=0, repeats=1).decode_ms_per_token)
+             for name, model in large_models.items()}
+    interleaved(steps, 1)  # one untimed warm-up round
+    large_ms = interleaved(steps, lesson.size("rounds"))
+    for name in large_models:
+        large_speed[name] = paired_ratio(large_ms[half_name], large_ms[name])
+        print(f"{large}, {name}: footprint {large_footprint[name] / large_footprint[half_name]:.3f} of {half_name}"
+              + ("" if name == half_name else f"; decode vs {half_name}: {compare(large_speed[name])}"))
+    del large_models, steps
+    torch.cuda.empty_cache()
 
 # %% [markdown]
 # ## Reading the speed numbers
-# 4-bit saves memory; it does not automatically save time. At batch 1, decoding reads every weight once per token,
+# 4-bit saves memory; whether it saves time is a measurement. At batch 1, decoding reads every weight once per token,
 # so 4× fewer bytes *could* mean up to 4× more tokens/s, but each 4-bit weight must first be expanded (dequantized)
 # to the compute dtype. bitsandbytes' 0.40 release reported 4-bit batch-1 inference 3.4× faster on Ampere and 4.0× on
 # Hopper than 16-bit *matrix-vector products*; end-to-end `generate` includes much more (attention, norms, Python,
-# kernel launches), and users commonly see 4-bit decode slower than bf16 (bitsandbytes #611, transformers #24762).
-# The table above is what this machine does. Lesson 05 puts these numbers against the memory-bandwidth bound.
+# kernel launches), and users have reported 4-bit decode slower than bf16 (bitsandbytes #611, transformers #24762).
+# This machine, from the interleaved rounds above:
+
+# %%
+print(f"SmolLM2, nf4 vs {half_name}: decode {compare(speed['nf4'])}")
+if large_speed:
+    print(f"{large}, nf4 vs {half_name}: decode {compare(large_speed['nf4'])}")
+    read = large_read["nf4"] / large_read[half_name]
+    print(f"{large}: a decode step of nf4 reads {read:.2f} of the 16-bit weight bytes (the input embedding is not "
+          f"read whole unless tied to the head): the bandwidth bound alone would allow {1 / read:.2f}x")
+
+# %% [markdown]
+# Lesson 07 puts decode speeds against the memory-bandwidth bound; lesson 08 asks whether other 4-bit kernels decode
+# faster than 16-bit.
 
 # %%
 lesson.record(
-    **{f"{name.replace(' ', '_')}_ppl": r.perplexity for name, r in reports.items()},
-    nf4_vs_half_footprint=reports["nf4"].footprint_bytes / reports[half_name].footprint_bytes,
-    **({"large_nf4_vs_half_footprint": large_ratio} if large_reports else {}),
+    **{f"{name.replace(' ', '_')}_ppl": value for name, value in ppl.items()},
+    nf4_vs_half_footprint=footprint["nf4"] / footprint[half_name],
+    **({"large_nf4_vs_half_footprint": large_footprint["nf4"] / large_footprint[half_name]} if large_footprint else {}),
 )

@@ -1,0 +1,72 @@
+"""Lesson 03's exercises: write the BitsAndBytesConfig for NF4 with double quantization, predict the NF4 footprint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from helpers.checks import Call, Prediction
+
+__all__ = ["EXERCISES"]
+
+TOLERANCE = 0.1  # a footprint prediction within 10% of the measured ratio agrees
+EVERY_WEIGHT_4BIT = 4.5 / 16  # 4 bits and one float32 absmax per 64 weights, against 16 bits
+
+
+def check_call(answer: Any, half: torch.dtype) -> str | None:
+    """Return what is wrong with a BitsAndBytesConfig for NF4, `half` compute and double quantization, or None."""
+    from transformers import BitsAndBytesConfig
+
+    if not isinstance(answer, BitsAndBytesConfig):
+        return f"write a transformers.BitsAndBytesConfig(...), not a {type(answer).__name__}"
+    if answer.load_in_8bit:
+        return "load_in_8bit=True is LLM.int8() (lesson 04): write load_in_4bit=True instead"
+    if not answer.load_in_4bit:
+        return "load_in_4bit=True is missing: its default is False, and then nothing is quantized to 4 bits"
+    quant_type = answer.bnb_4bit_quant_type
+    if quant_type != "nf4":
+        if quant_type.lower() == "nf4":
+            return f"bnb_4bit_quant_type={quant_type!r}: bitsandbytes knows the lower-case names 'nf4' and 'fp4'"
+        if quant_type == "fp4":
+            return "bnb_4bit_quant_type is 'fp4', its default: set bnb_4bit_quant_type='nf4'"
+        return f"bnb_4bit_quant_type={quant_type!r}: the code books are 'fp4' and 'nf4'; this exercise asks for 'nf4'"
+    compute = answer.bnb_4bit_compute_dtype
+    if compute != half:
+        if compute == torch.float32:
+            return f"bnb_4bit_compute_dtype is torch.float32 (the default when it is not given): set it to {half}"
+        return f"bnb_4bit_compute_dtype is {compute}: this lesson computes in its 16-bit dtype `half`, {half}"
+    if not answer.bnb_4bit_use_double_quant:
+        return "bnb_4bit_use_double_quant=True is missing (its default is False): it quantizes the absmax scales too"
+    if answer.bnb_4bit_quant_storage != torch.uint8:
+        return f"bnb_4bit_quant_storage is {answer.bnb_4bit_quant_storage}: leave it out (default torch.uint8)"
+    if answer.llm_int8_skip_modules is not None:
+        return (
+            f"llm_int8_skip_modules={answer.llm_int8_skip_modules!r} changes which modules stay 16-bit: leave it out "
+            "(None keeps the output head and weights tied to it unquantized)"
+        )
+    return None
+
+
+def compare_footprint(answer: float, measured: float, unquantized_share: float) -> tuple[bool, str]:
+    """Compare a predicted nf4/16-bit footprint ratio with the measured one and say why it is not 4.5/16."""
+    agrees = abs(answer - measured) <= TOLERANCE * measured
+    naive = abs(answer - EVERY_WEIGHT_4BIT) <= TOLERANCE * EVERY_WEIGHT_4BIT
+    why = (
+        f"nf4 takes {measured:.2f} of the 16-bit footprint, not {EVERY_WEIGHT_4BIT:.2f} (every weight at 4.5 bits): "
+        f"{100 * unquantized_share:.0f}% of the 16-bit bytes (embedding, output head tied to it, norms) are not "
+        "nn.Linear layers of the blocks and stay 16-bit"
+    )
+    if naive and not agrees:
+        why += "; your figure assumed every weight quantized"
+    return agrees, why
+
+
+EXERCISES = {
+    "03-call": Call(check_call),
+    "03-predict": Prediction(
+        question="SmolLM2's measured nf4 footprint as a fraction of its 16-bit footprint, a number",
+        compare=compare_footprint,
+        choices=(),
+    ),
+}
