@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch.nn.attention import sdpa_kernel
@@ -14,9 +18,9 @@ from helpers.attention import BACKENDS
 from helpers.measure import measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
-from helpers.timing import benchmark_generation
+from helpers.timing import benchmark, benchmark_generation, interleaved
 
-__all__ = ["REPORT_HEADER", "evaluate_decoder", "measure_combination"]
+__all__ = ["REPORT_HEADER", "evaluate_decoder", "interleaved_decode", "leaders", "measure_matrix"]
 
 
 @dataclass(frozen=True)
@@ -66,45 +70,125 @@ def evaluate_decoder(
     )
 
 
+Variant = tuple[PreTrainedModel, str, str | None]  # a model, its attention implementation, the one SDPA backend allowed
+
+
 @dataclass(frozen=True)
 class CombinationResult:
-    """One weights × attention combination: footprint, prefill and peak memory per context, decode speeds."""
+    """One weights × attention combination: footprint, prefill peak per context, and per-round timings."""
 
     footprint_bytes: int
-    prefill_ms: dict[int, float | None]
     peak_bytes: dict[int, int | None]
-    decode_tokens_per_s: float | None
-    batch_tokens_per_s: float | None
+    prefill_ms: dict[int, tuple[float, ...]]
+    decode_tokens_per_s: dict[int, tuple[float, ...]]
     error: str = ""
 
 
-def measure_combination(
-    model: PreTrainedModel,
-    backend: str | None,
-    contexts: list[int],
-    *,
-    new_tokens: int,
-    batch: int,
-    warmup: int,
-    repeats: int,
-) -> CombinationResult:
-    """Measure prefill (time, peak memory) at each context and decode speed at batch 1 and `batch`, with only
-    `backend` allowed for SDPA (None: no restriction); a refused kernel is recorded as the error."""
-    device = str(input_device(model).type)
-    allowed = sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
-    vocab = model.config.vocab_size
-    prefill_ms: dict[int, float | None] = {}
-    peak: dict[int, int | None] = {}
-    with allowed:
-        for context in contexts:
-            ids = torch.randint(0, vocab, (1, context), device=input_device(model))
-            point = measure_point(partial(model, input_ids=ids, logits_to_keep=1), context, device, warmup, repeats)
-            if point.error and "out of memory" not in point.error:
-                return CombinationResult(model_footprint(model), {}, {}, None, None, point.error)
-            prefill_ms[context], peak[context] = point.ms, point.peak_bytes
-        speeds = []
-        for rows in (1, batch):
-            prompt = torch.randint(0, vocab, (rows, contexts[0]), device=input_device(model))
-            speed = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=warmup, repeats=repeats)
-            speeds.append(speed.decode_tokens_per_s * rows)
-    return CombinationResult(model_footprint(model), prefill_ms, peak, speeds[0], speeds[1])
+def allowing(model: PreTrainedModel, implementation: str, backend: str | None) -> AbstractContextManager:
+    """Switch the model to an attention implementation and return a context allowing only `backend` for SDPA."""
+    model.set_attn_implementation(implementation)
+    return sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
+
+
+def time_once(fn: Callable[[], Any], device: torch.device) -> float:
+    """Return the time of one call in ms (CUDA events on a GPU)."""
+    return benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]
+
+
+def generating(model: PreTrainedModel, prompt: torch.Tensor, count: int, **options: Any) -> Callable[[], Any]:
+    """Return a call of greedy `generate` producing exactly `count` new tokens for the prompt."""
+    return lambda: model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=count,
+                                  min_new_tokens=count, do_sample=False, pad_token_id=0, **options)
+
+
+RETRIES = 5  # a round whose longer generate was not the slower one is timed again (noise on a busy machine)
+
+
+def decode_round(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, **options: Any) -> float:
+    """Return the decode speed of one round in tokens/s over all rows: `generate` of `new_tokens` minus that of 1."""
+    for _ in range(RETRIES):
+        first = time_once(generating(model, prompt, 1, **options), prompt.device)
+        whole = time_once(generating(model, prompt, new_tokens, **options), prompt.device)
+        if whole > first:
+            return prompt.shape[0] * 1e3 * (new_tokens - 1) / (whole - first)
+    raise RuntimeError(f"decode time not measurable: {new_tokens} new tokens took no longer than 1 in {RETRIES} tries")
+
+
+def interleaved_decode(
+    runs: dict[str, tuple[PreTrainedModel, torch.Tensor, dict[str, Any]]], *, new_tokens: int, warmup: int, rounds: int
+) -> dict[str, list[float]]:
+    """Time decode tokens/s of several (model, prompt, generate options) runs, one of each per round, by name."""
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
+    calls = {name: partial(decode_round, model, prompt, new_tokens, **options) for name, (model, prompt, options) in runs.items()}
+    with torch.inference_mode():
+        if warmup:
+            interleaved(calls, warmup)
+        return interleaved(calls, rounds)
+
+
+def measure_matrix(
+    variants: dict[Hashable, Variant], contexts: list[int], *, new_tokens: int, batches: tuple[int, ...], warmup: int,
+    rounds: int,
+) -> dict[Hashable, CombinationResult]:
+    """Measure each variant's footprint and prefill peak at each context once, then prefill ms and decode tokens/s at
+    each batch in interleaved rounds (every variant once per round); a refused kernel is recorded as the error."""
+    inputs, peaks, errors = {}, {}, {}
+    for key, (model, implementation, backend) in variants.items():
+        device = input_device(model)
+        vocab = model.config.vocab_size
+        ids = {context: torch.randint(0, vocab, (1, context), device=device) for context in contexts}
+        prompts = {rows: torch.randint(0, vocab, (rows, contexts[0]), device=device) for rows in batches}
+        peaks[key] = {}
+        with allowing(model, implementation, backend):
+            for context in contexts:
+                point = measure_point(partial(model, input_ids=ids[context], logits_to_keep=1), context, device.type, 0, 1)
+                if point.error and "out of memory" not in point.error:
+                    errors[key] = point.error
+                    break
+                peaks[key][context] = point.peak_bytes
+        inputs[key] = ({c: i for c, i in ids.items() if peaks[key].get(c) is not None}, prompts)
+    live = [key for key in variants if key not in errors]
+    prefill: dict[Hashable, dict[int, list[float]]] = {key: defaultdict(list) for key in live}
+    decode: dict[Hashable, dict[int, list[float]]] = {key: defaultdict(list) for key in live}
+    with torch.inference_mode():
+        for index in range(warmup + rounds):
+            for key in list(live):
+                model, implementation, backend = variants[key]
+                ids, prompts = inputs[key]
+                try:
+                    with allowing(model, implementation, backend):
+                        times = {c: time_once(partial(model, input_ids=i, logits_to_keep=1), i.device) for c, i in ids.items()}
+                        speeds = {rows: decode_round(model, prompt, new_tokens) for rows, prompt in prompts.items()}
+                except RuntimeError as err:  # a kernel refused only when generating (e.g. a decode-step shape)
+                    errors[key] = str(err).split("\n")[0]
+                    live.remove(key)
+                    continue
+                if index >= warmup:
+                    for context, ms in times.items():
+                        prefill[key][context].append(ms)
+                    for rows, speed in speeds.items():
+                        decode[key][rows].append(speed)
+    return {
+        key: CombinationResult(
+            model_footprint(variants[key][0]),
+            peaks[key],
+            {c: tuple(prefill[key][c]) for c in prefill[key]} if key in live else {},
+            {rows: tuple(decode[key][rows]) for rows in decode[key]} if key in live else {},
+            errors.get(key, ""),
+        )
+        for key in variants
+    }
+
+
+def leaders(per_round: dict[Hashable, Sequence[float]], *, lower_is_better: bool, tolerance: float = 0.0) -> list:
+    """Return the best variant by median and every other one tied with it: its per-round ratios to the best (widened by
+    `tolerance`, e.g. 0.01 for deterministic memory figures) hold 1. Rounds pair up by position (interleaved runs)."""
+    pick = min if lower_is_better else max
+    best = pick(per_round, key=lambda key: statistics.median(per_round[key]))
+    tied = []
+    for key, values in per_round.items():
+        ratios = [v / b for v, b in zip(values, per_round[best], strict=True)]
+        if min(ratios) * (1 - tolerance) <= 1.0 <= max(ratios) * (1 + tolerance):
+            tied.append(key)
+    return [best] + [key for key in tied if key != best]

@@ -119,9 +119,9 @@ def check_04(answer: Any, x: Any) -> str | None:
 
 
 def check_05(answer: Any, ran: dict, long: int) -> str | None:
-    """The measured combination with the least weights + prefill peak memory at the longest context."""
-    expected = min(ran, key=lambda key: ran[key].footprint_bytes + ran[key].peak_bytes[long])
-    if answer == expected:
+    """A measured combination with the least weights + prefill peak memory at the longest context (ties within 1%)."""
+    total = {key: ran[key].footprint_bytes + ran[key].peak_bytes[long] for key in ran}
+    if answer in ran and total[answer] <= 1.01 * min(total.values()):  # kernels with equal memory tie within 1%
         return None
     if answer not in ran:
         return f"answer with one key of `ran`, a (weights, attention) pair such as {next(iter(ran))!r}"
@@ -314,7 +314,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="05_four_bit_with_flash",
         title="4-bit + flash attention",
         measures_text=(
-            "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, prefill, peak memory, decode; a decision table; compute dtype and flash; decode vs the bandwidth bound, static cache + torch.compile"
+            "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, peak memory, interleaved prefill and decode; a decision table with ties; model dtype × compute dtype; decode vs the bandwidth bound; whether generate compiles a bitsandbytes model"
         ),
         cpu={
             "half": "float32",

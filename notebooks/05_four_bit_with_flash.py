@@ -23,14 +23,16 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 #
 # The 2023 guide's advanced recipe: load with `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16)`
 # and wrap `generate` in `torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False)`.
-# Today the wrapper is `torch.nn.attention.sdpa_kernel([SDPBackend.FLASH_ATTENTION])` (lesson 02). This lesson measures
-# the whole matrix, weights {16-bit, nf4, int8} × attention {eager, SDPA flash, SDPA cuDNN}, at a short and a long
-# context, then asks how close decoding gets to the hardware's limit.
+# This lesson writes today's single `from_pretrained` call that asks for both, then measures the whole matrix, weights
+# {16-bit, nf4, int8} × attention {eager, SDPA flash, SDPA cuDNN}, at a short and a long context, and asks how close
+# decoding gets to the hardware's limit.
 #
 # **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
 # bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
-# below (perplexity, answers) is relative to that model, not to the original. Where the Hub is reachable, loading
-# `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
+# below (perplexity) is relative to that model, not to the original. Where the Hub is reachable, the same calls load
+# `HuggingFaceTB/SmolLM2-135M-Instruct` in full precision. The quality section prints which one this run uses; the
+# timed model is the profile's `model` (on a GPU a Llama-1B-shaped model with random weights: speed and memory need
+# only the shape), printed by the next code cell.
 
 # %%
 from helpers.lesson import start_lesson
@@ -38,69 +40,190 @@ from helpers.lesson import start_lesson
 lesson = start_lesson("05")
 
 # %% [markdown]
-# ## The matrix
-# On the CPU profile the "16-bit" row is float32: CPUs without bf16 matrix units run bf16 slower than float32, and the
-# point of this row is the unquantized baseline. Each cell: footprint, prefill time and peak memory at each context, decode tokens/s at batch 1 and at a larger
-# batch. "flash" and "cuDNN" are the same `attn_implementation="sdpa"` model with only that SDPA kernel allowed; a
-# kernel the machine lacks shows up as a refusal, not a crash.
+# ## 2023 → today
+# The seed's calls, run on the installed versions: `from_pretrained(..., torch_dtype=torch.float16, load_in_4bit=True)`
+# and the `torch.backends.cuda.sdp_kernel(...)` context. `torch_dtype` is now `dtype` (transformers warns and maps
+# it), `load_in_4bit` is no longer a keyword of `from_pretrained` at all (it reaches the model's constructor, which
+# refuses it), and `sdp_kernel` is deprecated in favour of `torch.nn.attention.sdpa_kernel`. The old context also has
+# a fourth switch the seed did not set, `enable_cudnn`, which defaults to `True`: its "flash only" call still allows
+# cuDNN attention, which an H100 may pick. The cell prints what each backend switch reads inside that context.
 
 # %%
-import torch
-from tqdm.auto import tqdm
+import warnings
 
-from helpers.evaluation import measure_combination
-from helpers.models import load_causal_lm
-from helpers.quantization import bnb_config
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from helpers.models import pretrained_path, weights_in_use
 
 name = lesson.size("model")
-half = getattr(torch, lesson.size("half"))
-contexts = lesson.size("contexts")
-weights = {
-    lesson.size("half"): (half, None),
-    "nf4": (half, bnb_config("nf4", half)),
-    "int8": (torch.float16, bnb_config("int8")),
-}
-attention = {"eager": ("eager", None), "sdpa flash": ("sdpa", "flash"), "sdpa cuDNN": ("sdpa", "cudnn")}
-timing = {"warmup": 1, "repeats": 3}  # generation is long: few repeats, medians still reported
-matrix = {}
-for (w_name, (dtype, config)), (a_name, (impl, backend)) in tqdm(
-    [(w, a) for w in weights.items() for a in attention.items()], desc="combinations"
-):
-    model, _ = load_causal_lm(name, dtype=dtype, device=lesson.device, attn_implementation=impl,
-                              quantization_config=config)
-    matrix[(w_name, a_name)] = measure_combination(model, backend, contexts, new_tokens=lesson.size("new_tokens"),
-                                                   batch=lesson.size("batch"), **timing)
-    del model
-    if lesson.device == "cuda":
-        torch.cuda.empty_cache()
+print(weights_in_use(name))
+try:
+    AutoModelForCausalLM.from_pretrained(pretrained_path(name), torch_dtype=torch.float16, load_in_4bit=True)
+except TypeError as err:
+    print(f"seed's from_pretrained(..., load_in_4bit=True): TypeError: {err}")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_math=False, enable_mem_efficient=False):
+        switches = {"flash": torch.backends.cuda.flash_sdp_enabled(), "mem_efficient":
+                    torch.backends.cuda.mem_efficient_sdp_enabled(), "math": torch.backends.cuda.math_sdp_enabled(),
+                    "cudnn": torch.backends.cuda.cudnn_sdp_enabled()}
+for warning in caught:
+    print(f"seed's sdp_kernel: {warning.category.__name__}: {warning.message}")
+print("backends allowed inside the seed's 'flash only' context:", [k for k, on in switches.items() if on])
+
+# %% [markdown]
+# ### Today's call: quantization and attention in one `from_pretrained`
+# Each keyword, with its default in the installed versions:
+#
+# - `quantization_config=BitsAndBytesConfig(...)`: how to quantize while loading (default `None`: no quantization).
+#   - `load_in_4bit=True`: replace every `nn.Linear` (except the output head) with bitsandbytes' `Linear4bit`
+#     (default `False`).
+#   - `bnb_4bit_quant_type="nf4"`: the 16 values a 4-bit code stands for (lesson 03); default `"fp4"`.
+#   - `bnb_4bit_compute_dtype=half`: the dtype the 4-bit layers compute their matrix products in; default `None`,
+#     which the config turns into `torch.float32`. `Linear4bit` casts its input to this dtype and its output **back
+#     to the input's dtype**, so it does not change what the rest of the model (attention included) receives.
+#   - left at their defaults here: `bnb_4bit_use_double_quant=False` (lesson 03), `bnb_4bit_quant_storage=None`
+#     (packed into `torch.uint8`).
+# - `attn_implementation="sdpa"`: PyTorch's `scaled_dot_product_attention`, which picks a kernel (flash, cuDNN,
+#   memory-efficient, math) per call; `torch.nn.attention.sdpa_kernel([...])` restricts the choice (lesson 02).
+#   Default `None`, which means `"sdpa"` where the model supports it and `"eager"` otherwise. `"flash_attention_2"`
+#   needs the separate flash-attn package. `model.set_attn_implementation("eager")` switches a loaded model.
+# - `dtype=half`: the dtype of everything that stays unquantized (embeddings, norms, output head) and so of the hidden
+#   states reaching attention; default `"auto"`: the checkpoint's own dtype.
+# - `device_map=lesson.device`: where the weights go while loading; bitsandbytes quantizes them on that device. Left
+#   out (`None`), a bitsandbytes model goes to the current CUDA GPU, or the CPU where there is none.
+#
+# `half` is this profile's 16-bit dtype (bfloat16 on a large GPU, float16 on a T4); the CPU profile uses float32 here,
+# since CPUs without bf16 matrix units run bf16 slower. The call, then `generate` with only the flash kernel allowed:
 
 # %%
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+half = lesson.dtype("half")
+model = AutoModelForCausalLM.from_pretrained(
+    pretrained_path(name),
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=half),
+    attn_implementation="sdpa",
+    dtype=half,
+    device_map=lesson.device,
+).eval()
+prompt = torch.randint(0, model.config.vocab_size, (1, 32), device=lesson.device)
+with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+    out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4, do_sample=False,
+                         pad_token_id=0)
+q_proj = model.model.layers[0].self_attn.q_proj
+print(f"{type(q_proj).__name__}, {q_proj.weight.quant_state.quant_type}, computes in {q_proj.compute_dtype}; "
+      f"attention {model.config._attn_implementation}; unquantized parts {model.dtype}; "
+      f"{out.shape[1] - prompt.shape[1]} tokens generated with only the flash kernel allowed")
+del model, out
+
+# %% [markdown]
+# ### Exercise: write the call
+# Write the keywords of that `from_pretrained` call as a dict, `answer_call = {...}`: nf4 weights whose 4-bit products
+# run in `half`, the rest of the model in `half`, SDPA attention (`device_map` may be left out; the check adds
+# `lesson.device`). The check inspects each keyword, then loads the lesson's model with your dict and checks what came
+# out. A solution is in [`workshop/solutions/05-call.py`](../workshop/solutions/05-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # a dict: {"quantization_config": BitsAndBytesConfig(...), "attn_implementation": ..., "dtype": ...}
+
+# %%
+from helpers.exercises import check
+
+check("05-call", answer_call, half=half, path=pretrained_path(name), device=lesson.device)
+
+# %% [markdown]
+# ## The matrix
+# One model per weight format, loaded with the call above (`quantization_config=None` for 16-bit; `load_in_8bit=True`
+# for LLM.int8(), lesson 04, whose kernels compute in float16). The attention rows switch the same weights with
+# `set_attn_implementation`: "eager", and "sdpa" with only the flash or only the cuDNN kernel allowed; a kernel the
+# machine lacks shows up as a refusal, not a crash. On the CPU profile the "16-bit" row is float32 (see above).
+#
+# Memory (footprint, prefill peak) is measured once: it does not vary between runs. Times are measured in
+# **interleaved rounds**: each round runs every combination once, prefill at each context and `generate` at batch 1
+# and at a larger batch, so a slow spell of the machine hits all combinations alike. Decode speed comes from two
+# `generate` calls of the same round (1 token and `new_tokens` tokens): their difference is the decode steps.
+
+# %%
+weights = {
+    lesson.size("half"): (half, None),
+    "nf4": (half, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=half)),
+    "int8": (torch.float16, BitsAndBytesConfig(load_in_8bit=True)),
+}
+models = {
+    w_name: AutoModelForCausalLM.from_pretrained(pretrained_path(name), quantization_config=config,
+                                                 attn_implementation="sdpa", dtype=dtype,
+                                                 device_map=lesson.device).eval()
+    for w_name, (dtype, config) in weights.items()
+}
+attention = {"eager": ("eager", None), "sdpa flash": ("sdpa", "flash"), "sdpa cuDNN": ("sdpa", "cudnn")}
+contexts = lesson.size("contexts")
 short, long = contexts[0], contexts[-1]
-print(f"{name} on {lesson.device}; prefill ms / peak MiB at {short} and {long} tokens; decode tok/s at batch 1 and "
-      f"{lesson.size('batch')}")
+batch = lesson.size("batch")
+# generation is long: a few interleaved rounds, each a paired comparison (fewer on a CPU, where it is slower still)
+timing = {"warmup": 1, "rounds": 5 if lesson.device == "cuda" else 3}
+
+# %% [markdown]
+# ### Exercise: predict, then measure
+# Before the next cell measures it: does the nf4 model decode faster than the 16-bit one at batch 1, with SDPA
+# attention? Each token reads every weight once; nf4 weights are about a quarter of the bytes, but every 4-bit layer
+# must unpack and scale them first. Write `True` or `False` as `prediction = ...`; the check after the table compares
+# it with this machine's interleaved measurement. A reasoned answer is in
+# [`workshop/solutions/05-predict.py`](../workshop/solutions/05-predict.py).
+
+# %% tags=["exercise"]
+prediction = ...  # True or False
+
+# %%
+from helpers.evaluation import measure_matrix
+
+variants = {(w, a): (models[w], impl, backend) for w in weights for a, (impl, backend) in attention.items()}
+matrix = measure_matrix(variants, contexts, new_tokens=lesson.size("new_tokens"), batches=(1, batch), **timing)
+
+# %%
+from statistics import median
+
+print(f"{name} on {lesson.device}; medians of {timing['rounds']} interleaved rounds; prefill ms / peak MiB at {short} "
+      f"and {long} tokens; decode tok/s at batch 1 and {batch}")
 print(f"{'weights':<10}{'attention':<12}{'MiB':>7}{'pf ' + str(short):>10}{'pk ' + str(short):>9}"
       f"{'pf ' + str(long):>10}{'pk ' + str(long):>9}{'tok/s':>8}{'batch':>9}")
 for (w_name, a_name), r in matrix.items():
     if r.error:
         print(f"{w_name:<10}{a_name:<12}  refused: {r.error[:80]}")
         continue
-    cells = [r.prefill_ms[short], r.peak_bytes[short], r.prefill_ms[long], r.peak_bytes[long]]
-    shown = "".join(f"{'OOM':>10}" if v is None else (f"{v:>10.1f}" if i % 2 == 0 else f"{v / 2**20:>9.0f}")
-                    for i, v in enumerate(cells))
-    print(f"{w_name:<10}{a_name:<12}{r.footprint_bytes / 2**20:>7.0f}{shown}{r.decode_tokens_per_s:>8.1f}"
-          f"{r.batch_tokens_per_s:>9.1f}")
+    cells = []
+    for context in (short, long):
+        ran_here = r.peak_bytes.get(context) is not None
+        cells += [f"{median(r.prefill_ms[context]):>10.1f}" if ran_here else f"{'OOM':>10}",
+                  f"{r.peak_bytes[context] / 2**20:>9.0f}" if ran_here else f"{'OOM':>9}"]
+    print(f"{w_name:<10}{a_name:<12}{r.footprint_bytes / 2**20:>7.0f}{''.join(cells)}"
+          f"{median(r.decode_tokens_per_s[1]):>8.1f}{median(r.decode_tokens_per_s[batch]):>9.1f}")
+
+# %% [markdown]
+# The prediction's check: nf4 against the 16-bit weights, both with SDPA and only the flash kernel allowed (eager
+# attention where flash was refused), as the median and range of the per-round speed ratios.
+
+# %%
+from helpers.timing import compare, paired_ratio
+
+baseline = lesson.size("half")
+row = "sdpa flash" if not (matrix[(baseline, "sdpa flash")].error or matrix[("nf4", "sdpa flash")].error) else "eager"
+nf4_vs_half = paired_ratio(matrix[("nf4", row)].decode_tokens_per_s[1], matrix[(baseline, row)].decode_tokens_per_s[1])
+check("05-predict", prediction, ratio=nf4_vs_half, baseline=f"{baseline} ({row})")
 
 # %%
 import matplotlib.pyplot as plt
 
-ran = {key: r for key, r in matrix.items() if not r.error and r.prefill_ms.get(long) is not None}
+ran = {key: r for key, r in matrix.items() if not r.error and r.peak_bytes.get(long) is not None}
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for (w_name, a_name), r in ran.items():
-    ax.scatter(r.peak_bytes[long] / 2**20 + r.footprint_bytes / 2**20, r.decode_tokens_per_s, s=60)
-    ax.annotate(f"{w_name}, {a_name}", (r.peak_bytes[long] / 2**20 + r.footprint_bytes / 2**20, r.decode_tokens_per_s),
-                fontsize=8, xytext=(4, 4), textcoords="offset points")
-ax.set(xlabel=f"weights + prefill peak at {long} tokens (MiB)", ylabel="decode tokens/s (batch 1)",
-       title="memory against speed: down-left is small, up is fast")
+    spot = ((r.peak_bytes[long] + r.footprint_bytes) / 2**20, median(r.decode_tokens_per_s[1]))
+    ax.errorbar(*spot, yerr=[[spot[1] - min(r.decode_tokens_per_s[1])], [max(r.decode_tokens_per_s[1]) - spot[1]]],
+                fmt="o", capsize=3)
+    ax.annotate(f"{w_name}, {a_name}", spot, fontsize=8, xytext=(4, 4), textcoords="offset points")
+ax.set(xlabel=f"weights + prefill peak at {long} tokens (MiB)", ylabel="decode tokens/s (batch 1, range of rounds)",
+       title="memory against speed: left is small, up is fast")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
@@ -116,129 +239,201 @@ plt.show()
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
-
 check("05", answer, ran=ran, long=long)
 
 # %% [markdown]
 # ## Which combination for which goal
-# Computed from the measurements above (not typed): the best cell for each goal.
+# Computed from the measurements above, not typed. For a timed goal the leader is the best median, and every
+# combination whose per-round ratio to the leader has a range that holds 1 is **tied** with it: the rounds cannot
+# tell them apart. Memory does not vary between runs; combinations within 1% of the least memory are tied.
 
 # %%
-goals = {
-    "fit the biggest model (smallest weights)": min(ran, key=lambda k: ran[k].footprint_bytes),
-    f"longest context (least prefill memory at {long})": min(ran, key=lambda k: ran[k].peak_bytes[long]),
-    "lowest latency (fastest batch-1 decode)": max(ran, key=lambda k: ran[k].decode_tokens_per_s),
-    f"lowest time to first token at {long}": min(ran, key=lambda k: ran[k].prefill_ms[long]),
-    f"highest throughput (decode at batch {lesson.size('batch')})": max(ran, key=lambda k: ran[k].batch_tokens_per_s),
+from helpers.evaluation import leaders
+
+per_round = {
+    "fit the biggest model (smallest weights)": ({k: [r.footprint_bytes] for k, r in ran.items()}, True, 0.01),
+    f"longest context (least prefill memory at {long})": ({k: [r.peak_bytes[long]] for k, r in ran.items()}, True, 0.01),
+    "lowest latency (fastest batch-1 decode)": ({k: r.decode_tokens_per_s[1] for k, r in ran.items()}, False, 0.0),
+    f"lowest time to first token at {long}": ({k: r.prefill_ms[long] for k, r in ran.items()}, True, 0.0),
+    f"highest throughput (decode at batch {batch})": ({k: r.decode_tokens_per_s[batch] for k, r in ran.items()}, False,
+                                                      0.0),
 }
-for goal, (w_name, a_name) in goals.items():
-    print(f"{goal:<50} -> {w_name} weights, {a_name}")
+
+
+def named(keys: list) -> str:
+    """Name the tied combinations, one weight format with every attention row said once."""
+    groups = {w: [a for w2, a in keys if w2 == w] for w in dict.fromkeys(w for w, _ in keys)}
+    every = {w: {a for w2, a in ran if w2 == w} for w in groups}
+    return " | ".join(f"{w}, any attention" if set(a) == every[w] else f"{w}, {' or '.join(a)}"
+                      for w, a in groups.items())
+
+
+decisions = {}
+for goal, (values, lower, tolerance) in per_round.items():
+    decisions[goal] = leaders(values, lower_is_better=lower, tolerance=tolerance)
+    verdict = "tie: " if len(decisions[goal]) > 1 else ""
+    print(f"{goal:<50} -> {verdict}{named(decisions[goal])}")
 
 # %% [markdown]
 # ### Quality of each weight format
-# Attention kernels compute the same function (lesson 02), so quality depends on the weights alone. Perplexity of the
-# real SmolLM2 in each format, on the course text:
+# The attention kernels compute the same function up to rounding (lesson 02), so quality is the weights' business.
+# Perplexity of the real SmolLM2 in each format, on the course text, loaded with the same calls:
 
 # %%
+from helpers.models import load_tokenizer
 from helpers.quality import perplexity
 
+print(weights_in_use("smollm2-135m"))
+tokenizer = load_tokenizer("smollm2-135m")
 quality = {}
 for w_name, (dtype, config) in weights.items():
-    real, tok = load_causal_lm("smollm2-135m", dtype=dtype, device=lesson.device, quantization_config=config)
-    quality[w_name] = perplexity(real, tok, max_tokens=lesson.size("eval_tokens"))
+    real = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), quantization_config=config,
+                                                dtype=dtype, device_map=lesson.device).eval()
+    quality[w_name] = perplexity(real, tokenizer, max_tokens=lesson.size("eval_tokens"))
     del real
 print("perplexity:", {k: round(v, 2) for k, v in quality.items()})
 
 # %% [markdown]
-# ## Why compute dtype matters for flash
-# The seed set `bnb_4bit_compute_dtype=torch.float16` for a reason. Flash (and cuDNN) attention take only fp16/bf16.
-# If the non-quantized parts of the model are float32 (load without a half dtype), the hidden states reaching attention
-# are float32, and a flash-only `generate` fails with "No available kernel". The fix: a half dtype for the model and
-# the compute.
+# ## What the compute dtype does, and what it does not
+# The seed set `bnb_4bit_compute_dtype=torch.float16`, and the usual explanation is that flash attention needs it:
+# flash and cuDNN attention take only 16-bit inputs. But `Linear4bit` casts its result back to the dtype of its
+# input (bitsandbytes' `Linear4bit.forward`), so the compute dtype never reaches attention: the dtype attention sees
+# is that of the hidden states, set by `dtype=`. The two keywords are separate, so the experiment varies them
+# separately: nf4 models with `dtype` ∈ {float32, 16-bit} × `bnb_4bit_compute_dtype` ∈ {float32, 16-bit}. For each,
+# the dtype the query projection hands to attention, and whether a `generate` allowing only the flash kernel runs.
+# (The CPU profile uses bfloat16 as the 16-bit dtype in this section only.)
 
 # %%
-from torch.nn.attention import SDPBackend, sdpa_kernel
+low = half if half != torch.float32 else torch.bfloat16
+grid = {}
+for model_dtype in (torch.float32, low):
+    for compute_dtype in (torch.float32, low):
+        nf4_model = AutoModelForCausalLM.from_pretrained(
+            pretrained_path(name),
+            quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                   bnb_4bit_compute_dtype=compute_dtype),
+            attn_implementation="sdpa", dtype=model_dtype, device_map=lesson.device,
+        ).eval()
+        seen = []
+        hook = nf4_model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        try:
+            # a refused kernel makes PyTorch warn once per backend why, then raise: the error line says it all
+            with warnings.catch_warnings(), sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+                warnings.filterwarnings("ignore", message=".*(kernel not used|runtime disabled|Expected query)")
+                nf4_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False,
+                                   pad_token_id=0)
+            outcome = "runs"
+        except RuntimeError as err:
+            outcome = str(err).splitlines()[0]
+        hook.remove()
+        grid[(model_dtype, compute_dtype)] = (seen[0], outcome)
+        if model_dtype == low:  # kept for the timing below: same weights, only the compute dtype differs
+            grid[(model_dtype, compute_dtype)] += (nf4_model,)
+        del nf4_model
+print(f"{'dtype=':<16}{'compute dtype':<16}{'attention gets':<16}flash-only generate")
+for (model_dtype, compute_dtype), (received, outcome, *_) in grid.items():
+    print(f"{str(model_dtype):<16}{str(compute_dtype):<16}{str(received):<16}{outcome}")
 
-from helpers.attention import probe_backends
+# %%
+outcomes = {key: outcome for key, (_, outcome, *_) in grid.items()}
+if all(received == model_dtype for (model_dtype, _), (received, *_) in grid.items()):
+    print("Attention received the dtype set by dtype= in all four, whatever bnb_4bit_compute_dtype was.")
+else:
+    print("Attention received a dtype other than dtype='s in some row: see the table.")
+if all(outcome == "runs" for outcome in outcomes.values()):
+    print("Flash ran in all four: this machine's flash kernel takes float32 inputs too, so neither keyword matters "
+          "for it here.")
+elif all(outcomes[(m, torch.float32)] == outcomes[(m, low)] for m in (torch.float32, low)):
+    print("Whether flash ran was decided by dtype= alone: the same with either compute dtype.")
+else:
+    print("Here the compute dtype changed whether flash ran: see the table.")
 
-broken, _ = load_causal_lm(name, dtype=torch.float32, device=lesson.device, attn_implementation="sdpa",
-                           quantization_config=bnb_config("nf4", torch.float32))
-prompt = torch.randint(0, broken.config.vocab_size, (1, 32), device=lesson.device)
-try:
-    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-        broken.generate(prompt, max_new_tokens=2, do_sample=False)
-    print("flash ran on float32 states: this machine's flash kernel takes float32 (CPU), so no error here")
-except RuntimeError as err:
-    print(f"float32 model + nf4: {str(err).splitlines()[0]}")
-del broken
-fixed, _ = load_causal_lm(name, dtype=half, device=lesson.device, attn_implementation="sdpa",
-                          quantization_config=bnb_config("nf4", half))
-with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-    fixed.generate(prompt, max_new_tokens=2, do_sample=False)
-print(f"{half} model + nf4 with {half} compute: flash runs")
-q = torch.randn(1, 8, 64, 64, device=lesson.device)
-print("flash on float32 inputs here:", probe_backends(q, q, q, is_causal=True)["flash"])
-del fixed
+# %% [markdown]
+# What the compute dtype does change is the 4-bit layers' own arithmetic. Both 16-bit models above keep the same
+# weights and attention; only their matrix products run in float32 or in 16 bits. Interleaved, as before: prefill at
+# the longest context and decode at batch 1.
+
+# %%
+by_compute = {f"compute {c}": (grid[(low, c)][2], "sdpa", None) for c in (torch.float32, low)}
+compute_runs = measure_matrix(by_compute, [long], new_tokens=lesson.size("new_tokens"), batches=(1,), **timing)
+slow, fast = (compute_runs[f"compute {c}"] for c in (torch.float32, low))
+if slow.error or fast.error:
+    print("a compute dtype was refused here:", slow.error or fast.error)
+else:
+    prefill_gain = paired_ratio(slow.prefill_ms[long], fast.prefill_ms[long])  # > 1: 16-bit compute takes less time
+    decode_gain = paired_ratio(fast.decode_tokens_per_s[1], slow.decode_tokens_per_s[1])
+    print(f"with dtype={low}, bnb_4bit_compute_dtype={low} against float32: prefill at {long} tokens "
+          f"{compare(prefill_gain)}, batch-1 decode {compare(decode_gain)}")
+del by_compute, grid
 
 # %% [markdown]
 # ## Decode against the bandwidth bound
 # At batch 1, each new token reads every weight once: tokens/s ≤ memory bandwidth ÷ weight bytes. How close does
-# `generate` get? On a GPU we then remove Python and kernel-launch overhead with a **static KV cache** and
-# compilation: with `cache_implementation="static"`, transformers compiles the decoding step with `torch.compile`
-# (CUDA graphs), to see how much of the gap was overhead rather than memory. (Compiling `model.forward` by hand with
-# `mode="reduce-overhead"` and calling `generate` failed on the H100 with "accessing tensor output of CUDAGraphs that
-# has been overwritten": let `generate` manage the compiled step.)
+# `generate` get? Each format's share of its own bound, from the same rounds as the matrix (median and range):
 
 # %%
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
 
 bandwidth, source = memory_bandwidth(lesson.device)
 print(f"memory bandwidth {bandwidth / 1e9:.0f} GB/s ({source})")
-bound_rows = {}
+shares = {}
 for w_name in weights:
-    r = matrix[(w_name, "sdpa flash")] if not matrix[(w_name, "sdpa flash")].error else matrix[(w_name, "eager")]
+    r = matrix[(w_name, row)]
     bound = decode_bound_tokens_per_s(r.footprint_bytes, bandwidth)
-    bound_rows[w_name] = (r.decode_tokens_per_s, bound)
-    print(f"{w_name:<10} {r.decode_tokens_per_s:8.1f} tok/s of a {bound:8.0f} tok/s bound: "
-          f"{100 * r.decode_tokens_per_s / bound:5.1f}%")
-
-# %%
-from helpers.timing import benchmark_generation
-
-compiled_speedup = None
-if not lesson.size("compile"):
-    print("skipped on the cpu profile: torch.compile with CUDA graphs is the GPU part of this lesson")
-else:
-    model, _ = load_causal_lm(name, dtype=half, device=lesson.device)
-    prompt = torch.randint(0, model.config.vocab_size, (1, contexts[0]), device=lesson.device)
-    plain = benchmark_generation(model, prompt, new_tokens=lesson.size("new_tokens"), **timing)
-    bound = decode_bound_tokens_per_s(matrix[(lesson.size("half"), "eager")].footprint_bytes, bandwidth)
-    try:  # a static cache makes transformers compile the decoding step itself (torch.compile, CUDA graphs)
-        fast = benchmark_generation(model, prompt, new_tokens=lesson.size("new_tokens"), warmup=3,
-                                    repeats=timing["repeats"], cache_implementation="static")
-    except RuntimeError as err:
-        fast = None
-        print(f"static cache + compile failed here: {str(err).splitlines()[0][:200]}")
-    for label, result in (("generate, dynamic cache", plain), ("static cache, compiled", fast)):
-        if result is not None:
-            print(f"{label:<30} {result.decode_tokens_per_s:8.1f} tok/s = "
-                  f"{100 * result.decode_tokens_per_s / bound:5.1f}% of the {bound:.0f} tok/s bound")
-    if fast is not None:
-        compiled_speedup = fast.decode_tokens_per_s / plain.decode_tokens_per_s
-        print(f"compiled static-cache decode: {compiled_speedup:.2f}x the eager generate")
-    del model
+    shares[w_name] = [100 * speed / bound for speed in r.decode_tokens_per_s[1]]
+    print(f"{w_name:<10} {median(r.decode_tokens_per_s[1]):8.1f} tok/s of a {bound:8.0f} tok/s bound: "
+          f"{median(shares[w_name]):5.1f}% (rounds {min(shares[w_name]):.1f}-{max(shares[w_name]):.1f}%)")
+closest = leaders(shares, lower_is_better=False)
+print("closest to its bound:", " and ".join(closest) + (" (tied)" if len(closest) > 1 else ""))
 
 # %% [markdown]
-# The gap between the plain `generate` and the bound is mostly overhead: hundreds of small kernels per token,
-# launched from Python. Compilation fuses kernels and CUDA graphs replay a whole step in one launch. The remaining gap is
-# real work the bound ignores (attention over the cache, norms, sampling) and kernels that do not reach peak bandwidth.
-# 4-bit weights need fewer bytes but add dequantization work, so their share of the bound is lower unless the kernel
-# fuses the two (bitsandbytes' batch-1 4-bit kernels are the closest here).
+# On a GPU we then remove Python and kernel-launch overhead with a **static KV cache**: with
+# `cache_implementation="static"`, `generate` compiles the decoding step with `torch.compile` (CUDA graphs) when it
+# may. It may not for every model: `generate` skips compilation when the model's quantizer says it is not
+# compileable (transformers' `_valid_auto_compile_criteria`), and the bitsandbytes 4-bit quantizer inherits "not
+# compileable" from the base class. The cell prints that flag and, after the runs, whether `generate` built a compiled
+# step (`model._compiled_call`), then compares each model's static-cache decode with its plain `generate`,
+# interleaved. (Compiling `model.forward` by hand with `mode="reduce-overhead"` and calling `generate` failed on the
+# H100 with "accessing tensor output of CUDAGraphs that has been overwritten": let `generate` manage the compiled step.)
 
 # %%
-lesson.record(
-    **{f"decode_{w}_pct_of_bound": 100 * speed / bound for w, (speed, bound) in bound_rows.items()},
-    **{f"ppl_{w}": v for w, v in quality.items()},
-    **({"compiled_static_vs_eager_decode": compiled_speedup} if compiled_speedup else {}),
-)
+from helpers.evaluation import interleaved_decode
+
+print(f"nf4 quantizer is_compileable: {models['nf4'].hf_quantizer.is_compileable}")
+static_speedup = {}
+if not lesson.size("compile"):
+    print("timing skipped on the cpu profile: torch.compile with CUDA graphs is the GPU part of this lesson")
+else:
+    for w_name in (baseline, "nf4"):
+        model = models[w_name]
+        model.set_attn_implementation("sdpa")
+        prompt = torch.randint(0, model.config.vocab_size, (1, short), device=lesson.device)
+        runs = {"dynamic": (model, prompt, {}), "static": (model, prompt, {"cache_implementation": "static"})}
+        try:  # three warm-up rounds: the first static runs compile
+            speeds = interleaved_decode(runs, new_tokens=lesson.size("new_tokens"), warmup=3, rounds=timing["rounds"])
+        except RuntimeError as err:
+            print(f"{w_name}: static cache failed here: {str(err).splitlines()[0][:200]}")
+            continue
+        static_speedup[w_name] = paired_ratio(speeds["static"], speeds["dynamic"])
+        bound = decode_bound_tokens_per_s(matrix[(w_name, row)].footprint_bytes, bandwidth)
+        print(f"{w_name}: compiled step built: {hasattr(model, '_compiled_call')}; dynamic {median(speeds['dynamic']):.1f}"
+              f" tok/s, static {median(speeds['static']):.1f} tok/s ({100 * median(speeds['static']) / bound:.1f}% of "
+              f"the bound): static cache {compare(static_speedup[w_name])}")
+
+# %% [markdown]
+# Where a compiled step was built, what it gained was overhead: hundreds of small kernels per token, launched from
+# Python, which CUDA graphs replay in one launch. What remains is work the bound ignores (attention over the cache,
+# norms, sampling) and kernels that do not reach peak bandwidth. Where the line says no compiled step was built (a
+# quantizer that is not compileable), the static-cache line measures the cache alone. 4-bit weights need fewer bytes
+# but add dequantization work; the shares above say which format gets closest to its bound on this machine.
+
+# %%
+recorded = {}
+for w_name, values in shares.items():
+    recorded |= {f"decode_{w_name}_pct_of_bound": median(values), f"decode_{w_name}_pct_of_bound_low": min(values),
+                 f"decode_{w_name}_pct_of_bound_high": max(values)}
+if baseline in static_speedup:
+    value, low_end, high_end = static_speedup[baseline]
+    recorded |= {"compiled_static_vs_eager_decode": value, "compiled_static_vs_eager_decode_low": low_end,
+                 "compiled_static_vs_eager_decode_high": high_end}
+lesson.record(**recorded, **{f"ppl_{w}": v for w, v in quality.items()})
