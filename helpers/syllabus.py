@@ -1,7 +1,8 @@
 """The syllabus: one record per lesson, which the profiles, exercises, runner, publisher and tests all read.
 
 Adding a lesson is a notebook `notebooks/NN_stem.ipynb` (with its paired `.py` source), a `LessonRecord` in
-`SYLLABUS` below, and a solution `workshop/solutions/NN.py`; nothing else lists lessons.
+`SYLLABUS` below, the checks of its write-the-call and predict-then-measure exercises in `helpers/checks/lessonNN.py`,
+and solutions `workshop/solutions/NN.py`, `NN-call.py` and `NN-predict.py`; nothing else lists lessons.
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         check=check_04,
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
+            Measure("int8_vs_fp16_decode_batch1_range", "decode at batch 1: int8 vs fp16, range over rounds", "x"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
             Measure("ppl_*", "perplexity, {}"),
         ),

@@ -26,7 +26,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # product for the few **outlier feature dimensions** and an int8 product for everything else, "without loss of
 # predictive performance". It also advises `generate()` over `pipeline()` for 8-bit models.
 # This lesson finds the outliers in a real model, builds the decomposition from scratch, checks it against
-# bitsandbytes, and measures memory, quality and speed, including where int8 is slow.
+# bitsandbytes, and measures memory, quality and speed, including whether int8 is slower than 16-bit.
 #
 # **Which SmolLM2 weights.** Offline, the course's `smollm2-135m` is the packaged **Q4_1 GGUF**, dequantized to 16
 # bits when loaded: its "16-bit baseline" has already been through 4-bit quantization once, so every quality figure
@@ -39,19 +39,52 @@ from helpers.lesson import start_lesson
 lesson = start_lesson("04")
 
 # %% [markdown]
-# ## Outlier features in a real model
-# We feed real text through SmolLM2 and record what enters every linear layer (forward hooks). For each feature
-# dimension we keep the largest |value| over all tokens. LLM.int8() calls a dimension an outlier when any value
-# reaches the threshold, 6.0 by default.
+# ## 2023 → today
+# The guide wrote `AutoModelForCausalLM.from_pretrained(name, load_in_8bit=True)`. transformers 5 no longer reads a
+# `load_in_8bit` keyword in `from_pretrained`: keywords the configuration does not use go on to the model's
+# constructor, which refuses it. The keyword now lives in a `BitsAndBytesConfig`, passed as `quantization_config=`;
+# `dtype=` (formerly `torch_dtype=`) is the dtype of everything that stays unquantized, and `device_map=` places the
+# model as it loads (each int8 layer's weight is quantized on its way to the device). The cell runs the old call, then
+# today's:
 
 # %%
-import torch
+from collections import Counter
 
-from helpers.models import load_causal_lm
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from helpers.models import load_tokenizer, pretrained_path, weights_in_use
+
+name = "smollm2-135m"
+print(weights_in_use(name))
+try:
+    AutoModelForCausalLM.from_pretrained(pretrained_path(name), load_in_8bit=True)  # the 2023 guide's call
+    print(f"2023 call: still accepted by transformers {transformers.__version__}")
+except TypeError as error:
+    print(f"2023 call, transformers {transformers.__version__}: TypeError: {error}")
+
+int8_model = AutoModelForCausalLM.from_pretrained(
+    pretrained_path(name),
+    quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+    dtype=torch.float16,
+    device_map=lesson.device,
+).eval()
+tokenizer = load_tokenizer(name)
+linear_kinds = Counter(type(m).__name__ for m in int8_model.modules() if isinstance(m, torch.nn.Linear))
+print(f"today's call: linear layers by type {dict(linear_kinds)}")
+
+# %% [markdown]
+# ## Outlier features in a real model
+# We feed real text through SmolLM2 (in float32) and record what enters every linear layer (forward hooks). For each
+# feature dimension we keep the largest |value| over all tokens. LLM.int8() calls a dimension an outlier when any
+# value reaches the threshold, 6.0 by default.
+
+# %%
 from helpers.outliers import capture_linear_inputs, feature_magnitudes
 from helpers.quality import evaluation_text
 
-model, tokenizer = load_causal_lm("smollm2-135m", dtype=torch.float32, device=lesson.device)
+model = AutoModelForCausalLM.from_pretrained(pretrained_path(name), dtype=torch.float32, device_map=lesson.device).eval()
 text_ids = tokenizer(evaluation_text(), return_tensors="pt").input_ids[:, : lesson.size("capture_tokens")]
 inputs = capture_linear_inputs(model, text_ids.to(lesson.device))
 magnitudes = feature_magnitudes(inputs)
@@ -79,10 +112,28 @@ axes[1].legend()
 fig.tight_layout()
 plt.show()
 
+# %%
+def how_many(layer_kind: str) -> str:
+    """Say how many input columns of one kind of layer reach the threshold at most, and whether that is a few (<= 1%)."""
+    layer = max((n for n in counts if n.endswith(layer_kind)), key=counts.get)
+    columns = magnitudes[layer].numel()
+    few = "a few" if counts[layer] <= 0.01 * columns else "not a few"
+    return f"at most {counts[layer]} of {columns} ({counts[layer] / columns:.1%}, {few}; in {layer})"
+
+
+typical = magnitudes[worst].median().item()
+print(f"columns reaching {threshold}: attention inputs (q/k/v_proj) {how_many('q_proj')}; "
+      f"MLP inputs (gate/up_proj) {how_many('gate_proj')}; the MLP's inner activations (down_proj) {how_many('down_proj')}")
+print(f"in {worst} the largest |x| is {magnitudes[worst].max():.0f}, {magnitudes[worst].max() / typical:.0f}x the "
+      f"median column's largest |x| ({typical:.2f}); {sum(c > 0 for c in counts.values())} of {len(counts)} linear "
+      "layers have at least one outlier column")
+
 # %% [markdown]
-# A few dimensions carry values hundreds of times larger than the rest. Why it matters: int8 **absmax** quantization
-# scales each row of the input by its largest value. One outlier of 500 in a row stretches the scale so that all the
-# ordinary values (around 1) round to a handful of int8 levels, and their information is lost.
+# The guide and the paper speak of a few outlier dimensions in the hidden states (the inputs of q/k/v and gate/up here);
+# the lines above count them in SmolLM2 for each kind of input, including the MLP's inner activations that enter
+# `down_proj`, which are a different quantity. Why they matter: int8 **absmax** quantization scales each row of the
+# input by its largest value. One outlier of 500 in a row stretches the scale so that all the ordinary values (around
+# 1) round to a handful of int8 levels, and their information is lost.
 #
 # ## The decomposition from scratch
 # `helpers.outliers` holds it in a few lines: vector-wise int8 (one scale per row of the input, one per row of the
@@ -121,9 +172,19 @@ from helpers.exercises import check
 check("04", answer, x=x)
 
 # %% [markdown]
-# Now the same product through bitsandbytes' `Linear8bitLt`, the layer `load_in_8bit` puts into a model (in eval
-# mode. In training mode on a CPU or XPU, bitsandbytes 0.50 dequantizes the weights and runs a plain product instead
-# of decomposing; on CUDA it decomposes in both modes: `bitsandbytes.autograd._functions.matmul`):
+# Now the same product through bitsandbytes' `Linear8bitLt`, the layer `load_in_8bit=True` puts into a model. What it
+# runs depends on the layer's mode and the input's device (bitsandbytes 0.50, `bitsandbytes.autograd._functions.matmul`;
+# `Linear8bitLt.forward` passes `self.training` on):
+# - **eval mode, any device**: the decomposition (with a threshold above 0; at 0.0 the int8 product alone). The input
+#   is quantized row-wise to int8 with its outlier columns zeroed, multiplied by the int8 weight, and the outlier
+#   columns are added back through a 16-bit product with those columns of the dequantized weight
+#   (`int8_mixed_scaled_mm`). On a CPU the int8 product is `torch._int_mm` where the CPU has AVX-512, else a float32
+#   product of the int8 values.
+# - **training mode on CUDA** (and other devices except CPU and XPU): the same decomposition.
+# - **training mode on a CPU or XPU**: no decomposition and no int8 input: the int8 weight is dequantized and a plain
+#   `torch.nn.functional.linear` runs in the input's dtype (`MatMul8bitFp`, kept for fine-tuning speed there).
+#
+# A model from `from_pretrained` comes in eval mode; we call `.eval()` anyway.
 
 # %%
 import bitsandbytes as bnb
@@ -144,124 +205,270 @@ assert relative_error(ours, exact) < relative_error(naive, exact)
 print("our decomposition matches bitsandbytes within 1% relative difference, and beats naive int8")
 
 # %% [markdown]
-# ## The real model in 8-bit
-# `BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=...)`. A threshold of 0 turns the decomposition off:
-# that *is* naive int8. We sweep the threshold and measure footprint, perplexity and decode speed.
+# The same layer in training mode, on this machine's device: is its output closer to the decomposition (eval mode's
+# output) or to a plain product with the dequantized int8 weight?
+
+# %%
+weight_q, weight_scale = quantize_rows(weight.half().float())  # bitsandbytes quantizes the float16 weight it was given
+plain = x @ (weight_q.float() * weight_scale).T  # dequantized int8 weight, unquantized input, no decomposition
+with torch.no_grad():
+    trained = bnb_layer.train()(x.half().to(lesson.device)).float().cpu()
+bnb_layer.eval()
+to_decomposition, to_plain = relative_error(trained, theirs), relative_error(trained, plain)
+runs = "the decomposition" if to_decomposition < to_plain else "a plain product with the dequantized weight"
+print(f"training mode on {lesson.device}: relative difference {to_decomposition:.4f} to the decomposition, "
+      f"{to_plain:.4f} to the plain product: it runs {runs}")
+dequantizes_here = torch.device(lesson.device).type in ("cpu", "xpu")  # bitsandbytes.autograd._functions.matmul
+assert (to_plain < to_decomposition) == dequantizes_here, (to_decomposition, to_plain)
+
+# %% [markdown]
+# ## The call, keyword by keyword
+# `BitsAndBytesConfig` (transformers 5, `transformers/utils/quantization_config.py`) has four keywords for int8:
+#
+# | keyword | what it does | default |
+# |---|---|---|
+# | `load_in_8bit` | replace every `nn.Linear` (except the skipped ones) by bitsandbytes' `Linear8bitLt` | `False` |
+# | `llm_int8_threshold` | the outlier threshold of each `Linear8bitLt`; a float (an int such as `6` is refused with a `TypeError`); `0.0` turns the decomposition off: naive int8 | `6.0` |
+# | `llm_int8_skip_modules` | module names kept out of int8. A name matches a module from the start of its full name up to a dot (`"model.layers.29.mlp"` matches its `gate_proj`, `up_proj`, `down_proj`), as a regular expression the same way, or as the end of the name (`"down_proj"` matches every layer's). `None` means transformers' own list: the output embedding (`lm_head`), tied weights and the last parameter's module. A list **replaces** that list | `None` |
+# | `llm_int8_enable_fp32_cpu_offload` | allow a `device_map` dict that puts some modules on `"cpu"` or `"disk"` and the rest elsewhere; the modules it maps to `"cpu"` or `"disk"` are then not converted, and they stay in `dtype` (float16 here), not float32 as the name suggests. Without it such a map raises a `ValueError` before loading. With it, `device_map={"": "cpu"}` maps every module to the CPU: nothing is quantized | `False` |
+#
+# In `from_pretrained`: `quantization_config=` takes the config (default `None`: no quantization); `dtype=` is the dtype
+# of what is not int8, norms, embeddings, `lm_head` (default `"auto"`: the checkpoint's); `device_map=` places the
+# model (default `None`, which for bitsandbytes becomes the current GPU, or the CPU without one).
+# Here all four are written out, then a map that puts the last layer on the CPU is tried without the flag:
+
+# %%
+int8_config = BitsAndBytesConfig(
+    load_in_8bit=True,
+    llm_int8_threshold=6.0,
+    llm_int8_skip_modules=None,
+    llm_int8_enable_fp32_cpu_offload=False,
+)
+print("the opening cell's model kept in 16-bit:",
+      [n for n, m in int8_model.named_modules() if type(m) is torch.nn.Linear])  # Linear8bitLt is a subclass
+
+layers = model.config.num_hidden_layers
+split_map = {part: lesson.device for part in ("model.embed_tokens", "model.rotary_emb", "model.norm", "lm_head")}
+split_map |= {f"model.layers.{i}": lesson.device for i in range(layers - 1)} | {f"model.layers.{layers - 1}": "cpu"}
+if lesson.device == "cpu":
+    print("on a CPU every module is on the CPU anyway: transformers checks only maps not entirely on the CPU")
+else:
+    try:
+        AutoModelForCausalLM.from_pretrained(pretrained_path(name), quantization_config=int8_config,
+                                             dtype=torch.float16, device_map=split_map)
+        print("the split map loaded without llm_int8_enable_fp32_cpu_offload")
+    except ValueError as error:
+        print(f"last layer on the CPU, flag off: ValueError: {str(error).split('. ')[0]}.")
+
+# %% [markdown]
+# ### Exercise: predict, then measure
+# Below, the threshold sweep prints decode speeds, and the section after it times float16 against int8 in alternating
+# rounds. Before running them: does int8 (threshold 6.0) decode **slower** than float16 at batch 1 on this machine?
+# Write `answer_predict = True` or `False`; the check after the speed measurement compares it with this machine.
+# A reasoned answer is in [`workshop/solutions/04-predict.py`](../workshop/solutions/04-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # True or False
+
+# %% [markdown]
+# ## The real model in 8-bit: sweeping the threshold
+# We sweep `llm_int8_threshold` and measure footprint, perplexity, an answer, prefill and decode speed. The speeds in
+# this table are medians of a few runs of each variant one after another: a first look; the float16/int8 comparison
+# is timed properly (alternating rounds, with their spread) in the speed section.
 
 # %%
 from tqdm.auto import tqdm
 
 from helpers.evaluation import REPORT_HEADER, evaluate_decoder
-from helpers.quantization import bnb_config
 
 sizes = {k: lesson.size(k) for k in ("eval_tokens", "prompt_tokens", "new_tokens")}
 timing = {"warmup": 1, "repeats": 3}  # generation is long: few repeats, medians still reported
-reports = {"float16": evaluate_decoder(*load_causal_lm("smollm2-135m", dtype=torch.float16, device=lesson.device),
-                                        **sizes, **timing)}
-for value in tqdm(lesson.size("thresholds"), desc="thresholds"):
-    int8_model, tok = load_causal_lm("smollm2-135m", dtype=torch.float16, device=lesson.device,
-                                     quantization_config=bnb_config("int8", llm_int8_threshold=value))
-    reports[f"int8, threshold {value:g}"] = evaluate_decoder(int8_model, tok, **sizes, **timing)
+fp16_model = AutoModelForCausalLM.from_pretrained(pretrained_path(name), dtype=torch.float16,
+                                                  device_map=lesson.device).eval()
+reports = {"float16": evaluate_decoder(fp16_model, tokenizer, **sizes, **timing)}
+thresholds = lesson.size("thresholds")
+for value in tqdm(thresholds, desc="thresholds"):
+    sweep_model = AutoModelForCausalLM.from_pretrained(
+        pretrained_path(name),
+        quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=value),
+        dtype=torch.float16,
+        device_map=lesson.device,
+    ).eval()
+    reports[f"int8, threshold {value:g}"] = evaluate_decoder(sweep_model, tokenizer, **sizes, **timing)
+    del sweep_model
 print(REPORT_HEADER)
-for name, report in reports.items():
-    print(report.row(name))
+for variant, report in reports.items():
+    print(report.row(variant))
 
 # %%
 from helpers.plots import line_chart
 
-thresholds = lesson.size("thresholds")
 int8_reports = [reports[f"int8, threshold {t:g}"] for t in thresholds]
 line_chart(thresholds, {"int8 perplexity": [r.perplexity for r in int8_reports],
                         "float16 perplexity": [reports["float16"].perplexity] * len(thresholds)},
            "perplexity against llm_int8_threshold (0 = decomposition off)", "threshold", "perplexity")
 line_chart(thresholds, {"int8 decode": [r.decode_tokens_per_s for r in int8_reports],
                         "float16 decode": [reports["float16"].decode_tokens_per_s] * len(thresholds)},
-           "decode speed against threshold", "threshold", "tokens/s")
+           "decode speed against threshold (one after another: a first look)", "threshold", "tokens/s")
+
+# %%
+fp16_ppl, naive_ppl, default_ppl = (reports[k].perplexity for k in ("float16", "int8, threshold 0", "int8, threshold 6"))
+
+
+def versus(ppl: float, reference: float, name: str, tolerance: float = 0.005) -> str:
+    """Say how a perplexity compares with a reference: higher, lower, or the same within the tolerance (relative)."""
+    change = ppl / reference - 1
+    if abs(change) <= tolerance:
+        return f"the same as {name} within {tolerance:.1%}"
+    return f"{abs(change):.1%} {'higher' if change > 0 else 'lower'} than {name}"
+
+
+print(f"perplexity: naive int8 (threshold 0) {naive_ppl:.2f}, {versus(naive_ppl, fp16_ppl, 'float16')}; "
+      f"LLM.int8() (threshold 6) {default_ppl:.2f}, {versus(default_ppl, fp16_ppl, 'float16')} and "
+      f"{versus(default_ppl, naive_ppl, 'naive int8')}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-naive_ppl, default_ppl = reports["int8, threshold 0"].perplexity, reports["int8, threshold 6"].perplexity
 assert default_ppl <= naive_ppl * 1.01
 assert reports["int8, threshold 6"].footprint_bytes < 0.7 * reports["float16"].footprint_bytes
-print("the decomposition is at least as good as naive int8; int8 weights take well under 70% of float16")
+print("the decomposition is at least as good as naive int8 (within 1%); int8 weights take well under 70% of float16")
 
 # %% [markdown]
 # ### Keeping layers out of int8: `llm_int8_skip_modules`
-# The outliers concentrate in the inputs of the last layers' `down_proj`. Keeping those layers in 16-bit costs a
-# little memory and removes their int8 error entirely. (`lm_head` is skipped by default; naming the list replaces
-# the default, so we name it too.)
+# We keep the four `down_proj` layers whose inputs have the most outlier columns (counted above) in 16-bit: their
+# int8 error goes away, for a little memory. `lm_head` is in transformers' default list; naming a list replaces the
+# default, so we name it too.
 
 # %%
-last = [n for n in counts if n.endswith("down_proj")][-4:]
-skip_model, tok = load_causal_lm("smollm2-135m", dtype=torch.float16, device=lesson.device,
-                                 quantization_config=bnb_config("int8", llm_int8_skip_modules=["lm_head", *last]))
-reports["int8, last 4 down_proj in fp16"] = evaluate_decoder(skip_model, tok, **sizes, **timing)
+most = sorted((n for n in counts if n.endswith("down_proj")), key=counts.get)[-4:]
+print("kept in float16:", {n: counts[n] for n in most})
+skip_model = AutoModelForCausalLM.from_pretrained(
+    pretrained_path(name),
+    quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0,
+                                           llm_int8_skip_modules=["lm_head", *most]),
+    dtype=torch.float16,
+    device_map=lesson.device,
+).eval()
+skipped = "int8, 4 down_proj in fp16"
+reports[skipped] = evaluate_decoder(skip_model, tokenizer, **sizes, **timing)
 print(REPORT_HEADER)
-for name in ("float16", "int8, threshold 6", "int8, last 4 down_proj in fp16"):
-    print(reports[name].row(name))
-del skip_model, int8_model
+for variant in ("float16", "int8, threshold 6", skipped):
+    print(reports[variant].row(variant))
+extra_mib = (reports[skipped].footprint_bytes - reports["int8, threshold 6"].footprint_bytes) / 2**20
+print(f"keeping them costs {extra_mib:.1f} MiB; perplexity {reports[skipped].perplexity:.2f} is "
+      f"{versus(reports[skipped].perplexity, default_ppl, 'all-int8')} and "
+      f"{versus(reports[skipped].perplexity, fp16_ppl, 'float16')}")
+del skip_model
+
+# %% [markdown]
+# ### Exercise: write the call
+# Write the `BitsAndBytesConfig` that loads SmolLM2 in int8 with threshold 6.0 and keeps `lm_head` and the three
+# linear layers of the **last** decoder layer's MLP (`gate_proj`, `up_proj`, `down_proj`) in 16-bit, as
+# `answer_call = BitsAndBytesConfig(...)`. The check applies transformers' own matching rule to this model's module
+# names and says which layers your list would keep or miss. A solution is in
+# [`workshop/solutions/04-call.py`](../workshop/solutions/04-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # BitsAndBytesConfig(load_in_8bit=True, ...)
+
+# %%
+check("04-call", answer_call, model=model)
 
 # %% [markdown]
 # ## Speed, honestly
-# int8 halves the weight memory but, at small batch, decodes *slower* than 16-bit: every layer quantizes its input
-# rows, finds outlier columns, runs two matrix products and adds them, and those extra steps cost more than the
-# bytes saved. The bitsandbytes author said the int8 kernels were designed for training memory, not inference speed
-# (bitsandbytes #490); users report 15–20% of fp16 speed (#181, #347). The paper itself reports BLOOM-176B 15–23%
-# *slower* than 16-bit. int8 pays when the model would not fit otherwise, and its relative cost shrinks at large batch,
-# where each weight is reused by many rows. Measured here, at each batch size:
+# An int8 layer reads half the weight bytes of a 16-bit one, but does more work per call: it quantizes its input rows,
+# looks for outlier columns, runs an int8 product and a 16-bit one and adds them. The bitsandbytes author said the
+# int8 kernels were designed for training memory, not inference speed (bitsandbytes #490); users report 15–20% of
+# fp16 speed (#181, #347); the paper reports BLOOM-176B 15–23% slower than 16-bit. A common expectation is that the
+# relative cost shrinks at large batch, where each weight is reused by many rows. We time both at each batch size, in
+# alternating rounds (float16, int8, float16, ...), and keep each round's int8/float16 ratio:
 
 # %%
-from helpers.timing import benchmark_generation
+import statistics
 
-large = lesson.size("large_shape") or "smollm2-135m"
-batch_speed = {}
-for name, config in (("float16", None), ("int8", bnb_config("int8"))):
-    speed_model, _ = load_causal_lm(large, dtype=torch.float16, device=lesson.device, quantization_config=config)
-    for batch in lesson.size("batches"):
-        prompt = torch.randint(0, speed_model.config.vocab_size, (batch, lesson.size("prompt_tokens")),
-                               device=lesson.device)
-        result = benchmark_generation(speed_model, prompt, new_tokens=lesson.size("new_tokens"), **timing)
-        batch_speed[(name, batch)] = result.decode_tokens_per_s * batch
-    del speed_model
+from helpers.evaluation import interleaved_decode
+from helpers.timing import compare, paired_ratio
+
+large = lesson.size("large_shape") or name
+rounds = 5
+speed_models = {
+    label: AutoModelForCausalLM.from_pretrained(pretrained_path(large), dtype=torch.float16,
+                                                quantization_config=config, device_map=lesson.device).eval()
+    for label, config in (("float16", None), ("int8", BitsAndBytesConfig(load_in_8bit=True)))
+}
+speed_ratio, batch_speed = {}, {}
 for batch in lesson.size("batches"):
-    fp16, int8 = batch_speed[("float16", batch)], batch_speed[("int8", batch)]
-    print(f"{large}, batch {batch:>3}: float16 {fp16:8.1f} tok/s, int8 {int8:8.1f} tok/s ({int8 / fp16:.2f}x)")
+    prompt = torch.randint(0, speed_models["float16"].config.vocab_size, (batch, lesson.size("prompt_tokens")),
+                           device=lesson.device)
+    rates = interleaved_decode({label: (m, prompt, {}) for label, m in speed_models.items()},
+                               new_tokens=lesson.size("new_tokens"), warmup=1, rounds=rounds)
+    speed_ratio[batch] = paired_ratio(rates["int8"], rates["float16"])
+    batch_speed[batch] = {label: statistics.median(values) for label, values in rates.items()}
+    print(f"{large}, batch {batch:>3}: float16 {batch_speed[batch]['float16']:8.1f} tok/s, int8 "
+          f"{batch_speed[batch]['int8']:8.1f} tok/s: int8 {compare(speed_ratio[batch])}")
+del speed_models
+
+# %%
+batches = lesson.size("batches")
+small, big = speed_ratio[batches[0]], speed_ratio[batches[-1]]
+if len(batches) == 1:
+    print(f"this profile measures batch {batches[0]} only: how int8's relative cost changes with batch is not measured here")
+elif big[1] > small[2]:
+    print(f"int8's relative cost shrinks from batch {batches[0]} to {batches[-1]}: its speed relative to float16 rises "
+          f"from {small[0]:.2f}x to {big[0]:.2f}x (per-round ranges do not overlap), as expected")
+elif big[2] < small[1]:
+    print(f"int8's relative cost grows from batch {batches[0]} to {batches[-1]}: its speed relative to float16 falls "
+          f"from {small[0]:.2f}x to {big[0]:.2f}x (per-round ranges do not overlap), the opposite of the expectation")
+else:
+    print(f"no measurable change from batch {batches[0]} ({small[0]:.2f}x, {small[1]:.2f}-{small[2]:.2f}) to batch "
+          f"{batches[-1]} ({big[0]:.2f}x, {big[1]:.2f}-{big[2]:.2f}): the per-round ranges overlap")
+
+# %%
+check("04-predict", answer_predict, ratio=speed_ratio[batches[0]])
 
 # %% [markdown]
 # ## `generate()` or `pipeline()`?
-# The guide recommended `generate()` for 8-bit models. A `pipeline` wraps the same `generate` call with tokenizing and
-# decoding; we time both on the same prompt and the same number of new tokens:
+# The guide recommended `generate()` for 8-bit models. A `pipeline` wraps the same `generate` call with tokenizing,
+# chat templating and decoding; we time both on the same question and the same number of new tokens, in alternating
+# rounds, with the int8 model of the opening cell:
 
 # %%
 from transformers import pipeline
 
 from helpers.quality import chat_inputs
-from helpers.timing import benchmark_each
+from helpers.timing import benchmark_interleaved
 
-int8_model, tok = load_causal_lm("smollm2-135m", dtype=torch.float16, device=lesson.device,
-                                 quantization_config=bnb_config("int8"))
 question = "What is the capital of France?"
-encoded = chat_inputs(tok, question, int8_model.device)
-generator = pipeline("text-generation", model=int8_model, tokenizer=tok)
+encoded = chat_inputs(tokenizer, question, int8_model.device)
+generator = pipeline("text-generation", model=int8_model, tokenizer=tokenizer)
 new = lesson.size("new_tokens")
-ways = benchmark_each({
+ways = benchmark_interleaved({
     "model.generate": lambda: int8_model.generate(**encoded, max_new_tokens=new, min_new_tokens=new, do_sample=False),
     "pipeline": lambda: generator([{"role": "user", "content": question}], max_new_tokens=new, min_new_tokens=new,
                                   do_sample=False),
-}, device=lesson.device, **timing)
-for name, result in ways.items():
-    print(f"{name:<15} {result}")
-print(f"pipeline / generate: {ways['pipeline'].median / ways['model.generate'].median:.2f}x")
-
-# %% [markdown]
-# The pipeline adds its own tokenizing, chat templating and decoding around the same `generate`; the gap is that
-# overhead, whatever the model's precision. Use `generate()` when you measure or batch; a pipeline is fine for a demo.
+}, device=lesson.device, warmup=1, repeats=rounds)
+for way, result in ways.items():
+    print(f"{way:<15} {result}")
+pipeline_ratio = paired_ratio(ways["model.generate"].times_ms, ways["pipeline"].times_ms)
+overhead = ways["pipeline"].median - ways["model.generate"].median
+print(f"pipeline against generate: {compare(pipeline_ratio)}")
+if pipeline_ratio[1] <= 1.0 <= pipeline_ratio[2]:
+    print(f"the pipeline's tokenizing, templating and decoding ({overhead:+.1f} ms median) are lost in the spread of "
+          f"generating {new} tokens: for speed the choice does not matter here; generate() still gives the control "
+          "(batches of token ids, exact lengths) that measuring needs")
+elif pipeline_ratio[0] < 1.0:
+    print(f"the pipeline costs {overhead:.1f} ms more per call: its tokenizing, templating and decoding around the same "
+          "generate()")
+else:
+    print(f"the pipeline was faster by {-overhead:.1f} ms, outside the per-round spread: it runs the same generate() "
+          "for the same number of tokens, so this is not about the model's precision")
 
 # %%
 lesson.record(
     outlier_dims_max_layer=max(counts.values()),
-    ppl_float16=reports["float16"].perplexity,
+    ppl_float16=fp16_ppl,
     ppl_int8_naive=naive_ppl,
     ppl_int8_threshold6=default_ppl,
-    int8_vs_fp16_decode_batch1=batch_speed[("int8", 1)] / batch_speed[("float16", 1)],
+    int8_vs_fp16_decode_batch1=speed_ratio[1][0],
+    int8_vs_fp16_decode_batch1_range=f"{speed_ratio[1][1]:.2f}-{speed_ratio[1][2]:.2f}",
 )

@@ -99,6 +99,17 @@ from helpers.decoding import StaticGreedy
 print(inspect.getsource(StaticGreedy))
 
 # %% [markdown]
+# ### Exercise: predict, then measure
+# Before the measurement below: on the largest model measured here (the last of `lesson.size("models")`), will the own
+# loop, as this machine runs it (compiled where `compile_mode` is set, printed with its name in the table), decode
+# **more than twice as fast** as `generate` with its default dynamic cache? Write `answer_predict = True` or `False`;
+# the check after the table compares it with the per-round speed ratios measured here (rounds on both sides of 2x are
+# a tie). A solution is in [`workshop/solutions/07-predict.py`](../workshop/solutions/07-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # True or False
+
+# %% [markdown]
 # Timing follows the course's rules: each way runs untimed first (compilation happens there), then rounds in turn
 # (A, B, C, A, B, C, ...). One measurement is the time of `new_tokens` tokens minus the time of one token, over
 # `new_tokens - 1`: the milliseconds of one decode step, without the prefill. Shown: median and the range over rounds.
@@ -157,6 +168,48 @@ for name, ways in speeds.items():
     best_way[name] = max(ways, key=lambda way: shares[(name, way)])
     print(f"{name}: {own} vs {dynamic}: {compare(paired_ratio(ways[dynamic], ways[own]))}; "
           f"closest to the bound: {best_way[name]} at {shares[(name, best_way[name])]:.0f}%")
+
+# %% [markdown]
+# Your prediction against the measurement, on the largest model:
+
+# %%
+from helpers.exercises import check
+
+largest = lesson.size("models")[-1]
+dynamic, *_, own = speeds[largest]
+check("07-predict", answer_predict, ratio=paired_ratio(speeds[largest][dynamic], speeds[largest][own]),
+      compiled=compile_mode is not None, model=largest)
+
+# %% [markdown]
+# ### Exercise: write the call
+# `generate` makes its cache and compiles its step itself when its keywords ask for it. The keywords that matter
+# (`GenerationConfig`, transformers `generation/configuration_utils.py`):
+# - `cache_implementation`: default `None`, the model's default cache (`DynamicCache`, grown every step); `"static"` is
+#   a `StaticCache` allocated at its full length once; `"offloaded_static"` the same with layers kept on the CPU.
+# - `max_cache_len`: default `None`, the static cache is sized to this call's prompt + `max_new_tokens`. Set, the cache
+#   is sized to at least this many tokens, so later calls with a longer prompt or more new tokens (up to it) reuse it
+#   instead of allocating a new cache and compiling again. Ignored, with a warning, without a static cache.
+# - `compile_config`: default `None`, which means `CompileConfig()`: `backend="inductor"`, `mode="reduce-overhead"`
+#   (CUDA graphs), `fullgraph=False`, `dynamic=None`. A dict is refused: it must be a `transformers.CompileConfig`.
+# - `disable_compile`: default `None`; `True` switches the automatic compilation off.
+#
+# `generate` compiles the decoding step (`GenerationMixin._valid_auto_compile_criteria`, `generation/utils.py`) only
+# when `disable_compile` is not set, the model is on a GPU (`cuda`, `xpu`, ...), its cache is compileable and not a
+# `DynamicCache`, its quantizer (if any) allows it, and no layer is offloaded to the CPU or disk.
+#
+# Write `answer_call`, the dict of keywords that makes `model.generate(prompt, attention_mask=mask, **answer_call)`
+# decode `new_tokens` tokens greedily with a static cache sized once for 4096 tokens, compiled with CUDA graphs. The
+# check tells what is wrong, then decodes with your keywords on a tiny random Llama on the CPU and looks at the cache
+# generate used. A solution is in [`workshop/solutions/07-call.py`](../workshop/solutions/07-call.py).
+
+# %%
+from transformers import CompileConfig
+
+# %% tags=["exercise"]
+answer_call = ...  # a dict of generate's keywords
+
+# %%
+check("07-call", answer_call, new_tokens=new_tokens, cache_len=4096)
 
 # %% [markdown]
 # ## Where a decode step's time goes

@@ -83,6 +83,24 @@ for v in lesson.size("variants"):
 print("measured here:", [str(dtype).removeprefix("torch."), *variants])
 
 # %% [markdown]
+# ### Exercise: write the call
+# Write `answer_call`, the `quantization_config` that loads a model with torchao's 4-bit integer weights (16-bit
+# activations) with one scale and zero point per **32** weights (finer than the 64 above: more scale bytes, less
+# rounding error), in the layout of `tinygemm`, the int4 kernel PyTorch's CUDA build ships, and leaving
+# `torch.compile`'s global settings alone (`Int4WeightOnlyConfig`'s defaults: `group_size=128`,
+# `int4_packing_format="plain"`, `set_inductor_config=True`). The check reads the config's fields and says which keyword
+# is wrong (quantizing with it needs a CUDA GPU). A solution is in
+# [`workshop/solutions/08-call.py`](../workshop/solutions/08-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # TorchAoConfig(...)
+
+# %%
+from helpers.exercises import check
+
+check("08-call", answer_call, group_size=32)
+
+# %% [markdown]
 # ## Does `generate` compile a quantized model?
 # With a static cache, `generate` compiles its decoding step only when the model's quantizer says it can be compiled
 # (`hf_quantizer.is_compileable`, checked in `GenerationMixin._valid_auto_compile_criteria`). Asked of the installed
@@ -100,6 +118,18 @@ for v, ok in compileable.items():
 # loop (`StaticGreedy`), compiled where transformers allows it and
 # uncompiled where it does not (bitsandbytes): each as `generate` with a static cache would run it, without its
 # per-step bookkeeping.
+
+# %% [markdown]
+# ### Exercise: predict, then measure
+# Before the measurement below: on the largest shape (`lesson.size("shapes")[-1]`), will the first quantized variant
+# measured here (`variants[0]`, the first after the 16-bit base in "measured here" above: int4 on a GPU that runs it)
+# decode **measurably faster** than the 16-bit base at batch 1, in lesson 07's loop (compiled on a GPU): faster in
+# every one of the interleaved rounds? Write `answer_predict = True` or `False`; the check after the decode table
+# compares it with the per-round speed ratios. A solution is in
+# [`workshop/solutions/08-predict.py`](../workshop/solutions/08-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # True or False
 
 # %%
 from helpers.decoding import StaticGreedy, kv_cache_bytes, step_ms, step_split, top_kernels, weight_bytes_per_token
@@ -197,6 +227,10 @@ elif measured[1] > predicted:
 else:
     print("the measurement agrees with the byte ratio within the spread of the rounds.")
 print(f"On {largest}, {variants[0]} against {base}, decode: {compare(measured)}.")
+
+# %%
+check("08-predict", answer_predict, ratio=measured, variant=variants[0], base=base, shape=largest,
+      byte_ratio=predicted)
 
 # %% [markdown]
 # ## Where the time goes

