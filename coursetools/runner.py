@@ -43,6 +43,7 @@ def run_course(notebooks: Path, build: Path, pattern: str = "[0-9]*.ipynb") -> s
     results.mkdir(parents=True, exist_ok=True)
     os.environ[RESULTS_ENV] = str(results.resolve())
     os.environ.setdefault(STATIC_ENV, "1")  # stored outputs must show in viewers that render no widgets
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # figures stored as images; Agg stores none
     stamp = environment_report(probe_hub=False).stamp(detect_profile_name())
     runtimes_path = build / "runtimes.json"
     previous = json.loads(runtimes_path.read_text()) if runtimes_path.exists() else {}

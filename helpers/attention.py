@@ -11,8 +11,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
 
+from helpers.lesson import progress
 from helpers.measure import SweepPoint, measure_point
 from helpers.timing import benchmark, interleaved
 
@@ -142,7 +142,7 @@ def sweep_sequence_lengths(
 ) -> dict[str, list[SweepPoint]]:
     """Time each backend and measure its peak memory at each sequence length; failures (OOM, refusal) are recorded."""
     results: dict[str, list[SweepPoint]] = {name: [] for name in backends}
-    for seq in tqdm(seq_lens, desc="sequence lengths"):
+    for seq in progress(seq_lens, desc="sequence lengths"):
         qkv = [torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype) for _ in range(3)]
         for name in backends:
             call = partial(run_with_backend, name, *qkv, is_causal=causal)
@@ -163,7 +163,7 @@ def sweep_prefill(
 ) -> dict[str, list[SweepPoint]]:
     """Time a prompt's forward pass (prefill, last position's logits only) and its peak memory for each model."""
     results: dict[str, list[SweepPoint]] = {name: [] for name in models}
-    for seq in tqdm(seq_lens, desc="prompt lengths"):
+    for seq in progress(seq_lens, desc="prompt lengths"):
         ids = torch.randint(0, vocab_size, (batch, seq), device=device)
         for name, model in models.items():
             call = partial(model, input_ids=ids, logits_to_keep=1)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +14,9 @@ import torch
 from helpers.environment import EnvironmentReport, environment_report
 from helpers.profiles import Profile, use_profile
 from helpers.results import record
+from helpers.settings import STATIC as STATIC_ENV
 
-__all__ = ["Lesson", "start_lesson"]
+__all__ = ["Lesson", "progress", "start_lesson"]
 
 
 @dataclass
@@ -85,3 +88,12 @@ def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
     print(f"Lesson {lesson_id} | {lesson.stamp}")
     return lesson
+
+
+def progress(items: Iterable, desc: str) -> Iterable:
+    """Return the items with a progress bar in a live kernel; plain in a stored run, where a bar stays frozen at 0%."""
+    if os.environ.get(STATIC_ENV):
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc)

@@ -265,7 +265,8 @@ bar_chart(medians, f"MiniLM, batch {ids.shape[0]}x{ids.shape[1]}, float32", "ms"
 # absolute difference of any real token's hidden state, and the lowest cosine similarity of the sentence
 # embeddings (mean of token states, what all-MiniLM-L6-v2 is used for). Half precision (float16/bfloat16) differs
 # by rounding alone; embeddings should stay at cosine ≈ 1. Each half-precision dtype is the same two calls with
-# another `dtype=` (ONNX Runtime runs the float32 export only):
+# another `dtype=` (ONNX Runtime runs the float32 export only). A PyTorch warning about a kernel fallback may appear
+# below; it is taken up under "Half precision":
 
 # %%
 from helpers.fast_path import agreement, hidden_states
@@ -306,10 +307,12 @@ print("every variant gives the same embeddings (cosine > 0.999)")
 
 # %% [markdown]
 # ## The speed-up against padding
-# The fast path's gain over `sdpa` comes from skipping padded slots, so it should grow with the share of padding.
-# We sweep it on the same model and batch size. Skipping half the slots could at best halve the time (2x), three
-# quarters 4x; the measured gains show how much of that the fast path turns into speed, and at 0% padding what its
-# conversion costs.
+# If the fast path's gain over `sdpa` comes from skipping padded slots, it should grow with the share of padding:
+# the sweep tests that on the same model, batch size and padded width. Skipping half the slots could at best halve the
+# per-token work (linear layers, layer norms: 2x), three quarters 4x; attention, whose work grows with the square of
+# each sentence's length, has more to skip (the first exercise above). The measured gains show how much of that the
+# fast path turns into speed, and at 0% padding what it costs or gains with nothing to skip. The verdict printed last
+# compares only the least- and the most-padded batch; the lines above it show each step.
 #
 # ### Exercise: predict, then measure
 # The sweep starts with a batch that has no padding at all. With nothing to skip, does the fast path still run
@@ -371,9 +374,10 @@ bar_chart(dtype_timings, f"MiniLM at 50% padding on {lesson.device}", "ms", log=
 # %% [markdown]
 # ## At scale: a BERT-base-shaped encoder (GPU)
 # MiniLM is small (22 M parameters). A BERT-base shape (110 M parameters, synthetic weights: speed is real, outputs are
-# not meaningful) at batch 64 × 512 with about half padding, in float16, is the case the optimum and transformers issue
-# threads reported. Compare with MiniLM in float16 above: model size and dtype both differ from the float32 headline,
-# so a different winner here would not say which of the two made the difference. `pretrained_path` writes the synthetic
+# not meaningful) at batch 64 × 512 with about half padding, in float16, is this lesson's own larger case (the optimum
+# and transformers issue threads above posted a RoBERTa model in bfloat16 on a single sentence, not this batch). Compare with MiniLM in float16 above: model size and dtype both differ from the float32 headline,
+# so a different winner here would not say which of the two made the difference. This run times HF eager, HF sdpa and
+# the fast path only (no compiled variant), so it ranks the fast path against those two. `pretrained_path` writes the synthetic
 # weights into the course cache once as a checkpoint, so the call is the one a real BERT's Hub id would take.
 
 # %%
@@ -442,8 +446,9 @@ print("the fast path's gain " + ("grows" if grows else "does not measurably grow
 # %% [markdown]
 # * **Default**: `from_pretrained(..., attn_implementation="sdpa")` (already the default for BERT in
 #   transformers 5). Fused attention, no conversion, works for training too, but computes padding.
-# * **Padded inference batches of a BERT-family encoder**: whichever won above **in the dtype you serve in**: the
-#   winner can change with the dtype. The fast path needs eval mode, no gradients, a padding mask and no autocast; it
+# * **Padded inference batches of a BERT-family encoder**: whichever won above **in the dtype and at the model size
+#   you serve**: the winner can change with the dtype, and the fast path against HF sdpa in float16 can differ between
+#   MiniLM and the BERT-base shape (compare their lines above). The fast path needs eval mode, no gradients, a padding mask and no autocast; it
 #   is skipped while `torch.compile` traces, so compiling a fast-path model loses it silently. The fast path is
 #   inference-only and supports only `gelu`/`relu`, absolute positions, no head masks: `to_fast_path` refuses anything
 #   else with the reason. ONNX Runtime needs an export per model and, for GPUs, the `onnxruntime-gpu` build.
@@ -451,11 +456,13 @@ print("the fast path's gain " + ("grows" if grows else "does not measurably grow
 #   tensor API they use a prototype (its warning is silenced in these lessons), and no longer prioritises nested tensors
 #   (pytorch #155065). The direction it points to is *variable-length attention*
 #   (`torch.nn.attention.varlen.varlen_attn`): pack real tokens end to end and pass their offsets, no padding at
-#   all. It runs Flash or cuDNN attention, so it needs a CUDA GPU and half precision; the check below only says whether
+#   all. It runs Flash attention (the installed torch 2.13 also holds a cuDNN branch, switched off there), so it needs
+#   a CUDA GPU and half precision; the check below only says whether
 #   this torch has the module. transformers' `flash_attention_2` does the same unpadding but needs the flash-attn package or Hub kernels.
 #   Build new code on unpadded (varlen) attention; use the fast path for today's speed on existing encoders.
-# * **Sort by length** before batching: less padding makes every variant faster, and leaves the fast path less to
-#   skip (the sweep above measures its gain at each share of padding).
+# * **Sort by length** before batching: it shrinks each batch's padded width, so the variants that compute padding
+#   have fewer slots to compute (not measured here: the sweep above holds the padded width fixed), and it leaves the
+#   fast path less to skip (the sweep measures its gain at each share of padding).
 # * The real sentences at the top of this lesson include a few long code passages, which set the padded width: a
 #   batch's padding share depends on its longest members.
 

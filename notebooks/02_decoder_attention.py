@@ -130,7 +130,9 @@ print("the four lines and SDPA agree")
 # ## The N × N problem
 # `scores` holds one number per query-key pair: batch × heads × seq² values. That grows with the *square* of the
 # sequence, and the plain ("math") implementation writes it to memory, reads it back for softmax, writes the
-# weights, and reads them again. At long sequences attention is limited by that memory, not by arithmetic.
+# weights, and reads them again: memory and memory traffic that grow with the square too. Whether that traffic or
+# the arithmetic is what limits the math kernel is not measured here; the sweep below shows its time, peak memory
+# and achieved FLOP/s beside the fused kernels'.
 #
 # How many bytes a score takes is not the inputs' precision: PyTorch's math kernel converts float16 and bfloat16
 # inputs to float32 and computes the scores and softmax there, unless
@@ -172,7 +174,8 @@ check("02", answer, batch=batch, heads=heads, element=score_element)
 # FlashAttention (and PyTorch's memory-efficient and cuDNN kernels) never materialise `scores`. They load a tile
 # of queries and a tile of keys into the GPU's fast on-chip memory, compute that tile's scores, and keep a
 # **running (online) softmax**: the maximum and the sum seen so far, rescaling the partial output whenever a new
-# maximum appears. Memory becomes linear in the sequence, and each element is read once.
+# maximum appears. Memory becomes linear in the sequence, and no N × N matrix goes to memory and back; q, k and v
+# are read in tiles (k and v once for every tile of queries, not once in all).
 #
 # SDPA has four backends. Which GPUs each runs on is checked in PyTorch's
 # `aten/src/ATen/native/transformers/cuda/sdp_utils.cpp` (`check_*_hardware_support`):
@@ -203,8 +206,9 @@ print("SDPA picks by itself:", default_backend(q, k, v, is_causal=True), "| its 
 # `torch.nn.attention.sdpa_kernel(backends, set_priority=False)` is a context manager
 # (`torch/nn/attention/__init__.py`):
 #
-# * `backends`: one `SDPBackend` or a list of them (anything else raises an `AssertionError`). Inside the `with`
-#   block only these may run; every other backend is switched off. Repeats are dropped.
+# * `backends`: one `SDPBackend` or a list of them (anything that is neither, a string or a tuple, raises an
+#   `AssertionError`; a list's items are not checked, so `sdpa_kernel(["flash"])` silently switches every backend
+#   off). Inside the `with` block only these may run; every other backend is switched off. Repeats are dropped.
 # * `set_priority` (default `False`): whether the list's order is the order SDPA tries them. With `False` the list
 #   only allows, and SDPA keeps its own priority order; with `True` the listed backends come first, in your order,
 #   the others after them in their previous order.
@@ -239,7 +243,10 @@ check("02-call", answer_call)
 # %% [markdown]
 # ## Every backend, side by side, against sequence length
 # Same inputs for each backend; peak memory is what the call needed above what was already allocated. On a GPU
-# we also compute achieved TFLOP/s (matrix FLOPs of attention ÷ time) beside the data-sheet peak.
+# we also compute achieved TFLOP/s (matrix FLOPs of attention ÷ time) beside the data-sheet peak. The FLOPs are
+# those of causal attention, half of the full N × N products: the work of a kernel that skips the masked half. The
+# math kernel computes the full matrices and masks afterwards, so the arithmetic it actually does is twice the FLOPs
+# its rows assume.
 #
 # ### Exercise: predict, then measure
 # Before running the sweep: at the headline length (`seq`), is the math kernel's measured peak memory **more than
@@ -340,7 +347,10 @@ explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_d
 # ## "No available kernel": reproduce it, read it, avoid it
 # The error means: every backend you allowed refused these inputs. Forcing a single backend is how people meet it,
 # e.g. flash only, with inputs flash does not take (float32 on a GPU; on a CPU, a GPU-only backend).
-# PyTorch says *why* in warnings printed just before the error; `probe_backends` collects them.
+# PyTorch says *why* in warnings printed just before the error (the raw warnings appear under the cell's output):
+# for each backend in turn "... kernel not used because:" and its reason, so the backends you switched off each say
+# "has been runtime disabled". `probe_backends` collects a refused backend's warnings without the headings, so its
+# line also carries the other backends' "runtime disabled"; the reason that is its own is the one that is not.
 
 # %%
 forced = "flash" if lesson.device == "cuda" else "cudnn"
@@ -369,7 +379,8 @@ if lesson.device == "cuda":
 
 # %% [markdown]
 # ## A real decoder: `attn_implementation="eager"` vs `"sdpa"`
-# The call that loads a decoder with a chosen attention, written out (transformers `modeling_utils.py`):
+# The call that loads a decoder with a chosen attention, written out (transformers 5.23's `modeling_utils.py`; the
+# run below used 5.17):
 #
 # * `pretrained_path(decoder)`: what to load, from the course's helpers: a Hub id when the Hub answers, else the
 #   packaged weights, or (on a GPU here) a checkpoint of synthetic weights in a real model's shape. At home you
@@ -450,9 +461,11 @@ del decoders
 
 # %% [markdown]
 # ### Same answers
-# Both implementations compute the same function. In float32 the real SmolLM2 gives the same greedy answers with
-# either (the check below fails where it does not); in bf16 the two round differently, and where two next tokens are
-# nearly tied a greedy answer can take another (equally plausible) path, which is rounding, not a bug.
+# Both implementations compute the same function. In float32 SmolLM2-135M-Instruct (here its packaged Q4_1 weights
+# dequantized, as the first output line says) gives the same greedy answers with either (the check below fails where
+# it does not). The check is about agreement, not correctness: a 135M model after a 4-bit round trip can answer
+# wrongly with both. In bf16 (not run here) the two can round differently, and where two next tokens are nearly
+# tied a greedy answer can then take another path: rounding, not a bug.
 
 # %%
 from helpers.models import load_tokenizer
@@ -479,9 +492,11 @@ print("eager and sdpa give the same greedy answers")
 #   unless you are measuring.
 # * `sdpa_kernel(backends)` only allows; `set_priority=True` makes the list's order the order SDPA tries them. The
 #   deprecated `sdp_kernel` also allows cuDNN unless you pass `enable_cudnn=False`.
-# * The math kernel computes half-precision inputs in float32: each of its N × N scores takes 4 bytes, not 2.
+# * By default the math kernel computes half-precision inputs in float32: each of its N × N scores takes 4 bytes,
+#   not 2.
 # * Flash and cuDNN need half precision and sm80 or newer; flash takes no explicit mask. On a T4 (sm75) neither
-#   runs, and SDPA uses the memory-efficient kernel.
+#   runs, and SDPA uses the memory-efficient kernel (from PyTorch's checks in `sdp_utils.cpp`; this run was on an
+#   H100, not a T4).
 
 # %%
 fused = fused_vs_math or (float("nan"),) * 3

@@ -64,7 +64,9 @@ print(f"today: quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...); i
 
 # %% [markdown]
 # The installed `from_pretrained` no longer reads `load_in_4bit` (the name is gone from
-# `transformers/modeling_utils.py`): keywords that the model's configuration does not take are passed on to the
+# `transformers/modeling_utils.py`; file and line numbers in this lesson are those of transformers 5.23 and
+# bitsandbytes 0.50.2, while the stored outputs come from transformers 5.17, which refused the keyword the same way,
+# as printed above): keywords that the model's configuration does not take are passed on to the
 # model's constructor (`model_kwargs`, lines 4279-4292 and 4382 of that file), which refuses them. The same request today is a
 # `quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...)`, written out below once we know what each of its
 # keywords means.
@@ -110,8 +112,10 @@ check("03", answer)
 # %% [markdown]
 # The whole method in five lines (`helpers.quantization.quantize_from_scratch`), applied to a real weight matrix of
 # SmolLM2 loaded in float32 on the CPU, and compared with bitsandbytes' own kernels: the cell prints on what share of
-# the weights the two differ. bitsandbytes' FP4 code book has tiny ±0.005 entries next to 0, where its rounding need
-# not pick the nearest code.
+# the weights the two differ. Both round to the nearest code, so they can only disagree on a weight that lies halfway
+# between two codes (a tie, up to float rounding), where either code is nearest. The cell does not print where the
+# FP4 differences lie; run outside this notebook (CPU, same weights, the same share as printed), every differing weight was on
+# such a midpoint, at all magnitudes, not only next to the tiny ±0.005 codes.
 
 # %%
 import inspect
@@ -137,8 +141,11 @@ assert errors["nf4"] < errors["fp4"]
 print("NF4 reconstructs this real weight matrix with less error than FP4")
 
 # %% [markdown]
-# Why NF4 has the smaller error: the weights of a block, divided by their absmax, pile up near zero like a bell curve.
-# NF4's codes are dense where the weights are; FP4 spends codes near ±1 and has few between 0.17 and 0.5.
+# Where NF4's smaller error can come from, in the two code books printed above: FP4 spends four of its 16 codes
+# within ±0.005 of zero (−0.005, two zeros, +0.005) and has none between 0.005 and 0.167 in magnitude; NF4 has
+# −0.091, 0.08 and 0.161 there, and three codes a side between 0.17 and 0.5 where FP4 has two. If the weights of a block, divided
+# by their absmax, pile up near zero like a bell curve, NF4's codes sit where the weights are. The histogram below
+# shows this matrix's distribution against both code books (the stored run kept no figures: run the cell to see it).
 
 # %%
 blocks = weight.reshape(-1, 64)
@@ -167,11 +174,12 @@ plt.show()
 # | `bnb_4bit_quant_storage` | the dtype the packed 4-bit pairs are stored in (two codes a byte in `uint8`) | `None`, which becomes `torch.uint8` |
 # | `llm_int8_skip_modules` | module names kept unquantized (despite its name, 4-bit uses it too) | `None`: the output head, the module of the model's last parameter and weights tied to them (`get_keys_to_not_convert`, `transformers/quantizers/base.py` lines 39-63) |
 #
-# Only modules whose type is exactly `torch.nn.Linear` are replaced (`replace_with_bnb_linear`, `type(module) is
-# nn.Linear`, line 189 of `integrations/bitsandbytes.py`): embeddings and norms are never quantized, and the output head
+# Only modules whose type is exactly `torch.nn.Linear` (or GPT-2's `Conv1D`) are replaced (`replace_with_bnb_linear`,
+# `isinstance(module, Conv1D) or type(module) is nn.Linear`, line 189 of `integrations/bitsandbytes.py`): embeddings and norms are never quantized, and the output head
 # is skipped by default. In `from_pretrained`, `dtype` (default `"auto"`: the checkpoint's `config.json` dtype;
 # `modeling_utils.py` lines 4024 and 4177-4178) is the dtype of everything that stays unquantized, and `device_map`
-# (default `None`, which the 4-bit quantizer turns into the current GPU, else the CPU: `update_device_map`, lines
+# (default `None`, which the 4-bit quantizer turns into the current GPU, else another accelerator if present, else the
+# CPU: `update_device_map`, lines
 # 94-111 of `quantizer_bnb_4bit.py`) is where the weights are quantized and kept. The call of this
 # lesson, for NF4 with the lesson's 16-bit dtype as compute dtype:
 
@@ -289,7 +297,8 @@ assert all("Paris" in answers[n] for n in answers if n != "fp4")
 print("4-bit halves the half-precision footprint or better; NF4 beats FP4 on perplexity; answers stay right")
 
 # %% [markdown]
-# What the two defaults cost, on this machine (read from the rows above):
+# What the two defaults (FP4 code book, float32 compute) cost, and what the non-default double quantization saves, on
+# this machine (read from the rows above):
 
 # %%
 fp4_cost = ppl["fp4"] / ppl["nf4"]
@@ -384,8 +393,9 @@ print("the module-by-module prediction matches SmolLM2's measured footprint with
 # quality cost that random weights cannot show (the head turns hidden states into token scores). A model that
 # **ties** its head to the input embedding (the T4 profile's Llama-3.2-1B shape does) cannot take that variant: the
 # head's weight *is* the embedding's, so after loading the 4-bit head layer holds the embedding's 16-bit weight, and the
-# first forward pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (seen here under T4
-# emulation). The cell skips that variant for tied models. It checks each footprint against the prediction.
+# first forward pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (seen in the course's
+# T4-emulation run, not in this run's outputs; in bitsandbytes 0.50.2 that function asserts `module.weight.shape[1] == 1`,
+# which a 16-bit weight does not meet). The cell skips that variant for tied models. It checks each footprint against the prediction.
 
 # %%
 from helpers.decoding import weight_bytes_per_token
@@ -432,11 +442,13 @@ else:
 # %% [markdown]
 # ## Reading the speed numbers
 # 4-bit saves memory; whether it saves time is a measurement. At batch 1, decoding reads every weight once per token,
-# so 4× fewer bytes *could* mean up to 4× more tokens/s, but each 4-bit weight must first be expanded (dequantized)
-# to the compute dtype. bitsandbytes' 0.40 release reported 4-bit batch-1 inference 3.4× faster on Ampere and 4.0× on
-# Hopper than 16-bit *matrix-vector products*; end-to-end `generate` includes much more (attention, norms, Python,
+# so 3.6× fewer bytes (4.5 bits with the scales, against 16) *could* mean up to 3.6× more tokens/s, but each 4-bit
+# weight must first be expanded (dequantized) to the compute dtype. bitsandbytes' 0.40 release notes expected 4-bit
+# batch-1 *matrix multiplications* to be 3.4× faster than 16-bit on Ampere and 4.0× on Ada/Hopper, for an inner
+# dimension of at least 4096 (the 8B shape's hidden size; SmolLM2's inner dimensions are 576 and 1536); end-to-end `generate` includes much more (attention, norms, Python,
 # kernel launches), and users have reported 4-bit decode slower than bf16 (bitsandbytes #611, transformers #24762).
-# This machine, from the interleaved rounds above:
+# Compare SmolLM2's float32 row above (twice the bytes of bfloat16) with bfloat16's: where the two decode at nearly
+# the same speed, the bytes read set little of the pace at this size. This machine, from the interleaved rounds above:
 
 # %%
 print(f"SmolLM2, nf4 vs {half_name}: decode {compare(speed['nf4'])}")

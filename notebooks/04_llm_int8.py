@@ -132,8 +132,9 @@ print(f"in {worst} the largest |x| is {magnitudes[worst].max():.0f}, {magnitudes
 # The guide and the paper speak of a few outlier dimensions in the hidden states (the inputs of q/k/v and gate/up here);
 # the lines above count them in SmolLM2 for each kind of input, including the MLP's inner activations that enter
 # `down_proj`, which are a different quantity. Why they matter: int8 **absmax** quantization scales each row of the
-# input by its largest value. One outlier of 500 in a row stretches the scale so that all the ordinary values (around
-# 1) round to a handful of int8 levels, and their information is lost.
+# input by its largest value, so one int8 step is that value / 127. In a row that holds an outlier as large as the one
+# printed above (hundreds), a step is a few units wide, and every ordinary value smaller than half a step rounds to
+# 0: its information is lost. (The median column's largest |x|, printed above, shows how small ordinary columns are.)
 #
 # ## The decomposition from scratch
 # `helpers.outliers` holds it in a few lines: vector-wise int8 (one scale per row of the input, one per row of the
@@ -335,8 +336,9 @@ print("the decomposition is at least as good as naive int8 (within 1%); int8 wei
 
 # %% [markdown]
 # ### Keeping layers out of int8: `llm_int8_skip_modules`
-# We keep the four `down_proj` layers whose inputs have the most outlier columns (counted above) in 16-bit: their
-# int8 error goes away, for a little memory. `lm_head` is in transformers' default list; naming a list replaces the
+# We keep the four `down_proj` layers whose inputs have the most outlier columns (counted above) in 16-bit: those
+# four layers then have no int8 error, for a little memory; the last line below says whether that moves the model's
+# perplexity beyond a 0.5% tolerance. `lm_head` is in transformers' default list; naming a list replaces the
 # default, so we name it too.
 
 # %%
@@ -377,11 +379,15 @@ check("04-call", answer_call, model=model)
 # %% [markdown]
 # ## Speed, honestly
 # An int8 layer reads half the weight bytes of a 16-bit one, but does more work per call: it quantizes its input rows,
-# looks for outlier columns, runs an int8 product and a 16-bit one and adds them. The bitsandbytes author said the
+# looks for outlier columns, runs an int8 product and, where some column reaches the threshold, a 16-bit one, and adds
+# them (this lesson does not profile which of these steps costs the time). The bitsandbytes author said the
 # int8 kernels were designed for training memory, not inference speed (bitsandbytes #490); users report 15–20% of
 # fp16 speed (#181, #347); the paper reports BLOOM-176B 15–23% slower than 16-bit. A common expectation is that the
 # relative cost shrinks at large batch, where each weight is reused by many rows. We time both at each batch size, in
-# alternating rounds (float16, int8, float16, ...), and keep each round's int8/float16 ratio:
+# alternating rounds (float16, int8, float16, ...), and keep each round's int8/float16 ratio. On a GPU the timed
+# model is `llama-1b-shape`: Llama-3.2-1B's shapes with random weights, so its activations need not have a trained
+# model's outlier columns; the size of the 16-bit part, and with it int8's time, may differ for SmolLM2 or a real 1B
+# model:
 
 # %%
 import statistics

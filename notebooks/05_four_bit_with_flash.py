@@ -32,7 +32,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # below (perplexity) is relative to that model, not to the original. Where the Hub is reachable, the same calls load
 # `HuggingFaceTB/SmolLM2-135M-Instruct` in full precision. The quality section prints which one this run uses; the
 # timed model is the profile's `model` (on a GPU a Llama-1B-shaped model with random weights: speed and memory need
-# only the shape), printed by the next code cell.
+# only the shape), printed by the first code cell of the next section.
 
 # %%
 from helpers.lesson import start_lesson
@@ -87,8 +87,10 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 #     (packed into `torch.uint8`).
 # - `attn_implementation="sdpa"`: PyTorch's `scaled_dot_product_attention`, which picks a kernel (flash, cuDNN,
 #   memory-efficient, math) per call; `torch.nn.attention.sdpa_kernel([...])` restricts the choice (lesson 02).
-#   Default `None`, which means `"sdpa"` where the model supports it and `"eager"` otherwise. `"flash_attention_2"`
-#   needs the separate flash-attn package. `model.set_attn_implementation("eager")` switches a loaded model.
+#   Default `None`, which means `"sdpa"` where the model supports it and `"eager"` otherwise.
+#   `"flash_attention_2"` needs the separate flash-attn package (transformers 5.23, installed here, falls back to a
+#   prebuilt Hub kernel when the separate `kernels` package is installed instead).
+#   `model.set_attn_implementation("eager")` switches a loaded model.
 # - `dtype=half`: the dtype of everything that stays unquantized (embeddings, norms, output head) and so of the hidden
 #   states reaching attention; default `"auto"`: the checkpoint's own dtype.
 # - `device_map=lesson.device`: where the weights go while loading; bitsandbytes quantizes them on that device. Left
@@ -136,14 +138,16 @@ check("05-call", answer_call, half=half, path=pretrained_path(name), device=less
 # %% [markdown]
 # ## The matrix
 # One model per weight format, loaded with the call above (`quantization_config=None` for 16-bit; `load_in_8bit=True`
-# for LLM.int8(), lesson 04, whose kernels compute in float16). The attention rows switch the same weights with
+# for LLM.int8(), lesson 04, whose kernels compute in float16, so that model is loaded with `dtype=torch.float16` and
+# its attention gets float16 rather than `half`). The attention rows switch the same weights with
 # `set_attn_implementation`: "eager", and "sdpa" with only the flash or only the cuDNN kernel allowed; a kernel the
 # machine lacks shows up as a refusal, not a crash. On the CPU profile the "16-bit" row is float32 (see above).
 #
 # Memory (footprint, prefill peak) is measured once: it does not vary between runs. Times are measured in
 # **interleaved rounds**: each round runs every combination once, prefill at each context and `generate` at batch 1
-# and at a larger batch, so a slow spell of the machine hits all combinations alike. Decode speed comes from two
-# `generate` calls of the same round (1 token and `new_tokens` tokens): their difference is the decode steps.
+# and at a larger batch (from prompts of the short context's length), so a slow spell of the machine hits all
+# combinations alike. Decode speed comes from two `generate` calls of the same round (1 token and `new_tokens`
+# tokens): their difference is the decode steps.
 
 # %%
 weights = {
@@ -167,9 +171,10 @@ timing = {"warmup": 1, "rounds": 5 if lesson.device == "cuda" else 3}
 # %% [markdown]
 # ### Exercise: predict, then measure
 # Before the next cell measures it: does the nf4 model decode faster than the 16-bit one at batch 1, with SDPA
-# attention? Each token reads every weight once; nf4 weights are about a quarter of the bytes, but every 4-bit layer
-# must unpack and scale them first. Write `True` or `False` as `prediction = ...`; the check after the table compares
-# it with this machine's interleaved measurement. A reasoned answer is in
+# attention? Each token reads every weight once; the 4-bit layers store about a quarter of their 16-bit bytes
+# (the embeddings and output head stay 16-bit, so the whole model shrinks less: the table's MiB column), but every
+# 4-bit layer must unpack and scale them first. Write `True` or `False` as `prediction = ...`; the check after the
+# table compares it with this machine's interleaved measurement. A reasoned answer is in
 # [`workshop/solutions/05-predict.py`](../workshop/solutions/05-predict.py).
 
 # %% tags=["exercise"]
@@ -246,6 +251,9 @@ check("05", answer, ran=ran, long=long)
 # Computed from the measurements above, not typed. For a timed goal the leader is the best median, and every
 # combination whose per-round ratio to the leader has a range that holds 1 is **tied** with it: the rounds cannot
 # tell them apart. Memory does not vary between runs; combinations within 1% of the least memory are tied.
+# The "longest context" row ranks the prefill peak *above the weights* alone, so combinations whose attention needs
+# the same memory tie whatever their weights; the memory to serve `long` is the weights plus that peak, as the
+# exercise above and the plot's x-axis count it.
 
 # %%
 from helpers.evaluation import leaders
@@ -387,14 +395,15 @@ closest = leaders(shares, lower_is_better=False)
 print("closest to its bound:", " and ".join(closest) + (" (tied)" if len(closest) > 1 else ""))
 
 # %% [markdown]
-# On a GPU we then remove Python and kernel-launch overhead with a **static KV cache**: with
+# On a GPU we then try to remove Python and kernel-launch overhead with a **static KV cache**: with
 # `cache_implementation="static"`, `generate` compiles the decoding step with `torch.compile` (CUDA graphs) when it
 # may. It may not for every model: `generate` skips compilation when the model's quantizer says it is not
 # compileable (transformers' `_valid_auto_compile_criteria`), and the bitsandbytes 4-bit quantizer inherits "not
 # compileable" from the base class. The cell prints that flag and, after the runs, whether `generate` built a compiled
 # step (`model._compiled_call`), then compares each model's static-cache decode with its plain `generate`,
-# interleaved. (Compiling `model.forward` by hand with `mode="reduce-overhead"` and calling `generate` failed on the
-# H100 with "accessing tensor output of CUDAGraphs that has been overwritten": let `generate` manage the compiled step.)
+# interleaved. (Not run in this notebook: compiling `model.forward` by hand with `mode="reduce-overhead"` and then
+# calling `generate` can fail with "accessing tensor output of CUDAGraphs that has been overwritten", as it did on an
+# H100 while this lesson was written; here `generate` manages the compiled step.)
 
 # %%
 from helpers.evaluation import interleaved_decode
@@ -421,11 +430,14 @@ else:
               f"the bound): static cache {compare(static_speedup[w_name])}")
 
 # %% [markdown]
-# Where a compiled step was built, what it gained was overhead: hundreds of small kernels per token, launched from
-# Python, which CUDA graphs replay in one launch. What remains is work the bound ignores (attention over the cache,
-# norms, sampling) and kernels that do not reach peak bandwidth. Where the line says no compiled step was built (a
-# quantizer that is not compileable), the static-cache line measures the cache alone. 4-bit weights need fewer bytes
-# but add dequantization work; the shares above say which format gets closest to its bound on this machine.
+# Where a compiled step was built, the static line measures the static cache and the compiled step together; where
+# the line says no compiled step was built (a quantizer that is not compileable), it measures the cache alone, on
+# those weights. The usual explanation of a compiled step's gain is overhead: a decode step launches many small
+# kernels from Python, and a CUDA graph replays them in one launch. This lesson does not profile the step, so that is
+# the expected cause, not a measured one; nor does it break down the gap still left to the bound (candidates: work the
+# bound ignores, such as attention over the cache, norms and the argmax over the vocabulary, and kernels that do not
+# reach peak bandwidth). 4-bit weights need fewer bytes but add dequantization work; the shares above say which
+# format gets closest to its bound on this machine.
 
 # %%
 recorded = {}

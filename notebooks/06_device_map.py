@@ -41,7 +41,8 @@ lesson = start_lesson("06")
 # run on the installed transformers, then the same request as it is written today. The seed also advises
 # `device_map="auto"` for every inference. It still places the model on what this machine has, but it does so
 # silently: a model larger than the GPU's budget continues on the CPU and disk, and decodes many times slower
-# (measured below), so look at `model.hf_device_map` after loading.
+# (measured below), so look at `model.hf_device_map` after loading. `"auto"` is not "GPU 0 first": on the two GPUs of
+# the stored run it put the whole model on GPU 1 (`cuda:1`); the run does not show why.
 
 # %%
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -75,8 +76,10 @@ seed_map = plan(small, {0: "600MB", 1: "1GB", "cpu": "10GB"}, precision="4-bit")
 print(f"SmolLM2 in 4-bit: {model_bytes(small, '4-bit') / 2**20:.0f} MiB ->", dict(seed_map))
 
 # %% [markdown]
-# It all fits on GPU 0: a 135 M model is far below either budget. (The plan counts every weight at 4 bits; a real
-# 4-bit load keeps the embeddings, and here the tied head, in 16 bits, which is why lesson 03 measures more.) Where budgets matter is a 70 B model. Two imagined
+# It all fits on GPU 0: a 135 M model is far below either budget. (The plan counts every weight at 4 bits, and the
+# meta-device model here has its head untied, so the size printed above counts the tied head as a second copy of the embeddings:
+# 163 M weights where the real model has 135 M. A real 4-bit load keeps the embeddings, which the head shares, in
+# 16 bits, which is why lesson 03 measures more.) Where budgets matter is a 70 B model. Two imagined
 # 80 GB GPUs, in bf16 and in 4-bit:
 
 # %%
@@ -174,7 +177,8 @@ check("06-call", answer_call, model=eight_b)
 # %% [markdown]
 # ### `no_split_module_classes`
 # A decoder layer has a residual connection: its input is added to its output. If a layer's modules were split across
-# devices, that addition would meet tensors on two devices: "Expected all tensors to be on the same device".
+# devices, that addition could meet tensors on two devices ("Expected all tensors to be on the same device"; this
+# lesson plans such a split below but does not run one).
 # transformers passes each model's `_no_split_modules` (here `LlamaDecoderLayer`) so layers stay whole. Without it,
 # accelerate may cut a layer in two:
 
@@ -200,7 +204,8 @@ print("layers cut across devices without the rule:", cut or "none at these budge
 # keywords:
 # - `device_map="auto"`: plan the placement from the budgets (default `None`: everything on the CPU, unless a
 #   quantization config asks for the GPU);
-# - `max_memory={0: "1GiB", "cpu": "40GiB"}`: the most each device may hold; devices left out are not used (default:
+# - `max_memory={0: "1GiB", "cpu": "40GiB"}`: the most each device may hold; GPUs and the CPU left out are not used, but `"disk"` is always the
+#   planner's last resort (transformers' `infer_auto_device_map` appends it) whether named or not (default:
 #   what each device has free);
 # - `offload_folder=...`: where weights go that fit nowhere else (default `None`). From a safetensors checkpoint,
 #   transformers 5 reads disk-offloaded weights from the checkpoint files themselves; the folder is needed (and its
@@ -436,14 +441,17 @@ check("06-predict", prediction, rows=recipe_rows)
 # Read the last column as "how fast the split model decodes relative to the same model on one GPU", with the range
 # over five alternating rounds; the check below asserts that the split is not faster in every round. A split cannot
 # be faster at batch 1: the GPUs hold different layers and take turns. Where the whole range lies below 1 it is
-# measurably slower, the cost of moving activations between GPUs through accelerate's hooks. The budget columns are in MiB, so the
+# measurably slower: three of the four rows here. For SmolLM2 in int8 the range (0.87 to 1.34) spans 1, a tie in this
+# run. Where the extra time goes is not measured: the split model carries accelerate hooks on every submodule with
+# weights (`attach_execution_device_hook`), which the one-GPU load does not, and tensors are copied between the GPUs
+# at every token; this run does not separate the two. The budget columns are in MiB, so the
 # 10% of each budget that transformers' bitsandbytes quantizers keep free (`adjust_max_memory`: budget x 0.90) shows.
 #
 # Why SmolLM2 uses `device_map="sequential"`: `"sequential"` fills GPU 0 up to its budget first, so a small budget
 # guarantees a split. With `"auto"` ("balanced") the planner caps GPU 0 at about half the model plus a buffer of 1.25
 # times the largest module (here the 54 MiB embedding) and keeps 10% for bitsandbytes; for a 100 MiB model that
-# margin is thin, and in one of this course's runs (transformers 5.17) an 80 MiB budget put the whole model on one
-# GPU. An 8B model has room to spare either way.
+# margin is thin: the planner may put the whole model on one GPU, as `"auto"` did at the top of this lesson (there
+# without budgets). An 8B model has room to spare either way.
 
 # %%
 # Checks of what the table claims (on the stored run when this machine has fewer than 2 GPUs).
@@ -498,7 +506,8 @@ print(placements_table(two_gpu["placements"]))
 # %% [markdown]
 # Medians with their quartiles in brackets; decode speeds are per sequence (at batch 16, multiply by 16 for the
 # total). What the numbers say, each direction decided by those intervals. The bandwidth bound is the data sheet's
-# 3.35 TB/s divided by the bytes of weights read per token: for tensor parallel the busiest GPU's half, for a pipeline
+# memory bandwidth of the GPU (`memory_bandwidth`: 4.8 TB/s for the H200s of the stored run) divided by the bytes of
+# weights read per token: for tensor parallel the busiest GPU's half, for a pipeline
 # all of them, one GPU after the other.
 
 # %%
@@ -507,10 +516,15 @@ plot_placements(two_gpu["placements"], f"Llama-3-8B shape, bf16 | {two_gpu['stam
 
 # %% [markdown]
 # How to read those lines. A pipeline split reads the same weights as one GPU, one GPU after the other, so it cannot
-# decode faster at batch 1; where it is measurably slower, the extra time is spent at the boundary between the GPUs.
+# decode faster at batch 1. Where the line above says it is measurably slower, the run does not measure where the
+# extra time per token goes: the copies between the GPUs at every token, or accelerate's hooks, which run at every
+# submodule with weights (not only at the boundary) and which the one-GPU load does not have. Compare the pipeline's
+# prefill columns with one GPU's: where their quartile brackets do not overlap, one of them is measurably faster;
+# this run does not show why.
 # For tensor parallel, the last lines set the all-reduce time against the whole step's extra time over one GPU. All
-# three rows are far below their bandwidth bounds: eager `generate` at batch 1 leaves the GPU idle between kernels
-# (lesson 07 measures that share on one GPU and removes most of it with a static cache and CUDA graphs). Tensor
+# three rows are far below their bandwidth bounds. This run does not measure why; the likely cause is that eager
+# `generate` at batch 1 leaves the GPU idle between kernels (lesson 07 measures that share on one H100 and removes
+# most of it with a static cache and CUDA graphs). Tensor
 # parallel's gain shows where the GPUs' compute is the limit (compare its two prefill lines) and for models that do
 # not fit one GPU at all.
 
@@ -525,13 +539,15 @@ assert len(weights["tensor-parallel"]) == 2 and max(weights["tensor-parallel"]) 
 print("per-GPU weights (GiB):", {p: [round(w, 1) for w in v] for p, v in weights.items()})
 
 # %% [markdown]
-# Tensor parallel's tokens may differ from one GPU's after a few steps: the all-reduce adds partial sums in another
-# order, and a synthetic model's near-equal logits flip on such rounding. The pipeline split runs the same kernels in
+# Tensor parallel's tokens may differ from one GPU's (here from the second token on). The likely cause, not measured
+# here: the all-reduce adds partial sums in another order, and a synthetic model's near-equal logits flip on such
+# rounding. The pipeline split runs the same kernels in
 # the same order as one GPU, so its tokens must match.
 #
 # ## The 70B shape on two GPUs, for real?
 # The plan at the top counts every weight of the 70B shape at 4 bits and fits it on one 80 GB GPU; a real 4-bit load
-# keeps embeddings and head in 16 bits and is larger, so two GPUs are the safe place for it. Loading it for real
+# keeps embeddings and head in 16 bits and is larger: by the same arithmetic about 3 GiB more for those two, plus the
+# quantization constants, still well below one 80 GB GPU's budget; a second GPU adds room for the KV cache. Loading it for real
 # needs a checkpoint on disk: the course writes synthetic checkpoints in bf16 and quantizes them while loading, as you
 # would a downloaded model.
 

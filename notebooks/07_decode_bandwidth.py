@@ -157,9 +157,9 @@ for name, ways in speeds.items():
 print(table(["model", "decoding", "ms/step", "range", "tok/s", "% of bound"], rows))
 
 # %% [markdown]
-# A range much wider than its median (a round several times slower than the others) is one slow round, for example a
-# recompilation or a CUDA graph recorded again; the median is robust to one such round, which is why it is the figure
-# compared. What the numbers say, computed from them:
+# A range much wider than its median (a round several times slower than the others) means at least one slow round;
+# the table does not say why (a recompilation or a CUDA graph recorded again are candidates, not measured here). The
+# median is robust to such rounds as long as they are fewer than half, which is why it is the figure compared. What the numbers say, computed from them:
 
 # %%
 best_way = {}
@@ -186,9 +186,11 @@ check("07-predict", answer_predict, ratio=paired_ratio(speeds[largest][dynamic],
 # (`GenerationConfig`, transformers `generation/configuration_utils.py`):
 # - `cache_implementation`: default `None`, the model's default cache (`DynamicCache`, grown every step); `"static"` is
 #   a `StaticCache` allocated at its full length once; `"offloaded_static"` the same with layers kept on the CPU.
-# - `max_cache_len`: default `None`, the static cache is sized to this call's prompt + `max_new_tokens`. Set, the cache
-#   is sized to at least this many tokens, so later calls with a longer prompt or more new tokens (up to it) reuse it
-#   instead of allocating a new cache and compiling again. Ignored, with a warning, without a static cache.
+# - `max_cache_len`: default `None`, the static cache is sized to this call's prompt + `max_new_tokens` (or to the
+#   length of an earlier static-cache call on the same model, if longer). Set, the cache is sized to at least this many
+#   tokens, so later calls with a longer prompt or more new tokens (up to it) get a cache of the same length and do not
+#   compile again (in transformers 5.23, `_prepare_static_cache` still allocates a fresh `StaticCache` of that length
+#   each call). Ignored, with a warning, without a static cache.
 # - `compile_config`: default `None`, which means `CompileConfig()`: `backend="inductor"`, `mode="reduce-overhead"`
 #   (CUDA graphs), `fullgraph=False`, `dynamic=None`. A dict is refused: it must be a `transformers.CompileConfig`.
 # - `disable_compile`: default `None`; `True` switches the automatic compilation off.
@@ -263,8 +265,10 @@ print(f"With generate's dynamic cache, {busy_what} fill {100 * eager_split.busy_
 
 # %% [markdown]
 # On a GPU, a decode step of a model this size is hundreds of small kernels; launched one by one from Python, the GPU
-# waits between them. A CUDA graph replays them back to back, so the step's wall time approaches its kernel time;
-# compilation also fuses small kernels, so the kernel time itself can shrink (compare the two rows). What remains
+# waits between them. A CUDA graph replays them back to back, so the step's wall time comes much closer to its kernel
+# time (the busy column), though not all of the way. The kernel time itself also shrank between the two rows; they
+# differ in two ways at once (a compiled step, whose compiler can fuse small kernels, and a static cache written in
+# place instead of a cache grown every step), and one profile of each does not say which one did it. What remains
 # between the kernel time and the bound is the kernels themselves: their achieved bandwidth, in the last column, is
 # below the data sheet's peak (lesson 08 measures one large matrix-vector product alone). On a CPU there are no
 # launches to save: the operators are most of the step already.
@@ -326,7 +330,8 @@ for name, model in models.items():
 # The weights are paid once; the KV cache once per sequence. On this machine's memory, how many sequences of a given
 # context fit next to the weights, in 16-bit and in 4-bit (4.5 bits a weight: lesson 03's nf4 with its scales)? A
 # 70B shape is counted on the meta device, no memory used. Two approximations: every weight is counted at 4.5 bits
-# although nf4 keeps the embedding and the head in 16-bit (lesson 03 measures it), which understates the 4-bit rows;
+# although nf4 keeps the embedding and the head in 16-bit (lesson 03 measures it), which understates the 4-bit
+# weights (and so overstates how many sequences fit beside them);
 # and a model built on the meta device counts a tied embedding and head twice, which overstates the 1B shape (its
 # weights here are larger than the loaded model's at the top of the lesson).
 

@@ -48,7 +48,8 @@ lesson = start_lesson("08")
 #   the separate `mslk` kernel package.
 # - **`Int8WeightOnlyConfig()`**: 8-bit integer weights with one scale per row (`granularity=PerRow()`); the
 #   product runs in 16-bit after the weights are converted, which `torch.compile` may fuse into one kernel (the
-#   one-layer measurement below shows whether it did here).
+#   one-layer measurement below shows whether compiling made its kernels faster here; it times kernels and does not
+#   list them, so it cannot say whether they were fused).
 # - **`Float8WeightOnlyConfig()`**: float8 (e4m3) weights with a scale per row; the product runs in 16-bit.
 # - **`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=...)`**: lesson 03.
 # - `set_inductor_config=False`: torchao's configs otherwise change global `torch.compile` settings (coordinate-descent
@@ -182,8 +183,8 @@ for name in lesson.size("shapes"):
 # Before reading the table below: if every variant reached the same share of its own bandwidth bound, how many times
 # faster than the 16-bit base would the first quantized variant (`variants[0]`) decode on the largest shape
 # (`lesson.size("shapes")[-1]`)? `shapes[name]["bytes"]` holds each variant's bytes read per token. Write it as
-# `answer = ...`; the check says whether the arithmetic is right, and the cell after the table compares your
-# prediction with the measurement. A solution is in [`workshop/solutions/08.py`](../workshop/solutions/08.py).
+# `answer = ...`; the check says whether the arithmetic is right, and the cell after the table compares this
+# byte-ratio prediction with the measurement. A solution is in [`workshop/solutions/08.py`](../workshop/solutions/08.py).
 
 # %% tags=["exercise"]
 answer = ...  # your answer
@@ -251,7 +252,9 @@ print(shapes[largest]["top_kernels"])
 # (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
 # (`torch.compile` of the layer, default mode). The profiler gives the time the kernels themselves ran (launch
 # overhead excluded; `time_split`, which lesson 07's `step_split` uses), and from it the bandwidth each reached: weight bytes over kernel
-# time. Fewer bytes pay off only if the kernel reads them as fast as the 16-bit kernel reads its own.
+# time. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the 16-bit kernel's, is larger than the
+# fraction of the bytes it reads: a kernel that reads a quarter of the bytes at half the bandwidth still takes half
+# the time. It need not reach the 16-bit kernel's bandwidth.
 
 # %%
 from torchao.quantization import quantize_
@@ -340,10 +343,11 @@ print(table(["weights", "perplexity", f"vs {base}"], [[v, p, p / quality[base]] 
 
 # %% [markdown]
 # ## So, can 4-bit weights decode faster than 16-bit?
-# Only when everything around the bytes keeps up: a kernel that reads packed weights at the bandwidth the 16-bit
-# kernel reaches, and a step with no gaps around its kernels. The decode table answers for this machine and this
+# Only when everything around the bytes keeps up: a kernel that reads the packed weights fast enough for fewer bytes
+# to mean less time (not necessarily at the 16-bit kernel's bandwidth: see the layer table), and a step that adds no
+# more time around its kernels than the 16-bit step does. The decode table answers for this machine and this
 # software; the layer table and the step split say which of the two held. Timings of the same 16-bit step differ by
-# several percent between this lesson and lesson 07 (other runs, other processes): compare within one table. The
+# several percent between this lesson and lesson 07 (separate runs): compare within one table. The
 # quality table says what each format costs in perplexity on the real SmolLM2.
 
 # %%

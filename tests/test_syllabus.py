@@ -71,6 +71,7 @@ LESSON = [
     ("code", "measured = lesson.size('n') > 2", []),
     ("code", "check(\"99-predict\", prediction, big=measured)", []),
     ("code", "lesson.record(n_squared=float(lesson.size('n') ** 2))", []),
+    ("code", "import matplotlib.pyplot as plt\nfrom helpers.lesson import progress\n\nplt.plot(list(progress(range(3), 'steps')))\nplt.show()", []),
 ]
 
 
@@ -98,6 +99,10 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
         "report = run_course(Path('notebooks'), Path('build'), '99_*.ipynb')\n"
         "assert '| 99 | n squared | 9 | items |' in report, report\n"
         "assert '99_scratch' in lesson_table() and 'a throw-away lesson' in lesson_table()\n"
+        "import nbformat\n"
+        "outputs = nbformat.read('build/notebooks/99_scratch.ipynb', as_version=4).cells[-1].outputs\n"
+        "assert [o for o in outputs if 'image/png' in o.get('data', {})], outputs  # the figure is stored\n"
+        "assert not [o for o in outputs if '0%' in o.get('data', {}).get('text/plain', '')], outputs  # no frozen bar\n"
         "print('ok')\n"
     )
     env = {"PYTHONPATH": str(copy), "COURSE_PROFILE": "cpu", "COURSE_RESULTS_DIR": str(tmp_path / "results"),

@@ -97,9 +97,11 @@ def compare_speedup(answer: bool, ratio: tuple[float, float, float], compiled: b
         return True, f"{measured}: the rounds fall on both sides of {THRESHOLD:g}x, a tie, so either answer stands"
     more = low > THRESHOLD
     if more:
-        why = "generate's overhead around the kernels was more than half of its step, and the compiled step removes it"
+        why = ("the static cache and the compiled step together more than halve generate's step; the profiler split "
+               "above shows, on the model it profiles, how much of each step lies outside kernels")
     elif compiled:
-        why = "the kernels' own work is most of generate's step here, so removing the overhead cannot halve it"
+        why = ("the static cache and the compiled step together do not halve generate's step here; the profiler split "
+               "above shows how much of a step lies outside kernels on the model it profiles")
     else:
         why = "without compilation the own loop saves only generate's bookkeeping, not the launch of every operator"
     return answer == more, f"{measured}, {'more' if more else 'less'} than {THRESHOLD:g}x: {why}"

@@ -1,4 +1,5 @@
-# The bytes promise about 3x, but lesson 07's compiled 16-bit step already reads its weights with cuBLAS's tuned
-# matrix-vector kernel, while the int4 kernel must also unpack and scale every weight (and tinygemm was tuned for the
-# A100, not for later GPUs); lessons 03-05 found 4-bit weights slower at batch 1. Not measurably faster in every round.
+# The reasoning before measuring: the bytes promise about 3x, but the int4 kernel must also unpack and scale every
+# weight, and a quantized model's step may add time around its kernels that the 16-bit step does not have; lessons
+# 03-05 found 4-bit weights slower at batch 1. Expected: not measurably faster in every round. The lesson's profile of
+# a step shows where the time goes on this machine.
 answer_predict = False
