@@ -119,8 +119,8 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
                      f"{100 * rate / bound:.0f}% of its bandwidth bound {bound:.0f} tok/s")
     pipeline = ratio_interval(pipe["decode"][batch], one["decode"][batch])
     why = {
-        True: "; both read all the weights per token, one GPU after the other, and accelerate's hooks move the "
-        "activations between GPUs at each boundary",
+        True: "; both read all the weights per token, one GPU after the other; the extra time (copies between the "
+        "GPUs, or accelerate's hooks on every submodule) is not measured apart here",
         False: "; the GPUs take turns, so the second GPU adds memory, not speed",
     }
     lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + ("" if pipeline[1] > 1 else why[pipeline[2] < 1]))
