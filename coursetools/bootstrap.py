@@ -79,8 +79,9 @@ def plan(home: Path, present: dict[str, str]) -> tuple[list[str], list[str]]:
         return ["-c", str(home / "requirements" / "pins.txt"), "-e", str(home)], [
             "no torch in this runtime: installing the course's full pin set, torch " + pinned["torch"]
         ]
-    floor = ".".join(map(str, minimum_torch(home)))
-    if release(torch) >= minimum_torch(home):
+    minimum = minimum_torch(home)
+    floor = ".".join(map(str, minimum))
+    if release(torch) >= minimum:
         # an exact requirement on the installed torch: pip keeps it, or fails rather than replacing it
         requirements, lines = (
             [f"torch=={torch}"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,7 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from helpers.lesson import progress
 from helpers.measure import SweepPoint, measure_point
-from helpers.timing import benchmark, interleaved
+from helpers.timing import benchmark_generation, interleaved
 
 __all__ = [
     "BACKENDS",
@@ -182,17 +181,12 @@ def decode_rounds(
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
 
-    def generate(model: torch.nn.Module, count: int) -> Callable[[], object]:
-        return partial(model.generate, input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                       max_new_tokens=count, min_new_tokens=count, do_sample=False, pad_token_id=0)
-
     def step_ms(model: torch.nn.Module) -> float:
-        prefill = benchmark(generate(model, 1), device=input_ids.device, warmup=0, repeats=1).median
-        total = benchmark(generate(model, new_tokens), device=input_ids.device, warmup=0, repeats=1).median
-        return (total - prefill) / (new_tokens - 1)
+        return benchmark_generation(model, input_ids, new_tokens=new_tokens, warmup=0, repeats=1).decode_ms_per_token
 
     for model in models.values():
-        benchmark(generate(model, new_tokens), device=input_ids.device, warmup=warmup, repeats=1)
+        for _ in range(warmup):
+            step_ms(model)
     return interleaved({name: partial(step_ms, model) for name, model in models.items()}, rounds)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-__all__ = ["EnvironmentReport", "environment_report", "gpu_link"]
+__all__ = ["EnvironmentReport", "environment_report", "gpu_link", "hub_offline"]
 
 SDPA_BACKENDS = ("MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION")
 LIBRARIES = ("torch", "transformers", "accelerate", "bitsandbytes", "gguf", "numpy")
@@ -93,9 +93,14 @@ def gpu_link(topology: str | None = None) -> str:
     return f"{entry} ({LINK_KINDS.get(entry, 'see nvidia-smi topo -m')})"
 
 
+def hub_offline() -> bool:
+    """Return whether HF_HUB_OFFLINE is set to a true value, read now (tests and lessons may set it after import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
 def hub_status() -> str:
     """Return whether the model hub is reachable, without touching the network when HF_HUB_OFFLINE is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+    if hub_offline():
         return "offline (HF_HUB_OFFLINE is set)"
     try:
         socket.create_connection((HUB_HOST, 443), timeout=3).close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +18,7 @@ from helpers.attention import BACKENDS
 from helpers.measure import measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
-from helpers.timing import benchmark, benchmark_generation, interleaved
+from helpers.timing import benchmark_generation, interleaved, time_once
 
 __all__ = ["REPORT_HEADER", "evaluate_decoder", "interleaved_decode", "leaders", "measure_matrix"]
 
@@ -90,27 +90,15 @@ def allowing(model: PreTrainedModel, implementation: str, backend: str | None) -
     return sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
 
 
-def time_once(fn: Callable[[], Any], device: torch.device) -> float:
-    """Return the time of one call in ms (CUDA events on a GPU)."""
-    return benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]
-
-
-def generating(model: PreTrainedModel, prompt: torch.Tensor, count: int, **options: Any) -> Callable[[], Any]:
-    """Return a call of greedy `generate` producing exactly `count` new tokens for the prompt."""
-    return lambda: model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=count,
-                                  min_new_tokens=count, do_sample=False, pad_token_id=0, **options)
-
-
 RETRIES = 5  # a round whose longer generate was not the slower one is timed again (noise on a busy machine)
 
 
 def decode_round(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, **options: Any) -> float:
     """Return the decode speed of one round in tokens/s over all rows: `generate` of `new_tokens` minus that of 1."""
     for _ in range(RETRIES):
-        first = time_once(generating(model, prompt, 1, **options), prompt.device)
-        whole = time_once(generating(model, prompt, new_tokens, **options), prompt.device)
-        if whole > first:
-            return prompt.shape[0] * 1e3 * (new_tokens - 1) / (whole - first)
+        timing = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=0, repeats=1, **options)
+        if timing.decode_ms_per_token > 0:
+            return timing.batch * timing.decode_tokens_per_s
     raise RuntimeError(f"decode time not measurable: {new_tokens} new tokens took no longer than 1 in {RETRIES} tries")
 
 

@@ -41,16 +41,16 @@ def verdict_of(exercise_id: str, answer: Any, context: dict[str, Any]) -> tuple[
         return f"not answered yet: replace `...` with your answer (a solution: {SOLUTIONS}/{exercise_id}.py)", False, True
     if len(exercise_id) == 2:
         hint = lesson_record(exercise_id).check(answer, **context)
-        return ("right!", True, False) if hint is None else (f"not yet: {hint}", False, True)
-    found = exercise(exercise_id)
-    if isinstance(found, Prediction):
-        problem = form_error(found, answer)
-        if problem:
-            return f"not yet: {problem} ({found.question})", False, True
-        agrees, measured = found.compare(answer, **context)
-        said = "the measurement agrees" if agrees else "the measurement says otherwise"
-        return f"you predicted {answer!r}; {said}: {measured}", agrees, False
-    hint = found.check(answer, **context)
+    else:
+        found = exercise(exercise_id)
+        if isinstance(found, Prediction):
+            problem = form_error(found, answer)
+            if problem:
+                return f"not yet: {problem} ({found.question})", False, True
+            agrees, measured = found.compare(answer, **context)
+            said = "the measurement agrees" if agrees else "the measurement says otherwise"
+            return f"you predicted {answer!r}; {said}: {measured}", agrees, False
+        hint = found.check(answer, **context)
     return ("right!", True, False) if hint is None else (f"not yet: {hint}", False, True)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from transformers import (
 )
 
 from helpers.cache import atomic_directory, cache_dir
+from helpers.environment import hub_offline
 
 __all__ = [
     "UnknownModelError",
@@ -214,8 +214,7 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
     if Path(name).is_dir():
         return Path(name), "local folder"
     if "/" in name:
-        offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-        if offline and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        if hub_offline() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
             raise UnknownModelError(
                 f"{name!r} is not in the Hub cache and HF_HUB_OFFLINE is set: unset it to download, or use a course "
                 f"model.\n{available_models()}"
@@ -227,7 +226,7 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
 @functools.cache
 def hub_reachable(hub_id: str) -> bool:
     """Return whether the Hub answers for this model id (False at once when HF_HUB_OFFLINE is set)."""
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+    if hub_offline():
         return False
     from huggingface_hub import HfApi
 

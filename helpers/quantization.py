@@ -7,7 +7,7 @@ from collections import defaultdict
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import torch
-from transformers.quantizers.base import get_keys_to_not_convert
+from transformers.quantizers.base import HfQuantizer
 from transformers.quantizers.quantizers_utils import should_convert_module
 
 from helpers.memory import extra_bytes
@@ -19,6 +19,7 @@ __all__ = [
     "footprint_by_kind",
     "predicted_footprint",
     "quantize_from_scratch",
+    "unconverted_modules",
 ]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
@@ -92,6 +93,15 @@ def quantized_weight_bytes(weight: torch.Tensor, scheme: str) -> int:
     return count // 2 + blocks + 4 * -(-blocks // 256)  # nf4-dq: absmax as 8-bit codes, a float32 scale per 256
 
 
+def unconverted_modules(model: torch.nn.Module, skip_modules: list[str] | None = None) -> list[str]:
+    """Return the module names transformers' bitsandbytes quantizers leave unconverted, as `from_pretrained` decides them.
+
+    `skip_modules` (`llm_int8_skip_modules`) replaces the default list (the output head and weights tied to it) when
+    given; the model's `_keep_in_fp32_modules` are added either way. Match names with `should_convert_module`.
+    """
+    return HfQuantizer.get_modules_to_not_convert(model, skip_modules, getattr(model, "_keep_in_fp32_modules", None))
+
+
 def predicted_footprint(model: torch.nn.Module, scheme: str, skip_modules: list[str] | None = None) -> dict[str, int]:
     """Return the bytes of a model's weights loaded under a scheme, split into "quantized" and "unquantized".
 
@@ -104,7 +114,7 @@ def predicted_footprint(model: torch.nn.Module, scheme: str, skip_modules: list[
         raise ValueError(f"unknown scheme {scheme!r}: choose fp32, bf16, int8, nf4 or nf4-dq")
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
     quantizing = scheme in ("int8", "nf4", "nf4-dq")
-    skip = get_keys_to_not_convert(model) if skip_modules is None else skip_modules
+    skip = unconverted_modules(model, skip_modules)
     totals = {"quantized": 0, "unquantized": 0}
     for module_name, module in model.named_modules():
         converts = quantizing and type(module) is torch.nn.Linear and should_convert_module(module_name, skip)

@@ -6,11 +6,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio"]
+__all__ = ["ALL_GPUS", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "time_once"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ def benchmark(
     return Timing(tuple(times))
 
 
+def time_once(fn: Callable[[], Any], device: str | torch.device) -> float:
+    """Return the time of one call of fn in ms, with no warm-up (the caller warms up, e.g. in untimed rounds)."""
+    return benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]
+
+
 def benchmark_each(
     calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
 ) -> dict[str, Timing]:
@@ -90,10 +96,7 @@ def benchmark_interleaved(
         for _ in range(warmup):
             for fn in calls.values():
                 fn()
-    rounds = interleaved(
-        {name: (lambda fn=fn: benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]) for name, fn in calls.items()},
-        repeats,
-    )
+    rounds = interleaved({name: partial(time_once, fn, device) for name, fn in calls.items()}, repeats)
     return {name: Timing(tuple(times)) for name, times in rounds.items()}
 
 

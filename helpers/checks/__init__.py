@@ -7,7 +7,6 @@ A lesson module defines `EXERCISES`, a dict from an exercise id such as "03-call
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +36,11 @@ class Prediction:
 
 
 def exercise(exercise_id: str) -> Call | Prediction:
-    """Return the registered exercise with this id, e.g. "03-call"."""
-    for module in pkgutil.iter_modules(__path__):
-        found = importlib.import_module(f"{__name__}.{module.name}").EXERCISES.get(exercise_id)
-        if found is not None:
-            return found
-    raise KeyError(f"no exercise {exercise_id!r}: ids are a lesson number, or that number and -call or -predict")
+    """Return the registered exercise with this id, e.g. "03-call", from its lesson's module (lesson03)."""
+    try:
+        return importlib.import_module(f"{__name__}.lesson{exercise_id[:2]}").EXERCISES[exercise_id]
+    except (ModuleNotFoundError, KeyError):
+        raise KeyError(
+            f"no exercise {exercise_id!r}: ids are a lesson number and -call or -predict, registered in "
+            f"helpers/checks/lesson{exercise_id[:2]}.py"
+        ) from None

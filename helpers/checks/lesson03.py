@@ -14,28 +14,38 @@ TOLERANCE = 0.1  # a footprint prediction within 10% of the measured ratio agree
 EVERY_WEIGHT_4BIT = 4.5 / 16  # 4 bits and one float32 absmax per 64 weights, against 16 bits
 
 
+def nf4_problem(config: Any, half: torch.dtype) -> str | None:
+    """Return what keeps a BitsAndBytesConfig from being 4-bit NF4 computed in `half`, or None (lessons 03 and 05)."""
+    if config.load_in_8bit:
+        return "load_in_8bit=True is LLM.int8() (lesson 04): write load_in_4bit=True instead"
+    if not config.load_in_4bit:
+        return ("load_in_4bit=True is missing: BitsAndBytesConfig's load_in_4bit defaults to False, and then nothing is "
+                "quantized to 4 bits")
+    quant_type = config.bnb_4bit_quant_type
+    if quant_type != "nf4":
+        if quant_type.lower() == "nf4":
+            return f"bnb_4bit_quant_type={quant_type!r}: bitsandbytes knows the lower-case names 'nf4' and 'fp4'"
+        if quant_type == "fp4":
+            return "bnb_4bit_quant_type is 'fp4': its default is 'fp4', so leaving it out gives FP4 too; set 'nf4'"
+        return f"bnb_4bit_quant_type={quant_type!r}: the code books are 'fp4' and 'nf4'; this exercise asks for 'nf4'"
+    compute = config.bnb_4bit_compute_dtype
+    if compute != half:
+        if compute == torch.float32:
+            return (f"bnb_4bit_compute_dtype is torch.float32 (the default: left out it is float32): set it to {half}, "
+                    "the dtype the 4-bit matrix products should run in")
+        return f"bnb_4bit_compute_dtype is {compute}: this lesson computes in its 16-bit dtype `half`, {half}"
+    return None
+
+
 def check_call(answer: Any, half: torch.dtype) -> str | None:
     """Return what is wrong with a BitsAndBytesConfig for NF4, `half` compute and double quantization, or None."""
     from transformers import BitsAndBytesConfig
 
     if not isinstance(answer, BitsAndBytesConfig):
         return f"write a transformers.BitsAndBytesConfig(...), not a {type(answer).__name__}"
-    if answer.load_in_8bit:
-        return "load_in_8bit=True is LLM.int8() (lesson 04): write load_in_4bit=True instead"
-    if not answer.load_in_4bit:
-        return "load_in_4bit=True is missing: its default is False, and then nothing is quantized to 4 bits"
-    quant_type = answer.bnb_4bit_quant_type
-    if quant_type != "nf4":
-        if quant_type.lower() == "nf4":
-            return f"bnb_4bit_quant_type={quant_type!r}: bitsandbytes knows the lower-case names 'nf4' and 'fp4'"
-        if quant_type == "fp4":
-            return "bnb_4bit_quant_type is 'fp4', its default: set bnb_4bit_quant_type='nf4'"
-        return f"bnb_4bit_quant_type={quant_type!r}: the code books are 'fp4' and 'nf4'; this exercise asks for 'nf4'"
-    compute = answer.bnb_4bit_compute_dtype
-    if compute != half:
-        if compute == torch.float32:
-            return f"bnb_4bit_compute_dtype is torch.float32 (the default when it is not given): set it to {half}"
-        return f"bnb_4bit_compute_dtype is {compute}: this lesson computes in its 16-bit dtype `half`, {half}"
+    problem = nf4_problem(answer, half)
+    if problem:
+        return problem
     if not answer.bnb_4bit_use_double_quant:
         return "bnb_4bit_use_double_quant=True is missing (its default is False): it quantizes the absmax scales too"
     if answer.bnb_4bit_quant_storage != torch.uint8:

@@ -15,10 +15,11 @@ MLP_LINEARS = ("gate_proj", "up_proj", "down_proj")
 
 def kept_in_16_bit(model: nn.Module, skip_modules: list[str] | None) -> set[str]:
     """Return the linear layers that transformers' own rule (the one `from_pretrained` applies) leaves unconverted."""
-    from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    skipped = HfQuantizer.get_modules_to_not_convert(model, skip_modules, model._keep_in_fp32_modules)
+    from helpers.quantization import unconverted_modules
+
+    skipped = unconverted_modules(model, skip_modules)
     return {name for name, module in model.named_modules() if isinstance(module, nn.Linear)
             and not should_convert_module(name, skipped)}
 
@@ -64,8 +65,9 @@ def compare_predict(answer: bool, ratio: tuple[float, float, float]) -> tuple[bo
     slower = high < 1.0
     if slower:
         measured = (f"int8 decoded at {median:.2f}x float16's rate (every round below 1: {low:.2f}-{high:.2f}), so it "
-                    "is slower here: each int8 layer quantizes its input, looks for outlier columns and runs two products, "
-                    "and at batch 1 that extra work costs more than reading half the weight bytes saves")
+                    "is slower here: reading half the weight bytes saved less than the extra work cost (each int8 layer "
+                    "quantizes its input, looks for outlier columns and may run a second, 16-bit product; which step "
+                    "costs the time is not measured here)")
     elif low > 1.0:
         measured = (f"int8 decoded at {median:.2f}x float16's rate (every round above 1: {low:.2f}-{high:.2f}), so it "
                     "is faster here: reading half the weight bytes saved more than the extra quantize and outlier steps cost")

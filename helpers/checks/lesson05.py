@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from helpers.checks import Call, Prediction
+from helpers.checks.lesson03 import nf4_problem
 from helpers.timing import compare
 
 KEYWORDS = ("quantization_config", "attn_implementation", "dtype", "device_map")
@@ -30,15 +31,9 @@ def keyword_problem(answer: Any, half: torch.dtype) -> str | None:
     config = answer.get("quantization_config")
     if not isinstance(config, BitsAndBytesConfig):
         return "quantization_config must be a BitsAndBytesConfig(load_in_4bit=True, ...)"
-    if not config.load_in_4bit:
-        if config.load_in_8bit:
-            return "load_in_8bit gives LLM.int8() weights (lesson 04): set load_in_4bit=True instead"
-        return "BitsAndBytesConfig's load_in_4bit defaults to False: set load_in_4bit=True"
-    if config.bnb_4bit_quant_type != "nf4":
-        return f"bnb_4bit_quant_type is {config.bnb_4bit_quant_type!r} (its default is 'fp4'): set 'nf4'"
-    if config.bnb_4bit_compute_dtype != half:
-        return (f"bnb_4bit_compute_dtype is {config.bnb_4bit_compute_dtype} (left out it is float32): set {half}, the "
-                "dtype the 4-bit matrix products should run in")
+    problem = nf4_problem(config, half)
+    if problem:
+        return problem
     implementation = answer.get("attn_implementation")
     if implementation is None:
         return "write attn_implementation='sdpa': SDPA is the default where a model supports it, but say it"
