@@ -15,6 +15,7 @@ from helpers.environment import EnvironmentReport, environment_report
 from helpers.profiles import Profile, use_profile
 from helpers.results import record
 from helpers.settings import STATIC as STATIC_ENV
+from helpers.timing import RUN_TO_RUN
 
 __all__ = ["Lesson", "progress", "start_lesson"]
 
@@ -60,9 +61,18 @@ class Lesson:
         """The profile's timing options, to pass on as `benchmark(..., **lesson.timing)`."""
         return {"warmup": self.profile.warmup, "repeats": self.profile.repeats}
 
-    def record(self, **values: float | str) -> None:
-        """Record headline results of this lesson for the course's results table."""
-        path = record(self.id, self.stamp, **values)
+    def record(self, **values: float | str | tuple[float, float, float]) -> None:
+        """Record headline results; a ratio given as (median, low, high) of rounds gets `_low`/`_high` for run-to-run."""
+        flat: dict[str, float | str] = {}
+        for name, value in values.items():
+            if isinstance(value, tuple):
+                median, low, high = value
+                flat |= {name: median, f"{name}_low": low / (1 + RUN_TO_RUN), f"{name}_high": high * (1 + RUN_TO_RUN)}
+                print(f"{name}: {median:.3g}, rounds {low:.3g}-{high:.3g}, recorded interval "
+                      f"{flat[name + '_low']:.3g}-{flat[name + '_high']:.3g} (rounds' range widened by run-to-run)")
+            else:
+                flat[name] = value
+        path = record(self.id, self.stamp, **flat)
         print(f"recorded {len(values)} results in {path}")
 
 

@@ -283,4 +283,6 @@ def empty_model(name: str) -> PreTrainedModel:
 
     config = model_config(name)  # outside the meta context: a first call may convert real weights into the cache
     with init_empty_weights():
-        return AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # from_config leaves a tied head as its own meta tensor; a loaded model shares it
+    return model
