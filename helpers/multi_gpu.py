@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from helpers.tables import table
 from helpers.timing import compare
 
-__all__ = ["RESULT_FILE", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "run_placement", "stored_results"]
+__all__ = ["RESULT_FILE", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "pooled_runs", "run_placement", "run_placements", "stored_results"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "notebooks" / "parallel_decode.py"
@@ -46,6 +47,33 @@ def run_placement(placement: str, model: str, out: Path, options: tuple[str, ...
     if done.returncode != 0:
         raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-15:]))
     return json.loads(out.read_text())
+
+
+def quartiles(times: list[float]) -> dict[str, Any]:
+    """Return the median, quartiles and raw values of repeated measurements (as the placement script writes them)."""
+    low, _, high = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    return {"median": statistics.median(times), "q1": low, "q3": high, "times": times}
+
+
+def pooled_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge passes of one placement: timings pooled over every pass, the rest (tokens, memory) from the first pass."""
+    merged = {**runs[0], "passes": len(runs)}
+    for key in ("prefill_ms", "decode"):
+        merged[key] = {size: quartiles([t for run in runs for t in run[key][size]["times"]]) for size in runs[0][key]}
+    return merged
+
+
+def run_placements(placements: list[str], model: str, folder: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run each placement twice, in counterbalanced order (A B C, then C B A), and pool each one's two passes.
+
+    Each placement is its own process (tensor parallel needs one per GPU), so rounds cannot alternate inside one
+    run; the reversed second pass gives every placement the same average position in the session instead.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in placements}
+    for index, order in enumerate((placements, placements[::-1])):
+        for name in order:
+            runs[name].append(run_placement(name, model, folder / f"{name}-{index}.json", options))
+    return {name: pooled_runs(passes) for name, passes in runs.items()}
 
 
 def stored_results(run: str = STORED_RUN, root: Path = ROOT) -> dict[str, Any]:

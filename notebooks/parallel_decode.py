@@ -1,6 +1,6 @@
 """Prefill and decode of one model placed three ways: on one GPU, split layer by layer over GPUs, or tensor parallel.
 
-Lesson 06 runs it three times and reads the JSON each run writes; you can run it the same way:
+Lesson 06 runs each placement twice and reads the JSON each run writes; you can run it the same way:
 
     python parallel_decode.py --model PATH --placement one-gpu --out one-gpu.json
     python parallel_decode.py --model PATH --placement pipeline --out pipeline.json
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -92,12 +91,6 @@ def load(model: str, placement: str, dtype: torch.dtype) -> Any:
     return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, distributed_config=DistributedConfig(tp_plan="auto"))
 
 
-def timing_summary(times_ms: list[float]) -> dict[str, Any]:
-    """Return median, quartiles and the raw times of repeated measurements in ms."""
-    low, _, high = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else times_ms * 3
-    return {"median": statistics.median(times_ms), "q1": low, "q3": high, "times": times_ms}
-
-
 def memory_report(world_size: int) -> list[dict[str, float]]:
     """Return the weights (allocated after loading) and peak memory of every GPU this run used, in GiB."""
     if not torch.cuda.is_available():
@@ -131,6 +124,7 @@ def allreduce_cost(model: Any, device: torch.device, args: argparse.Namespace) -
 
 def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, Any]:
     """Time prefill at each prompt length and decode at each batch size; return them with the greedy tokens."""
+    from helpers.multi_gpu import quartiles
     from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
 
     first = model.get_input_embeddings().weight.device
@@ -145,14 +139,14 @@ def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, 
         ids = torch.randint(0, vocab, (1, length)).to(first)
         timing = benchmark(lambda ids=ids: model(input_ids=ids, logits_to_keep=1), device=clock,
                            warmup=args.warmup, repeats=args.repeats)
-        prefill[str(length)] = timing_summary(list(timing.times_ms))
+        prefill[str(length)] = quartiles(list(timing.times_ms))
     decode = {}
     for batch in args.batches:
         ids = torch.randint(0, vocab, (batch, args.decode_prompt)).to(first)
         run = benchmark_generation(model, ids, new_tokens=args.new_tokens, warmup=args.warmup, repeats=args.repeats,
                                    device=clock)
         per_round = [(args.new_tokens - 1) * 1e3 / (total - run.prefill.median) for total in run.total.times_ms]
-        decode[str(batch)] = {"tok_s": run.decode_tokens_per_s, **timing_summary(per_round)}
+        decode[str(batch)] = {"tok_s": run.decode_tokens_per_s, **quartiles(per_round)}
     prompt = torch.randint(0, vocab, (1, 16)).to(first)
     with torch.inference_mode():
         greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,

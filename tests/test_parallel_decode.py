@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from helpers.models import pretrained_path
-from helpers.multi_gpu import SCRIPT, explain, launch, placement_script, placements_table, stored_results
+from helpers.multi_gpu import SCRIPT, explain, launch, placement_script, placements_table, pooled_runs, stored_results
 from helpers.timing import compare
 
 script = placement_script()
@@ -79,3 +79,14 @@ def test_compare_calls_a_tie_only_when_the_interval_holds_one():
 def test_script_is_runnable_on_its_own():
     done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--placement" in done.stdout
+
+
+def test_pooled_runs_pools_every_pass_timings_and_keeps_the_first_pass_tokens():
+    def run(times, tokens):
+        summary = {"median": 0, "q1": 0, "q3": 0, "times": times}
+        return {"placement": "one-gpu", "greedy_tokens": tokens, "prefill_ms": {"512": summary}, "decode": {"1": summary}}
+
+    merged = pooled_runs([run([1.0, 2.0, 3.0], [5]), run([10.0, 20.0, 30.0], [6])])
+    assert merged["passes"] == 2 and merged["greedy_tokens"] == [5]
+    assert merged["decode"]["1"]["times"] == [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]
+    assert merged["prefill_ms"]["512"]["median"] == 6.5
