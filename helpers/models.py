@@ -173,11 +173,11 @@ def build_synthetic(
     return model.eval()
 
 
-def checkpoint_bytes(name: str) -> int:
-    """Return the bf16 size of a synthetic model, counted on the meta device (no memory used)."""
+def checkpoint_bytes(name: str, model_class: type = AutoModelForCausalLM) -> int:
+    """Return the bf16 size of a synthetic model built as model_class, counted on the meta device (no memory used)."""
     from helpers.memory import parameter_count
 
-    return 2 * parameter_count(empty_model(name))
+    return 2 * parameter_count(empty_model(name, model_class))  # the class saved: an encoder is no causal LM
 
 
 def synthetic_checkpoint(name: str, model_class: type, seed: int = 0) -> Path:
@@ -185,7 +185,7 @@ def synthetic_checkpoint(name: str, model_class: type, seed: int = 0) -> Path:
     target = cache_dir() / "synthetic" / f"{name}-seed{seed}"
     if target.exists():
         return target
-    fits_gpu = torch.cuda.is_available() and checkpoint_bytes(name) < 0.8 * torch.cuda.mem_get_info()[0]
+    fits_gpu = torch.cuda.is_available() and checkpoint_bytes(name, model_class) < 0.8 * torch.cuda.mem_get_info()[0]
     device = "cuda" if fits_gpu else "cpu"
     print(f"Writing synthetic checkpoint {target} (once, built on {device})...")
     model = build_synthetic(name, model_class, torch.bfloat16, device, seed)
@@ -277,12 +277,12 @@ def model_config(name: str) -> PretrainedConfig:
     return AutoConfig.from_pretrained(source)
 
 
-def empty_model(name: str) -> PreTrainedModel:
-    """Build a course model on the meta device: its structure and sizes, no memory for weights."""
+def empty_model(name: str, model_class: type = AutoModelForCausalLM) -> PreTrainedModel:
+    """Build a course model (as model_class) on the meta device: its structure and sizes, no memory for weights."""
     from accelerate import init_empty_weights
 
     config = model_config(name)  # outside the meta context: a first call may convert real weights into the cache
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
+        model = model_class.from_config(config)
     model.tie_weights()  # from_config leaves a tied head as its own meta tensor; a loaded model shares it
     return model

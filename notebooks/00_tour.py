@@ -112,6 +112,23 @@ assert similarity[0, 1] > similarity[0, 2] + 0.2
 print("paraphrases are closer than unrelated sentences")
 
 # %% [markdown]
+# ### Exercise: write the call
+# The third kind of source, synthetic weights, loads with the same one call. Load the synthetic `llama-tiny-shape`
+# (a Llama shape small enough to load in a moment, random weights) as a causal language model, in this profile's dtype
+# (`lesson.profile.dtype`), placed on this lesson's device (`lesson.device`) as it loads. Write it as
+# `answer_call = AutoModelForCausalLM.from_pretrained(...)` and run the check below it: it looks at the model you got
+# (its class, where its weights came from, their dtype and device) and says what is wrong. A solution is in
+# [`workshop/solutions/00-call.py`](../workshop/solutions/00-call.py).
+
+# %% tags=["exercise"]
+answer_call = ...  # AutoModelForCausalLM.from_pretrained(pretrained_path("llama-tiny-shape"), ...)
+
+# %%
+from helpers.exercises import check
+
+check("00-call", answer_call, dtype=lesson.profile.dtype, device=lesson.device)
+
+# %% [markdown]
 # ## Timing
 # A first call can pay for one-off work (memory allocation, kernel selection and compilation, caches):
 # on a GPU it is often many times slower than the next ones, on a CPU the gap is smaller. Either way one
@@ -174,9 +191,33 @@ print(f"bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source}) -> bound {boun
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
-
 check("00", answer, footprint=footprint, bits=bits, bandwidth=bandwidth)
+
+# %% [markdown]
+# ### Exercise: predict, then measure
+# Decoding runs one forward pass per new token; prefill runs the whole prompt through one pass. Per token, is one
+# pass over the whole prompt measurably cheaper than a pass over a single token (a decode step's work, its cache
+# aside)? Write `answer_predict = True` or `False` before you run the measurement; the cell after it times both passes
+# in interleaved rounds, and the check compares your answer with this machine's rounds. A reasoned answer is in
+# [`workshop/solutions/00-predict.py`](../workshop/solutions/00-predict.py).
+
+# %% tags=["exercise"]
+answer_predict = ...  # True or False: per token, the prompt's pass is cheaper than a pass over one token
+
+# %%
+from helpers.timing import benchmark_interleaved, paired_ratio
+
+passes = benchmark_interleaved(
+    {"prompt": lambda: model(prompt_ids), "one token": lambda: model(prompt_ids[:, :1])},
+    device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats,
+)
+prompt_longer = paired_ratio(passes["prompt"].times_ms, passes["one token"].times_ms)
+print(f"one pass over {prompt_ids.shape[1]} tokens: {passes['prompt']} | over one token: {passes['one token']}")
+print(f"the prompt's pass took {prompt_longer[0]:.2f}x a one-token pass (rounds {prompt_longer[1]:.2f}-"
+      f"{prompt_longer[2]:.2f})")
+
+# %%
+check("00-predict", answer_predict, longer=prompt_longer, tokens=prompt_ids.shape[1])
 
 # %% [markdown]
 # ## Quality: perplexity on a fixed text

@@ -48,7 +48,6 @@ def test_stored_outputs_carry_a_stamp_and_no_errors(path):
 
 
 EXERCISE_KINDS = ("", "-call", "-predict")  # the lesson's first exercise, write-the-call, predict-then-measure
-ALL_KINDS_FROM = "01"  # lesson 00 is the tour of the tools: its one exercise is a computation
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -57,9 +56,7 @@ def test_every_lesson_has_its_exercises_each_with_a_later_check_and_a_solution(p
     tagged = [i for i, cell in enumerate(cells) if "exercise" in cell.metadata.get("tags", [])]
     ids = exercise_ids([cell.source for cell in cells])
     assert set(tagged) <= set(ids), "every exercise cell starts `name = ...` and a later cell checks that name"
-    lesson = path.name[:2]
-    kinds = EXERCISE_KINDS if lesson >= ALL_KINDS_FROM else EXERCISE_KINDS[:1]
-    assert sorted(ids[i] for i in tagged) == sorted(lesson + kind for kind in kinds)
+    assert sorted(ids[i] for i in tagged) == sorted(path.name[:2] + kind for kind in EXERCISE_KINDS)
     for index in tagged:
         assert cells[index].source.split("=")[1].strip().startswith("..."), "the learner's cell starts unanswered"
         assert (ROOT / "workshop" / "solutions" / f"{ids[index]}.py").exists()
