@@ -146,9 +146,10 @@ print(f"first call: {cold.median:.1f} ms ({cold.median / warm.median:.1f}x the m
 # %% [markdown]
 # ## Memory
 # Two numbers matter: the model's **footprint** (its weights, which stay in memory) and the **peak** a call
-# needs on top (activations, attention scores, the KV cache). The footprint should match the analytic size,
+# needs on top (activations, attention scores, the KV cache). Compare the footprint with the analytic size,
 # parameters × bits per weight; on a GPU the peak is the allocator's peak, on a CPU the process's resident
-# high-water mark.
+# high-water mark. "Before" is everything this lesson holds in memory at that point (the encoder loaded above
+# included), not only this model's weights.
 
 # %%
 from helpers.memory import MiB, analytic_size, model_footprint, parameter_count, peak_memory
@@ -164,8 +165,9 @@ print("one forward pass:", peak_memory(lambda: model(prompt_ids), device=lesson.
 # Generating one token at batch 1 reads every weight once, so tokens/s can never exceed
 # *memory bandwidth ÷ weight bytes*. Prefill (the prompt, time to first token) and decode (each next token)
 # behave differently, so the course always reports them separately. A small model on a fast GPU lands far below its
-# bound: each token launches hundreds of tiny kernels from Python, and that overhead, not memory, sets the pace
-# (lesson 05 measures how much of it `torch.compile` and a static cache remove).
+# bound. The likely cause, not measured here: each token launches many small kernels from Python, and that overhead,
+# not memory, sets the pace (lesson 07 measures how much of a step the GPU is busy, and how much a static cache and
+# `torch.compile` change it).
 
 # %%
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth

@@ -131,7 +131,7 @@ check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].
 # * `pretrained_path("minilm-l6")`: the course's only part of the line. It returns the folder of all-MiniLM-L6-v2
 #   that a PyPI package installed here; at home the Hub id `"sentence-transformers/all-MiniLM-L6-v2"` goes there.
 # * `attn_implementation=`: `"eager"`, `"sdpa"`, `"flash_attention_2"` (or `_3`, `_4`: they need the flash-attn
-#   packages), `"flex_attention"`, or a kernel from the Hub. Default: `"sdpa"` where the model class supports it (BERT
+#   package or, with the `kernels` package, a kernel from the Hub), `"flex_attention"`, or a kernel from the Hub. Default: `"sdpa"` where the model class supports it (BERT
 #   does), else `"eager"`. The model keeps the choice in `model.config._attn_implementation`; a name it does not know
 #   raises a `ValueError` that lists the valid ones.
 # * `dtype=`: the dtype the weights load in. Default `"auto"`: the `dtype` in the model's `config.json`, else the
@@ -400,12 +400,14 @@ bar_chart(dtype_timings, f"MiniLM at 50% padding on {lesson.device}", "ms", log=
 
 # %% [markdown]
 # ## At scale: a BERT-base-shaped encoder (GPU)
-# MiniLM is small (22 M parameters). A BERT-base shape (110 M parameters, synthetic weights: speed is real, outputs are
-# not meaningful) at batch 64 × 512 with about half padding, in float16, is this lesson's own larger case (the optimum
-# and transformers issue threads above posted a RoBERTa model in bfloat16 on a single sentence, not this batch). Compare with MiniLM in float16 above: model size and dtype both differ from the float32 headline,
-# so a different winner here would not say which of the two made the difference; so does the batch: the line below
-# prints its shortest sentence beside that of MiniLM's 50% batch (a batch padded half or more holds sentences of one
-# token), and this lesson does not measure what that changes. This run times HF eager, HF sdpa and
+# MiniLM is small (6 layers of width 384). A BERT-base shape (12 layers of width 768, synthetic weights: speed is real,
+# outputs are not meaningful) at the lesson's batch size and padded width (the chart's title gives the shape) with
+# about half padding, in float16, is this lesson's own larger case (the optimum and transformers issue threads above
+# posted a RoBERTa model in bfloat16 on a single sentence, not this batch). Compare it with MiniLM's float16 line
+# above, not with the float32 headline. Against MiniLM in float16 two things differ: the model's size and the batch's
+# layout (the line below prints its shortest sentence beside that of MiniLM's 50% batch: a batch padded half or more
+# holds sentences of one token). Where the winner differs between the two, this lesson cannot say which of the two
+# made the difference. This run times HF eager, HF sdpa and
 # the fast path only (no compiled variant), so it ranks the fast path against those two. `pretrained_path` writes the synthetic
 # weights into the course cache once as a checkpoint, so the call is the one a real BERT's Hub id would take.
 
@@ -479,13 +481,14 @@ print(f"the fast path's gain over HF sdpa {sweep_verdict} (sweep above)")
 #   you serve**: the winner can change with the dtype, and the fast path against HF sdpa in float16 can differ between
 #   MiniLM and the BERT-base shape (compare their lines above). The fast path needs eval mode, no gradients, a padding mask and no autocast; it
 #   is skipped while `torch.compile` traces, so compiling a fast-path model loses it silently. The fast path is
-#   inference-only and supports only `gelu`/`relu`, absolute positions, no head masks: `to_fast_path` refuses anything
-#   else with the reason. ONNX Runtime needs an export per model and, for GPUs, the `onnxruntime-gpu` build.
+#   inference-only and supports only `gelu`/`relu` and absolute positions: `to_fast_path` refuses other models with
+#   the reason, and the converted model refuses a head mask when called. A head count that does not divide evenly is
+#   not refused: PyTorch then warns and runs without nested tensors, computing the padding. ONNX Runtime needs an export per model and, for GPUs, the `onnxruntime-gpu` build.
 # * **Caveat**: PyTorch calls the `nn.TransformerEncoderLayer` layers a reference implementation, and the nested
 #   tensor API they use a prototype (its warning is silenced in these lessons), and no longer prioritises nested tensors
 #   (pytorch #155065). The direction it points to is *variable-length attention*
 #   (`torch.nn.attention.varlen.varlen_attn`): pack real tokens end to end and pass their offsets, no padding at
-#   all. It runs Flash attention (the installed torch 2.13 also holds a cuDNN branch, switched off there), so it needs
+#   all. It runs Flash attention (torch 2.13's `varlen.py` also holds a cuDNN branch, disabled there), so it needs
 #   a CUDA GPU and half precision; the check below only says whether
 #   this torch has the module. transformers' `flash_attention_2` does the same unpadding but needs the flash-attn package or Hub kernels.
 #   Build new code on unpadded (varlen) attention; use the fast path for today's speed on existing encoders.

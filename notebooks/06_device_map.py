@@ -40,8 +40,8 @@ lesson = start_lesson("06")
 # The seed's call, `from_pretrained(name, device_map="auto", load_in_4bit=True, max_memory={0: "600MB", 1: "1GB"})`,
 # run on the installed transformers, then the same request as it is written today. The seed also advises
 # `device_map="auto"` for every inference. It still places the model on what this machine has, but it does so
-# silently: a model larger than the GPU's budget continues on the CPU and disk, and decodes many times slower
-# (measured below), so look at `model.hf_device_map` after loading. Nor is `"auto"` a promise of "GPU 0 first": the
+# silently: a model larger than the GPU's budget continues on the CPU and disk, and decodes slower (how much is
+# measured below), so look at `model.hf_device_map` after loading. Nor is `"auto"` a promise of "GPU 0 first": the
 # cell prints where it put the model on this machine.
 
 # %%
@@ -193,7 +193,7 @@ print("layers cut across devices without the rule:", cut or "none at these budge
 # %% [markdown]
 # `balanced_low_0` gives GPU 0 only what the other GPUs cannot hold (the model's size minus their budgets). That cap
 # leaves no slack: the planner also keeps room for the largest layer and places layers whole, so the last modules
-# land on the CPU while GPU 0 has room to spare. Offloaded modules make decoding many times slower (measured below):
+# land on the CPU while GPU 0 has room to spare. Offloaded modules make decoding slower (how much: measured below):
 # look at a plan before you load with it, and raise GPU 0's share (or use `"balanced"`) when it spills.
 #
 # ## Dispatch for real, on this machine
@@ -289,7 +289,8 @@ print("the model ran split across devices, gave the same answer, and decoded slo
 
 # %% [markdown]
 # ## Quantized models across devices
-# bitsandbytes layers compute on the GPU. If a budget pushes some quantized layers to the CPU or disk, transformers
+# transformers will not put bitsandbytes layers on a GPU and on the CPU or disk at once (an all-CPU map is allowed:
+# bitsandbytes 0.50 has CPU kernels). If a budget pushes some quantized layers of a GPU load to the CPU or disk, it
 # refuses ("Some modules are dispatched on the CPU or the disk...", bitsandbytes #881) unless you accept that those
 # layers stay unquantized on the CPU, in the `dtype` you load with: `BitsAndBytesConfig(load_in_8bit=True,
 # llm_int8_enable_fp32_cpu_offload=True)` (default `False`; despite its name nothing is cast to float32).
@@ -445,14 +446,14 @@ check("06-predict", prediction, rows=recipe_rows)
 # 1. Where the whole range lies below 1 the split is measurably slower; where it spans 1 it is a tie in this run (the
 # lines under the table say which). Where the extra time goes is not measured: the split model carries accelerate hooks on every submodule with
 # weights (`attach_execution_device_hook`), which the one-GPU load does not, and tensors are copied between the GPUs
-# at every token; this run does not separate the two. The budget columns are in MiB, so the
-# 10% of each budget that transformers' bitsandbytes quantizers keep free (`adjust_max_memory`: budget x 0.90) shows.
+# at every token; this run does not separate the two. The budget columns are in MiB, so where a GPU's budget is
+# what limits it, the 10% that transformers' bitsandbytes quantizers keep free (`adjust_max_memory`: budget x 0.90)
+# shows as allocated MiB at or below 90% of the budget; where the balanced cap below limits it, less is used.
 #
 # Why SmolLM2 uses `device_map="sequential"`: `"sequential"` fills GPU 0 up to its budget first, so a small budget
-# guarantees a split. With `"auto"` ("balanced") the planner caps GPU 0 at about half the model plus a buffer of 1.25
-# times the largest module (here the 54 MiB embedding) and keeps 10% for bitsandbytes; for a 100 MiB model that
-# margin is thin: the planner may put the whole model on one GPU, as `"auto"` did at the top of this lesson (there
-# without budgets). An 8B model has room to spare either way.
+# guarantees a split. With `"auto"` ("balanced") the planner caps each GPU but the last at about an even share plus a
+# buffer of 1.25 times the largest module, so for a model this small a split is not guaranteed: the planner may put
+# the whole model on one GPU. An 8B model is split either way.
 
 # %%
 # Checks of what the table claims (on the stored run when this machine has fewer than 2 GPUs).
@@ -510,7 +511,9 @@ print(placements_table(two_gpu["placements"]))
 
 # %% [markdown]
 # Medians with their quartiles in brackets, over both passes; decode speeds are per sequence (at batch 16, multiply by
-# 16 for the total). What the numbers say, each direction decided by those intervals. The bandwidth bound is the data
+# 16 for the total). What the numbers say, each direction decided by those quartiles: a ratio's interval here is the
+# widest ratio the two placements' quartiles allow (they ran in separate processes, so there are no per-round pairs
+# as in the other lessons' intervals). The bandwidth bound is the data
 # sheet's memory bandwidth of the GPU (`memory_bandwidth`, printed first) divided by the bytes of weights read per token: for tensor parallel the busiest GPU's half, for a pipeline
 # all of them, one GPU after the other.
 
