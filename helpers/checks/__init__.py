@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Call", "Prediction", "exercise"]
+__all__ = ["Call", "Prediction", "exercise", "placement_problem", "same_shape"]
+
+SHAPE = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")  # config keys that tell course models apart
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,24 @@ def exercise(exercise_id: str) -> Call | Prediction:
             f"no exercise {exercise_id!r}: ids are a lesson number and -call or -predict, registered in "
             f"helpers/checks/lesson{exercise_id[:2]}.py"
         ) from None
+
+
+def same_shape(model: Any, name: str) -> bool:
+    """Return whether a loaded model's config has the shape (SHAPE keys) of the course model `name`."""
+    from helpers.models import model_config
+
+    expected = model_config(name)
+    return all(getattr(model.config, key) == getattr(expected, key) for key in SHAPE)
+
+
+def placement_problem(model: Any, device: str) -> str | None:
+    """Return what is wrong with where a model's weights are for a lesson computing on `device`, None if nothing."""
+    import torch
+
+    placed = sorted({str(p.device) for p in model.parameters()})
+    if len(placed) > 1:
+        return f"its weights are split over {placed}: pass device_map=lesson.device to place it whole"
+    if torch.device(placed[0]).type != torch.device(device).type:
+        return (f"its weights are on {placed[0]}, the lesson computes on {device}: pass device_map=lesson.device "
+                "(without device_map the model loads on the CPU)")
+    return None

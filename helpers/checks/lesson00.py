@@ -8,14 +8,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from helpers.checks import Call, Prediction
-from helpers.models import model_config, pretrained_path
+from helpers.checks import Call, Prediction, placement_problem, same_shape
+from helpers.models import pretrained_path
 from helpers.timing import compare
 
 __all__ = ["EXERCISES", "SYNTHETIC_NAME"]
 
 SYNTHETIC_NAME = "llama-tiny-shape"  # the smallest synthetic causal LM, so lesson 00 stays fast
-SHAPE = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")  # what tells this shape from others
 
 
 def check_call(answer: Any, dtype: torch.dtype, device: str) -> str | None:
@@ -25,8 +24,7 @@ def check_call(answer: Any, dtype: torch.dtype, device: str) -> str | None:
         return f"that is what from_pretrained loads: write the call itself, {call}"
     if not isinstance(answer, PreTrainedModel):
         return f"a {type(answer).__name__}: write {call}, whose result is the model"
-    expected = model_config(SYNTHETIC_NAME)
-    if any(getattr(answer.config, key) != getattr(expected, key) for key in SHAPE):
+    if not same_shape(answer, SYNTHETIC_NAME):
         return f'this is not the {SYNTHETIC_NAME} model: load pretrained_path("{SYNTHETIC_NAME}")'
     if answer.base_model is answer:
         return (f"{type(answer).__name__} is the bare decoder, without the head that turns states into next-token "
@@ -40,13 +38,7 @@ def check_call(answer: Any, dtype: torch.dtype, device: str) -> str | None:
                   if answer.dtype == torch.bfloat16 else "")
         return (f"its weights are {str(answer.dtype).removeprefix('torch.')}{stored}: pass dtype=lesson.profile.dtype, "
                 f"{dtype} on this profile")
-    placed = sorted({str(p.device) for p in answer.parameters()})
-    if len(placed) > 1:
-        return f"its weights are split over {placed}: pass device_map=lesson.device to place it whole"
-    if torch.device(placed[0]).type != torch.device(device).type:
-        return (f"its weights are on {placed[0]}, the lesson computes on {device}: pass device_map=lesson.device "
-                "(without device_map the model loads on the CPU)")
-    return None
+    return placement_problem(answer, device)
 
 
 def compare_per_token(answer: bool, longer: tuple[float, float, float], tokens: int) -> tuple[bool, str]:

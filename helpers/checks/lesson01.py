@@ -8,11 +8,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from helpers.checks import Call, Prediction
-from helpers.models import model_config
+from helpers.checks import Call, Prediction, placement_problem, same_shape
 from helpers.timing import compare
-
-SHAPE = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")  # what tells all-MiniLM-L6-v2 from others
 
 
 def check_call(answer: Any, device: str) -> str | None:
@@ -24,8 +21,7 @@ def check_call(answer: Any, device: str) -> str | None:
         return f"a {type(answer).__name__}: write AutoModel.from_pretrained(...), whose result is the model"
     if answer.base_model is not answer:
         return f"{type(answer).__name__} adds a task head to the encoder: load the bare encoder with AutoModel"
-    expected = model_config("minilm-l6")
-    if any(getattr(answer.config, key) != getattr(expected, key) for key in SHAPE):
+    if not same_shape(answer, "minilm-l6"):
         return 'this is not all-MiniLM-L6-v2: load pretrained_path("minilm-l6")'
     attention = answer.config._attn_implementation
     if attention != "sdpa":
@@ -36,13 +32,7 @@ def check_call(answer: Any, device: str) -> str | None:
     if answer.dtype != torch.float16:
         return (f"its weights are {str(answer.dtype).removeprefix('torch.')}: pass dtype=torch.float16 (the default, "
                 '"auto", keeps the dtype of the config or, as here, of the checkpoint: float32)')
-    placed = sorted({str(p.device) for p in answer.parameters()})
-    if len(placed) > 1:
-        return f"its weights are split over {placed}: pass device_map=lesson.device to place it whole"
-    if torch.device(placed[0]).type != torch.device(device).type:
-        return (f"its weights are on {placed[0]}, the lesson computes on {device}: pass device_map=lesson.device "
-                "(without device_map the model loads on the CPU)")
-    return None
+    return placement_problem(answer, device)
 
 
 def compare_no_padding(
