@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers.lesson import progress
 from helpers.measure import SweepPoint, measure_point
@@ -35,6 +37,14 @@ BACKENDS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
     "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+# When every allowed backend refuses, PyTorch's sdp_utils warns one of these headings per backend, each followed by
+# that backend's reasons (select_sdp_backend in aten/src/ATen/native/transformers/cuda/sdp_utils.cpp; the CPU's
+# sdp_utils_cpp.cpp heads flash the same way).
+HEADINGS = {
+    "Memory efficient kernel not used because:": "efficient",
+    "Flash attention kernel not used because:": "flash",
+    "cuDNN attention kernel not used because:": "cudnn",
 }
 
 
@@ -71,22 +81,34 @@ def probe_backends(
     """Try every SDPA backend on these inputs; for each refused one, keep PyTorch's warnings that say why."""
     verdicts = {}
     for name in BACKENDS:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught:  # recorded, not printed: the verdicts say it per backend
             warnings.simplefilter("always")
             try:
                 run_with_backend(name, q, k, v, attn_mask, is_causal)
                 runs, error = True, ""
             except RuntimeError as err:
                 runs, error = False, str(err).split("\n")[0]
-        reasons = tuple(dict.fromkeys(r for r in (refusal_reason(str(w.message)) for w in caught) if r))
-        verdicts[name] = Verdict(name, runs, reasons or ((error,) if error else ()))
+        own = reasons_by_backend(str(w.message) for w in caught).get(name, ())
+        verdicts[name] = Verdict(name, runs, () if runs else own or (error,))
     return verdicts
 
 
-def refusal_reason(message: str) -> str:
-    """Return the reason in one of PyTorch's SDPA warnings, without its source location; "" for bare headings."""
-    reason = re.sub(r"\s*\(Triggered internally at [^)]*\)", "", message).strip()
-    return "" if reason.endswith("because:") else reason
+def without_location(message: str) -> str:
+    """Return one of PyTorch's warnings without its source location ("(Triggered internally at ...)")."""
+    return re.sub(r"\s*\(Triggered internally at [^)]*\)", "", message).strip()
+
+
+def reasons_by_backend(messages: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Group PyTorch's SDPA warnings under the backend whose heading ("... kernel not used because:") they follow."""
+    grouped: dict[str, list[str]] = {}
+    backend = None
+    for message in map(without_location, messages):
+        if message in HEADINGS:
+            backend = HEADINGS[message]
+            grouped.setdefault(backend, [])
+        elif backend is not None and message:
+            grouped[backend].append(message)
+    return {name: tuple(dict.fromkeys(reasons)) for name, reasons in grouped.items()}
 
 
 def default_backend(
@@ -114,10 +136,36 @@ def allowed_backends() -> list[str]:
     return [name for name in priority_order() if enabled[name]]
 
 
-def math_score_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Return the dtype the math backend computes scores in: float32 for half inputs unless half reduction is allowed."""
-    half = dtype in (torch.float16, torch.bfloat16)
-    return torch.float32 if half and not torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed() else dtype
+class SoftmaxDtypes(TorchDispatchMode):
+    """Record the dtype of every softmax the operations inside it compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+
+    def __torch_dispatch__(
+        self, func: torch._ops.OpOverload, types: tuple[type, ...], args: tuple = (), kwargs: dict | None = None
+    ) -> object:
+        """Run the operation and note its output's dtype if it is a softmax."""
+        out = func(*args, **(kwargs or {}))
+        if "softmax" in func.__name__:
+            self.dtypes.add(out.dtype)
+        return out
+
+
+def math_score_dtype(dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """Return the dtype the math backend computes scores in: float32 for half inputs unless half reduction is allowed.
+
+    Observed, not read from the switch: the math backend runs on a small input of this dtype on this device, and the
+    dtype its softmax (scores into weights) ran in is returned.
+    """
+    q = torch.randn(1, 1, 16, 8, dtype=dtype, device=device)
+    seen = SoftmaxDtypes()
+    with sdpa_kernel([SDPBackend.MATH]), seen:
+        F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    if len(seen.dtypes) != 1:
+        raise RuntimeError(f"expected one softmax dtype in the math backend, saw {sorted(map(str, seen.dtypes))}")
+    return seen.dtypes.pop()
 
 
 def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: bool) -> float:

@@ -283,7 +283,9 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         check=check_03,
         recorded=(
             Measure("large_nf4_vs_half_footprint", "large shape: nf4 weights vs 16-bit", "x"),
+            Measure("large_nf4_vs_half_decode", "large shape: nf4 decode tok/s vs 16-bit", "x"),
             Measure("nf4_vs_half_footprint", "SmolLM2: nf4 weights vs 16-bit", "x"),
+            Measure("nf4_vs_half_decode", "SmolLM2: nf4 decode tok/s vs 16-bit", "x"),
             Measure("*_ppl", "perplexity, {}"),
         ),
     ),
@@ -315,7 +317,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         check=check_04,
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
-            Measure("int8_vs_fp16_decode_batch1_range", "decode at batch 1: int8 vs fp16, range over rounds", "x"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
             Measure("ppl_*", "perplexity, {}"),
         ),
@@ -347,7 +348,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         t4={"half": "float16", "eval_tokens": 2048},
         check=check_05,
         recorded=(
-            Measure("compiled_static_vs_eager_decode", "decode: static cache + compile vs eager", "x"),
+            Measure("compiled_static_vs_dynamic_decode", "decode: compiled static cache vs plain generate (dynamic cache)", "x"),
             Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
             Measure("ppl_*", "perplexity, {}"),
         ),

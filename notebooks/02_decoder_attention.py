@@ -137,8 +137,11 @@ print("the four lines and SDPA agree")
 # How many bytes a score takes is not the inputs' precision: PyTorch's math kernel converts float16 and bfloat16
 # inputs to float32 and computes the scores and softmax there, unless
 # `torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)` allows half-precision reduction (default: not
-# allowed). `math_score_dtype` reads that switch; the tests check it against the dtype the math kernel's softmax
-# actually produces.
+# allowed). The CPU's math kernel is the same code and follows the same switch. The cell below predicts the scores'
+# dtype from that rule, for this lesson's dtype and for float16 (on a CPU this lesson computes in float32, where there
+# is nothing to convert), and checks it: `math_score_dtype` does not read the switch, it runs the math kernel on a
+# small input of a given dtype on this device and returns the dtype its softmax ran in. The check fails where the math
+# kernel keeps half precision.
 
 # %%
 from helpers.attention import math_score_dtype
@@ -147,7 +150,14 @@ from helpers.memory import GiB, MiB
 batch, heads, head_dim = lesson.size("batch"), lesson.size("heads"), lesson.size("head_dim")
 dtype = getattr(torch, lesson.size("dtype"))
 element = torch.finfo(dtype).bits // 8  # bytes of one input value
-score_dtype = math_score_dtype(dtype)
+half_reduction = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
+predicted = {d: torch.float32 if d in (torch.float16, torch.bfloat16) and not half_reduction else d
+             for d in dict.fromkeys((dtype, torch.float16))}
+for probed, rule in predicted.items():
+    seen = math_score_dtype(probed, lesson.device)
+    print(f"{probed} inputs on {lesson.device}: the math kernel's softmax ran in {seen} (predicted: {rule})")
+    assert seen == rule
+score_dtype = predicted[dtype]
 score_element = torch.finfo(score_dtype).bits // 8  # bytes of one score as the math kernel stores it
 print(f"inputs in {dtype} ({element} bytes a value); the math kernel's scores in {score_dtype} ({score_element} bytes)")
 for seq in lesson.size("seq_lens"):
@@ -214,17 +224,24 @@ print("SDPA picks by itself:", default_backend(q, k, v, is_causal=True), "| its 
 #   the others after them in their previous order.
 # * Leaving the block restores the previous switches (and, with `set_priority=True`, the previous order).
 #
-# The same list, memory-efficient kernel first, with and without `set_priority` (on a GPU where both run, only
+# The same list, memory-efficient kernel first, with and without `set_priority`. Where both run (a GPU), only
 # `set_priority=True` makes the memory-efficient kernel run; a CPU has no memory-efficient kernel, so its flash
-# kernel runs either way):
+# kernel runs either way. The check after the loop says so from this machine's probe: with `set_priority=False` the
+# kernel that runs is the first of SDPA's own order that runs here, with `True` the first of the list.
 
 # %%
 demo = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=dtype)
+listed = ["efficient", "flash"]
+runs_here = [name for name, verdict in probe_backends(demo, demo, demo, is_causal=True).items() if verdict.runs]
+picked = {}
 for set_priority in (False, True):
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION], set_priority=set_priority):
+        picked[set_priority] = default_backend(demo, demo, demo, is_causal=True)
         print(f"sdpa_kernel([EFFICIENT_ATTENTION, FLASH_ATTENTION], set_priority={set_priority}): tries",
-              allowed_backends(), "| runs:", default_backend(demo, demo, demo, is_causal=True))
+              allowed_backends(), "| runs:", picked[set_priority])
 print("after the block:", allowed_backends())
+assert picked[False] == next(name for name in priority_order() if name in listed and name in runs_here)
+assert picked[True] == next(name for name in listed if name in runs_here)
 
 # %% [markdown]
 # ### Exercise: write the call
@@ -292,8 +309,11 @@ check("02-predict", answer_predict, peak_bytes=math_at_headline.peak_bytes,
       scores_bytes=batch * heads * seq * seq * element, stored_scores_bytes=batch * heads * seq * seq * score_element)
 
 # %% [markdown]
-# The N × N cell predicted one score matrix at the math kernel's precision. Measured against it, at every length
-# where the math kernel ran (the check fails where a peak comes out below one such matrix):
+# The N × N cell predicted the dtype of the math kernel's scores. While its softmax runs, the scores and the weights
+# are both held, so its peak is at least two score matrices in that dtype: the check below. Where the inputs are in
+# half precision, scores and weights kept in half precision would take half those bytes, so there the check also
+# fails where the scores were not upcast. (On a CPU, whose inputs here are float32, the two dtypes agree, and only the
+# dtype probe above tells them apart.) At every length where the math kernel ran:
 
 # %%
 math_ran = [p for p in sweep["math"] if p.peak_bytes]
@@ -301,7 +321,7 @@ for p in math_ran:
     stored = batch * heads * p.seq * p.seq * score_element
     print(f"seq {p.seq:>6}: math peak {p.peak_bytes / MiB:9.0f} MiB = {p.peak_bytes / stored:.2f} score matrices "
           f"in {score_dtype}, {p.peak_bytes / (stored * element / score_element):.2f} at the input precision")
-assert all(p.peak_bytes >= batch * heads * p.seq * p.seq * score_element for p in math_ran)
+assert all(p.peak_bytes >= 2 * batch * heads * p.seq * p.seq * score_element for p in math_ran)
 
 # %% [markdown]
 # The headline: the kernel SDPA picks by itself against the math kernel at the headline length, timed in
@@ -347,19 +367,27 @@ explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_d
 # ## "No available kernel": reproduce it, read it, avoid it
 # The error means: every backend you allowed refused these inputs. Forcing a single backend is how people meet it,
 # e.g. flash only, with inputs flash does not take (float32 on a GPU; on a CPU, a GPU-only backend).
-# PyTorch says *why* in warnings printed just before the error (the raw warnings appear under the cell's output):
-# for each backend in turn "... kernel not used because:" and its reason, so the backends you switched off each say
-# "has been runtime disabled". `probe_backends` collects a refused backend's warnings without the headings, so its
-# line also carries the other backends' "runtime disabled"; the reason that is its own is the one that is not.
+# PyTorch says *why* in warnings it issues just before the error: for each fused backend in turn a heading,
+# "... kernel not used because:", then that backend's reasons, so the backends you switched off each say "has been
+# runtime disabled" and the one you allowed gives its own reason. The cell below records those warnings instead of
+# letting them print, and lists them without their source locations, reasons indented under their heading (on a CPU
+# a GPU-only backend is refused before any check, with no warnings). `probe_backends` tries each backend alone and
+# keeps, for each refused one, only the reasons under its own heading (the error's first line where there are none).
 
 # %%
 forced = "flash" if lesson.device == "cuda" else "cudnn"
 q32 = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=torch.float32)
-try:
-    run_with_backend(forced, q32, q32, q32, is_causal=True)
-    print(f"{forced} ran")
-except RuntimeError as err:
-    print(f"RuntimeError with only {forced} allowed on float32 inputs:\n  {str(err).splitlines()[0]}")
+with warnings.catch_warnings(record=True) as caught:  # recorded, then listed below without their source locations
+    warnings.simplefilter("always")
+    try:
+        run_with_backend(forced, q32, q32, q32, is_causal=True)
+        print(f"{forced} ran")
+    except RuntimeError as err:
+        print(f"RuntimeError with only {forced} allowed on float32 inputs:\n  {str(err).splitlines()[0]}")
+print(f"PyTorch's warnings before it: {len(caught) or 'none'}")
+for warning in caught:
+    message = str(warning.message).split(" (Triggered internally")[0]
+    print(f"  {message}" if message.endswith("because:") else f"      {message}")
 print("\nwhy, per backend:")
 for verdict in probe_backends(q32, q32, q32, is_causal=True).values():
     print(" ", verdict)
@@ -380,7 +408,7 @@ if lesson.device == "cuda":
 # %% [markdown]
 # ## A real decoder: `attn_implementation="eager"` vs `"sdpa"`
 # The call that loads a decoder with a chosen attention, written out (transformers 5.23's `modeling_utils.py`; the
-# run below used 5.17):
+# stamp at the top says which version this run used):
 #
 # * `pretrained_path(decoder)`: what to load, from the course's helpers: a Hub id when the Hub answers, else the
 #   packaged weights, or (on a GPU here) a checkpoint of synthetic weights in a real model's shape. At home you
@@ -461,10 +489,10 @@ del decoders
 
 # %% [markdown]
 # ### Same answers
-# Both implementations compute the same function. In float32 SmolLM2-135M-Instruct (here its packaged Q4_1 weights
-# dequantized, as the first output line says) gives the same greedy answers with either (the check below fails where
-# it does not). The check is about agreement, not correctness: a 135M model after a 4-bit round trip can answer
-# wrongly with both. In bf16 (not run here) the two can round differently, and where two next tokens are nearly
+# Both implementations compute the same function. In float32 SmolLM2-135M-Instruct (the first output line says which
+# weights: offline, its packaged Q4_1 weights dequantized) gives the same greedy answers with either (the check below
+# fails where it does not). The check is about agreement, not correctness: a 135M model after a 4-bit round trip can
+# answer wrongly with both. In bf16 (not run here) the two can round differently, and where two next tokens are nearly
 # tied a greedy answer can then take another path: rounding, not a bug.
 
 # %%
@@ -495,18 +523,13 @@ print("eager and sdpa give the same greedy answers")
 # * By default the math kernel computes half-precision inputs in float32: each of its N × N scores takes 4 bytes,
 #   not 2.
 # * Flash and cuDNN need half precision and sm80 or newer; flash takes no explicit mask. On a T4 (sm75) neither
-#   runs, and SDPA uses the memory-efficient kernel (from PyTorch's checks in `sdp_utils.cpp`; this run was on an
-#   H100, not a T4).
+#   runs, and SDPA uses the memory-efficient kernel (from PyTorch's checks in `sdp_utils.cpp`, not measured on a
+#   real T4 here).
 
 # %%
-fused = fused_vs_math or (float("nan"),) * 3
 lesson.record(
-    fused_vs_math_at_headline=fused[0],
-    fused_vs_math_at_headline_low=fused[1],
-    fused_vs_math_at_headline_high=fused[2],
-    prefill_sdpa_vs_eager=prefill_ratio[0],
-    prefill_sdpa_vs_eager_low=prefill_ratio[1],
-    prefill_sdpa_vs_eager_high=prefill_ratio[2],
+    fused_vs_math_at_headline=fused_vs_math or (float("nan"),) * 3,
+    prefill_sdpa_vs_eager=prefill_ratio,
     decode_sdpa_tok_s=decode_tok_s["sdpa"],
     decode_eager_tok_s=decode_tok_s["eager"],
 )

@@ -96,8 +96,9 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 # - `device_map=lesson.device`: where the weights go while loading; bitsandbytes quantizes them on that device. Left
 #   out (`None`), a bitsandbytes model goes to the current CUDA GPU, or the CPU where there is none.
 #
-# `half` is this profile's 16-bit dtype (bfloat16 on a large GPU, float16 on a T4); the CPU profile uses float32 here,
-# since CPUs without bf16 matrix units run bf16 slower. The call, then `generate` with only the flash kernel allowed:
+# `half` is this profile's 16-bit dtype (bfloat16 on a large GPU, float16 on a T4); the CPU profile uses float32 here
+# (half precision can pay on a CPU only where it has bf16 matrix units; lesson 01 times the dtypes on the machine at
+# hand). The call, then `generate` with only the flash kernel allowed:
 
 # %%
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -251,16 +252,16 @@ check("05", answer, ran=ran, long=long)
 # Computed from the measurements above, not typed. For a timed goal the leader is the best median, and every
 # combination whose per-round ratio to the leader has a range that holds 1 is **tied** with it: the rounds cannot
 # tell them apart. Memory does not vary between runs; combinations within 1% of the least memory are tied.
-# The "longest context" row ranks the prefill peak *above the weights* alone, so combinations whose attention needs
-# the same memory tie whatever their weights; the memory to serve `long` is the weights plus that peak, as the
-# exercise above and the plot's x-axis count it.
+# The "longest context" row ranks what serving `long` tokens needs in all: the weights plus the prefill peak above
+# them, as the exercise above and the plot's x-axis count it.
 
 # %%
 from helpers.evaluation import leaders
 
 per_round = {
     "fit the biggest model (smallest weights)": ({k: [r.footprint_bytes] for k, r in ran.items()}, True, 0.01),
-    f"longest context (least prefill memory at {long})": ({k: [r.peak_bytes[long]] for k, r in ran.items()}, True, 0.01),
+    f"longest context (least weights + prefill peak at {long})": (
+        {k: [r.footprint_bytes + r.peak_bytes[long]] for k, r in ran.items()}, True, 0.01),
     "lowest latency (fastest batch-1 decode)": ({k: r.decode_tokens_per_s[1] for k, r in ran.items()}, False, 0.0),
     f"lowest time to first token at {long}": ({k: r.prefill_ms[long] for k, r in ran.items()}, True, 0.0),
     f"highest throughput (decode at batch {batch})": ({k: r.decode_tokens_per_s[batch] for k, r in ran.items()}, False,
@@ -277,10 +278,11 @@ def named(keys: list) -> str:
 
 
 decisions = {}
+width = max(map(len, per_round))
 for goal, (values, lower, tolerance) in per_round.items():
     decisions[goal] = leaders(values, lower_is_better=lower, tolerance=tolerance)
     verdict = "tie: " if len(decisions[goal]) > 1 else ""
-    print(f"{goal:<50} -> {verdict}{named(decisions[goal])}")
+    print(f"{goal:<{width}} -> {verdict}{named(decisions[goal])}")
 
 # %% [markdown]
 # ### Quality of each weight format
@@ -396,56 +398,70 @@ print("closest to its bound:", " and ".join(closest) + (" (tied)" if len(closest
 
 # %% [markdown]
 # On a GPU we then try to remove Python and kernel-launch overhead with a **static KV cache**: with
-# `cache_implementation="static"`, `generate` compiles the decoding step with `torch.compile` (CUDA graphs) when it
-# may. It may not for every model: `generate` skips compilation when the model's quantizer says it is not
-# compileable (transformers' `_valid_auto_compile_criteria`), and the bitsandbytes 4-bit quantizer inherits "not
-# compileable" from the base class. The cell prints that flag and, after the runs, whether `generate` built a compiled
-# step (`model._compiled_call`), then compares each model's static-cache decode with its plain `generate`,
-# interleaved. (Not run in this notebook: compiling `model.forward` by hand with `mode="reduce-overhead"` and then
-# calling `generate` can fail with "accessing tensor output of CUDAGraphs that has been overwritten", as it did on an
-# H100 while this lesson was written; here `generate` manages the compiled step.)
+# `cache_implementation="static"`, `generate` compiles the decoding step with `torch.compile` (its default mode,
+# "reduce-overhead", replays the step as a CUDA graph) when it may. It may not for every model: `generate` skips
+# compilation when the model's quantizer says it is not compileable (transformers' `_valid_auto_compile_criteria`),
+# and the bitsandbytes 4-bit quantizer inherits "not compileable" from the base class. The cell prints that flag and,
+# after the runs, whether `generate` built a compiled step (`model._compiled_call`). It then compares, per model, the
+# static-cache `generate` with a plain `generate` (a dynamic cache, nothing compiled); both use SDPA attention with
+# the kernel SDPA picks by itself, and the same prompt of the short context. The 16-bit ratio is the lesson's
+# headline, so it gets more interleaved rounds than the matrix, after warm-up rounds that hold the compilation and
+# the CUDA-graph capture: a static `generate` of `new_tokens` compiles its one decode-step shape on its first call,
+# and every timed round uses that shape again. (Not run in this notebook: compiling `model.forward` by hand with
+# `mode="reduce-overhead"` and then calling `generate` can fail with "accessing tensor output of CUDAGraphs that has
+# been overwritten", as it did on an H100 while this lesson was written; here `generate` manages the compiled step.)
 
 # %%
 from helpers.evaluation import interleaved_decode
 
 print(f"nf4 quantizer is_compileable: {models['nf4'].hf_quantizer.is_compileable}")
-static_speedup = {}
+# warm-up rounds: the first compiles the decode step and captures its CUDA graph, the others settle what follows.
+# The 16-bit ratio is the recorded headline and varies much from round to round, so it gets four times the matrix's
+# rounds (a round is short: one model, batch 1); nf4, which generate does not compile, keeps the matrix's.
+rounds_of = {baseline: 4 * timing["rounds"], "nf4": timing["rounds"]}
+static_speedup, compiled = {}, {}
 if not lesson.size("compile"):
     print("timing skipped on the cpu profile: torch.compile with CUDA graphs is the GPU part of this lesson")
 else:
-    for w_name in (baseline, "nf4"):
+    for w_name, rounds in rounds_of.items():
         model = models[w_name]
         model.set_attn_implementation("sdpa")
         prompt = torch.randint(0, model.config.vocab_size, (1, short), device=lesson.device)
         runs = {"dynamic": (model, prompt, {}), "static": (model, prompt, {"cache_implementation": "static"})}
-        try:  # three warm-up rounds: the first static runs compile
-            speeds = interleaved_decode(runs, new_tokens=lesson.size("new_tokens"), warmup=3, rounds=timing["rounds"])
+        try:
+            speeds = interleaved_decode(runs, new_tokens=lesson.size("new_tokens"), warmup=3, rounds=rounds)
         except RuntimeError as err:
             print(f"{w_name}: static cache failed here: {str(err).splitlines()[0][:200]}")
             continue
         static_speedup[w_name] = paired_ratio(speeds["static"], speeds["dynamic"])
+        compiled[w_name] = hasattr(model, "_compiled_call")
         bound = decode_bound_tokens_per_s(matrix[(w_name, row)].footprint_bytes, bandwidth)
-        print(f"{w_name}: compiled step built: {hasattr(model, '_compiled_call')}; dynamic {median(speeds['dynamic']):.1f}"
-              f" tok/s, static {median(speeds['static']):.1f} tok/s ({100 * median(speeds['static']) / bound:.1f}% of "
-              f"the bound): static cache {compare(static_speedup[w_name])}")
+        print(f"{w_name}: compiled step built: {compiled[w_name]}; plain generate {median(speeds['dynamic']):.1f} "
+              f"tok/s, static cache {median(speeds['static']):.1f} tok/s ({100 * median(speeds['static']) / bound:.1f}%"
+              f" of the bound), {rounds} rounds: static cache {compare(static_speedup[w_name])}")
 
 # %% [markdown]
 # Where a compiled step was built, the static line measures the static cache and the compiled step together; where
 # the line says no compiled step was built (a quantizer that is not compileable), it measures the cache alone, on
-# those weights. The usual explanation of a compiled step's gain is overhead: a decode step launches many small
-# kernels from Python, and a CUDA graph replays them in one launch. This lesson does not profile the step, so that is
-# the expected cause, not a measured one; nor does it break down the gap still left to the bound (candidates: work the
-# bound ignores, such as attention over the cache, norms and the argmax over the vocabulary, and kernels that do not
-# reach peak bandwidth). 4-bit weights need fewer bytes but add dequantization work; the shares above say which
-# format gets closest to its bound on this machine.
+# those weights. Where the compiled step decodes faster, the usual explanation is overhead: a decode step launches
+# many small kernels from Python, and a CUDA graph replays them in one launch. This lesson does not profile the step,
+# so that is the expected cause, not a measured one; nor does it break down the gap still left to the bound
+# (candidates: work the bound ignores, such as attention over the cache, norms and the argmax over the vocabulary, and
+# kernels that do not reach peak bandwidth). 4-bit weights need fewer bytes but add dequantization work; the shares
+# above say which format gets closest to its bound on this machine.
+#
+# The recorded results: each format's share of its bound, the perplexities, and, where `generate` compiled the 16-bit
+# model's step, its compiled static-cache decode against plain `generate` (`compiled_static_vs_dynamic_decode`).
+# Ratios carry their rounds' range widened by the run-to-run variation between machines.
 
 # %%
-recorded = {}
-for w_name, values in shares.items():
-    recorded |= {f"decode_{w_name}_pct_of_bound": median(values), f"decode_{w_name}_pct_of_bound_low": min(values),
-                 f"decode_{w_name}_pct_of_bound_high": max(values)}
-if baseline in static_speedup:
-    value, low_end, high_end = static_speedup[baseline]
-    recorded |= {"compiled_static_vs_eager_decode": value, "compiled_static_vs_eager_decode_low": low_end,
-                 "compiled_static_vs_eager_decode_high": high_end}
-lesson.record(**recorded, **{f"ppl_{w}": v for w, v in quality.items()})
+headline = {}
+if compiled.get(baseline):
+    headline["compiled_static_vs_dynamic_decode"] = static_speedup[baseline]
+elif lesson.size("compile"):
+    print(f"not recorded: generate built no compiled step for {baseline} here")
+lesson.record(
+    **{f"decode_{w_name}_pct_of_bound": (median(v), min(v), max(v)) for w_name, v in shares.items()},
+    **headline,
+    **{f"ppl_{w}": v for w, v in quality.items()},
+)

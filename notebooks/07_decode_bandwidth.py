@@ -28,9 +28,9 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # $$\text{tokens/s} \le \frac{\text{memory bandwidth}}{\text{bytes read per token}}$$
 #
 # where the bytes are the weights (and the KV cache read by attention). Lesson 05 found Hugging Face `generate` far
-# below this bound. This lesson finds out where the time goes, gets close to the bound with a static KV cache and a
-# compiled decoding step, and sizes the KV cache that long contexts and large batches add. Lesson 08 then makes the
-# bytes smaller and asks whether 4-bit weights can also be *faster*, not only smaller.
+# below this bound. This lesson finds out where the time goes, measures how close a static KV cache and a compiled
+# decoding step get to the bound, and sizes the KV cache that long contexts and large batches add. Lesson 08 then
+# makes the bytes smaller and asks whether 4-bit weights can also be *faster*, not only smaller.
 #
 # The 2023 guide stopped at `generate`; nothing in this lesson is in it.
 
@@ -86,8 +86,9 @@ print(table(["model", "weights read GiB", f"KV cache MiB at {context}", "bound t
 #    what `generate` does without its per-step bookkeeping (logits processors, stopping criteria, input reshuffling).
 #    Whether that bookkeeping is all of the difference between 2 and 3 is a hypothesis: the table shows the difference,
 #    not its cause.
-#    `mode="reduce-overhead"` records the step's kernels into a **CUDA graph** once and replays the whole step with one
-#    launch afterwards.
+#    `mode="reduce-overhead"` records the compiled step's kernels into a **CUDA graph** once and replays the graph
+#    afterwards, one launch instead of one per kernel (where the compiler can: lesson 08 counts the graph replays and
+#    the kernels launched outside them in one step).
 #
 # Its source, all of it:
 
@@ -115,6 +116,8 @@ answer_predict = ...  # True or False
 # `new_tokens - 1`: the milliseconds of one decode step, without the prefill. Shown: median and the range over rounds.
 
 # %%
+from statistics import median
+
 from helpers.decoding import step_ms
 from helpers.timing import compare, interleaved, paired_ratio
 
@@ -151,15 +154,16 @@ rows, shares = [], {}
 for name, ways in speeds.items():
     bound = decode_bound_tokens_per_s(read_bytes[name], bandwidth)
     for way, ms in ways.items():
-        median = sorted(ms)[len(ms) // 2]
-        shares[(name, way)] = 100 * 1e3 / median / bound
-        rows.append([name, way, median, f"{min(ms):.3g}-{max(ms):.3g}", 1e3 / median, shares[(name, way)]])
+        typical = median(ms)
+        shares[(name, way)] = 100 * 1e3 / typical / bound
+        rows.append([name, way, typical, f"{min(ms):.3g}-{max(ms):.3g}", 1e3 / typical, shares[(name, way)]])
 print(table(["model", "decoding", "ms/step", "range", "tok/s", "% of bound"], rows))
 
 # %% [markdown]
 # A range much wider than its median (a round several times slower than the others) means at least one slow round;
 # the table does not say why (a recompilation or a CUDA graph recorded again are candidates, not measured here). The
-# median is robust to such rounds as long as they are fewer than half, which is why it is the figure compared. What the numbers say, computed from them:
+# median is robust to such rounds as long as they are fewer than half, which is why it is the figure compared. What
+# the numbers say, computed from them:
 
 # %%
 best_way = {}
@@ -220,11 +224,14 @@ check("07-call", answer_call, new_tokens=new_tokens, cache_len=4096)
 # the framework's bookkeeping, launching kernels, waiting. `step_split` profiles `n` tokens and one token and keeps
 # one step's share of the difference. Beside the work: the bandwidth the kernels themselves reached while they ran
 # (bytes per token ÷ kernel time), against the machine's peak. The third row is the same model with bitsandbytes nf4
-# weights (lesson 03), through `generate`. Profiling slows the host side: the profiled wall times are longer than the
-# unprofiled ones in the table above, so read the split as shares of a step, and each variant from one profiled run
-# (no spread: a difference of a few percent between rows is not a result).
+# weights (lesson 03), through `generate`. Profiling adds host-side work, so the profiled wall times differ from the
+# unprofiled ones in the table above (the cell after the table prints both): read the split as shares of a step.
+# One profile is one sample, so each variant is profiled in interleaved rounds, like the timings above: the table
+# shows medians and the range of the kernel time, and every comparison between rows below uses per-round ratios.
 
 # %%
+from functools import partial
+
 from transformers import BitsAndBytesConfig
 
 from helpers.decoding import step_split
@@ -238,40 +245,68 @@ nf4_model = AutoModelForCausalLM.from_pretrained(
     device_map=lesson.device,
     quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype),
 )
-nf4_way = ways_to_decode(nf4_model, prompt)["generate, dynamic cache"]
-nf4_bytes = weight_bytes_per_token(nf4_model) + kv_cache_bytes(model.config, context, element_bytes=dtype.itemsize)
-splits = {(dynamic, read_bytes[name]): step_split(ways[dynamic], new_tokens, lesson.device),
-          (own, read_bytes[name]): step_split(ways[own], new_tokens, lesson.device),
-          ("nf4 weights, generate", nf4_bytes): step_split(nf4_way, new_tokens, lesson.device)}
-busy_what = next(iter(splits.values())).busy_what
-print(table(["decoding", "wall ms/step", f"{busy_what} ms", "busy %", "other ms", "GB/s while busy",
-             "% of peak bandwidth"],
-            [[way, s.wall_ms, s.busy_ms, 100 * s.busy_share, s.idle_ms, nbytes / s.busy_ms / 1e6,
-              100 * nbytes / s.busy_ms * 1e3 / bandwidth] for (way, nbytes), s in splits.items()]))
+nf4 = "nf4 weights, generate"
+profiled = {dynamic: ways[dynamic], own: ways[own], nf4: ways_to_decode(nf4_model, prompt)["generate, dynamic cache"]}
+nbytes = {dynamic: read_bytes[name], own: read_bytes[name],
+          nf4: weight_bytes_per_token(nf4_model) + kv_cache_bytes(model.config, context, element_bytes=dtype.itemsize)}
+profile_rounds = lesson.size("rounds")
+# the profiler takes seconds per profiled token of generate to collect its events (about 700 kernel launches a step on
+# a GPU): a round profiles 16 tokens, and the kernel time per step varies far less between rounds than the wall time
+profile_tokens = min(new_tokens, 16)
+splits = interleaved({way: partial(step_split, run, profile_tokens, lesson.device) for way, run in profiled.items()},
+                     profile_rounds)
 del nf4_model
 
-# %%
-eager_split, own_split, nf4_split = splits.values()
-print(f"With generate's dynamic cache, {busy_what} fill {100 * eager_split.busy_share:.0f}% of a step; the other "
-      f"{eager_split.idle_ms:.2f} ms are overhead. The {own.split(', ', 1)[1]} "
-      + ("spends more of its time working" if own_split.busy_share > eager_split.busy_share else
-         "does not spend a larger share of its time working")
-      + f" ({100 * own_split.busy_share:.0f}%). nf4's kernels take "
-      + ("longer" if nf4_split.busy_ms > eager_split.busy_ms else "less time")
-      + f" per step than 16-bit's ({nf4_split.busy_ms:.2f} vs {eager_split.busy_ms:.2f} ms) reading "
-      f"{read_bytes[name] / nf4_bytes:.1f}x fewer bytes: "
-      + ("dequantizing costs more than the bytes it saves here." if nf4_split.busy_ms > eager_split.busy_ms else
-         "the bytes it saves outweigh its dequantizing here."))
+busy = {way: [s.busy_ms for s in per_round] for way, per_round in splits.items()}
+share = {way: [s.busy_share for s in per_round] for way, per_round in splits.items()}
+busy_what = splits[dynamic][0].busy_what
+print(f"{name}, {profile_rounds} profiled rounds of {profile_tokens} tokens: medians, and the range of the "
+      f"{busy_what}' time over rounds")
+print(table(["decoding", "wall ms/step", f"{busy_what} ms", "range", "busy %", "other ms", "GB/s while busy",
+             "% of peak bandwidth"],
+            [[way, median([s.wall_ms for s in per_round]), median(busy[way]),
+              f"{min(busy[way]):.3g}-{max(busy[way]):.3g}", 100 * median(share[way]),
+              median([s.idle_ms for s in per_round]), nbytes[way] / median(busy[way]) / 1e6,
+              100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth] for way, per_round in splits.items()]))
 
 # %% [markdown]
-# On a GPU, a decode step of a model this size is hundreds of small kernels; launched one by one from Python, the GPU
-# waits between them. A CUDA graph replays them back to back, so the step's wall time comes much closer to its kernel
-# time (the busy column), though not all of the way. The kernel time itself also shrank between the two rows; they
-# differ in two ways at once (a compiled step, whose compiler can fuse small kernels, and a static cache written in
-# place instead of a cache grown every step), and one profile of each does not say which one did it. What remains
-# between the kernel time and the bound is the kernels themselves: their achieved bandwidth, in the last column, is
-# below the data sheet's peak (lesson 08 measures one large matrix-vector product alone). On a CPU there are no
-# launches to save: the operators are most of the step already.
+# What the split says, computed from it (each comparison a per-round ratio of the interleaved rounds; an interval that
+# contains 1 is no measurable difference):
+
+# %%
+unprofiled = {way: median(speeds[name][way]) for way in (dynamic, own)}
+for way, ms in unprofiled.items():
+    print(f"{way}: profiled wall {median([s.wall_ms for s in splits[way]]):.3g} ms/step against {ms:.3g} unprofiled "
+          "(the table above): profiling changes the wall time, so compare shares and kernel times, not wall times")
+print(f"With generate's dynamic cache, {busy_what} fill {100 * median(share[dynamic]):.0f}% of a step "
+      f"(rounds {100 * min(share[dynamic]):.0f}-{100 * max(share[dynamic]):.0f}%); the rest is overhead.")
+print(f"The {own.split(', ', 1)[1]}'s share of its step in {busy_what}, against the dynamic cache's: "
+      f"{compare(paired_ratio(share[own], share[dynamic]), 'larger', 'smaller')}.")
+print(f"Its {busy_what}' time per step, against the dynamic cache's: "
+      f"{compare(paired_ratio(busy[dynamic], busy[own]), 'shorter', 'longer')}.")
+nf4_kernels = paired_ratio(busy[dynamic], busy[nf4])  # above 1: nf4's kernels take less time
+verdict = ("shorter in every round: the bytes it saves outweigh its dequantizing here" if nf4_kernels[1] > 1 else
+           "longer in every round: dequantizing costs more than the bytes it saves here" if nf4_kernels[2] < 1 else
+           "no measurable difference: these rounds cannot tell the saved bytes from the dequantizing apart")
+print(f"nf4's {busy_what}' time per step ({median(busy[nf4]):.3g} ms, reading {nbytes[dynamic] / nbytes[nf4]:.1f}x "
+      f"fewer bytes) against 16-bit's ({median(busy[dynamic]):.3g} ms): 16-bit's over nf4's {nf4_kernels[0]:.3f} "
+      f"(rounds {nf4_kernels[1]:.3f}-{nf4_kernels[2]:.3f}), {verdict}.")
+peak_share = {way: 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth for way in splits}
+print("bandwidth reached while busy, as % of the peak: "
+      + ", ".join(f"{way} {pct:.0f}%" for way, pct in peak_share.items())
+      + (" (above 100%: the weights came from a cache, so the bound does not apply to them)"
+         if max(peak_share.values()) > 100 else ""))
+
+# %% [markdown]
+# Reading the lines above. On a GPU, a step of `generate` with its dynamic cache is hundreds of small kernels launched
+# one by one from Python; the own loop is compiled to replay a recorded CUDA graph instead. Where its share in kernels
+# is larger, that is launch overhead saved; the rest of its step outside kernels is what remains around the graph
+# (lesson 08 counts the graph replays and what else a compiled step launches). Where the kernel time itself differs
+# between the two rows, they differ in two ways at once (a compiled step, whose compiler can fuse small kernels, and a
+# static cache written in place instead of a cache grown every step), and this profile does not say which one did it.
+# What remains between the kernel time and the bound is the kernels themselves: their achieved bandwidth, against the
+# data sheet's peak (lesson 08 measures one large matrix-vector product alone). On a CPU there are no kernel launches
+# to save: the split there is between the operators and Python around them.
 
 # %% [markdown]
 # ## The KV cache
@@ -329,11 +364,10 @@ for name, model in models.items():
 # ## What fits
 # The weights are paid once; the KV cache once per sequence. On this machine's memory, how many sequences of a given
 # context fit next to the weights, in 16-bit and in 4-bit (4.5 bits a weight: lesson 03's nf4 with its scales)? A
-# 70B shape is counted on the meta device, no memory used. Two approximations: every weight is counted at 4.5 bits
+# 70B shape is counted on the meta device, no memory used; for the models loaded above, the cell asserts that the
+# meta device counts as many weights as the loaded model. One approximation: every weight is counted at 4.5 bits
 # although nf4 keeps the embedding and the head in 16-bit (lesson 03 measures it), which understates the 4-bit
-# weights (and so overstates how many sequences fit beside them);
-# and a model built on the meta device counts a tied embedding and head twice, which overstates the 1B shape (its
-# weights here are larger than the loaded model's at the top of the lesson).
+# weights (and so overstates how many sequences fit beside them).
 
 # %%
 from helpers.memory import analytic_size, parameter_count
@@ -343,6 +377,8 @@ memory = lesson.memory_limit_bytes
 fit_rows = []
 for name in [*lesson.size("models"), "llama3-70b-shape"]:
     config, count = model_config(name), parameter_count(empty_model(name))
+    if name in models:
+        assert count == parameter_count(models[name]), f"{name}: the meta count differs from the loaded model's"
     for label, bits in (("16-bit", 16), ("4-bit", 4.5)):
         weights = analytic_size(count, bits)
         row = [name, label, weights / GiB]
@@ -370,8 +406,17 @@ check("07", answer, config=model_config("llama3-8b-shape"), tokens=8192, batch=4
 
 # %%
 slugs = dict(zip(ways, ["generate_dynamic", "generate_static", "own_loop"], strict=True))
+
+
+def with_range(values):
+    """Return (median, lowest, highest) of one value per round, the form lesson.record widens by run-to-run."""
+    return median(values), min(values), max(values)
+
+
+bounds = {name: decode_bound_tokens_per_s(read_bytes[name], bandwidth) for name in speeds}
 lesson.record(
-    **{f"{name}_{slugs[way]}_pct_of_bound": value for (name, way), value in shares.items()},
-    busy_share_generate_dynamic_pct=100 * eager_split.busy_share,
-    busy_share_own_loop_pct=100 * own_split.busy_share,
+    **{f"{name}_{slugs[way]}_pct_of_bound": with_range([100 * 1e3 / t / bounds[name] for t in ms])
+       for name, ways_ms in speeds.items() for way, ms in ways_ms.items()},
+    busy_share_generate_dynamic_pct=with_range([100 * x for x in share[dynamic]]),
+    busy_share_own_loop_pct=with_range([100 * x for x in share[own]]),
 )

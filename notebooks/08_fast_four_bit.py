@@ -133,6 +133,12 @@ for v, ok in compileable.items():
 answer_predict = ...  # True or False
 
 # %%
+import re
+from collections import Counter
+from functools import partial
+
+from torch.profiler import ProfilerActivity, profile
+
 from helpers.decoding import StaticGreedy, kv_cache_bytes, step_ms, step_split, top_kernels, weight_bytes_per_token
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
 from helpers.memory import GiB, model_footprint
@@ -141,9 +147,34 @@ from helpers.tables import table
 from helpers.timing import compare, interleaved, paired_ratio
 
 prompt_len, new_tokens, rounds = lesson.size("prompt_tokens"), lesson.size("new_tokens"), lesson.size("rounds")
+# tokens a profiled run decodes: collecting the profiler's events takes seconds, and a step's wall time is the
+# difference of two runs, noisier the fewer tokens it is spread over
+profile_tokens = min(new_tokens, 64)
 base = str(dtype).removeprefix("torch.")
 bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
 print(f"memory bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source})")
+
+
+# the CUDA runtime calls a decode step makes, by the profiler's names for them (the driver API's cu... too)
+RUNTIME_CALLS = {
+    "CUDA graph replays": r"cu(da)?GraphLaunch",
+    "kernels launched outside graphs": r"cu(da)?LaunchKernel(Ex|ExC)?",
+    "waits for the GPU": r"cu(da)?(Stream|Device|Event)Synchronize",
+}
+
+
+def runtime_calls_per_step(run, new_tokens):
+    """Profile run(new_tokens) and run(1) on the GPU; return one decode step's count of each of RUNTIME_CALLS."""
+    def counts(n):
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                                             acc_events=True) as prof:
+            run(n)
+        names = Counter(event.name for event in prof.events())
+        return {what: sum(c for name, c in names.items() if re.fullmatch(pattern, name))
+                for what, pattern in RUNTIME_CALLS.items()}
+
+    many, one = counts(new_tokens), counts(1)
+    return {what: (many[what] - one[what]) / (new_tokens - 1) for what in RUNTIME_CALLS}
 
 
 def load(name, variant):
@@ -153,6 +184,7 @@ def load(name, variant):
                                                 quantization_config=config)
 
 
+largest = lesson.size("shapes")[-1]
 shapes = {}
 for name in lesson.size("shapes"):
     models = {v: load(name, v) for v in [base, *variants]}
@@ -170,10 +202,14 @@ for name in lesson.size("shapes"):
         "bytes": {v: weight_bytes_per_token(m) + kv for v, m in models.items()},
         "ms": interleaved({v: step_ms(run, new_tokens, lesson.device) for v, run in runs.items()}, rounds),
         "same_tokens": same,
-        # lesson 07's profiler split of one decode step, and the variant's own kernels, kept for the analysis below
-        "split": {v: step_split(runs[v], new_tokens, lesson.device) for v in (base, variants[0])},
-        "top_kernels": top_kernels(lambda: runs[variants[0]](new_tokens), lesson.device),
     }
+    if name == largest:  # profiled for the analysis below: lesson 07's split of a step in interleaved rounds, the
+        # variant's own kernels, and (on a GPU) the CUDA runtime calls one step makes
+        profiled = {v: runs[v] for v in (base, variants[0])}
+        split = interleaved({v: partial(step_split, run, profile_tokens, lesson.device) for v, run in profiled.items()},
+                            rounds)
+        top = top_kernels(lambda: runs[variants[0]](profile_tokens), lesson.device)
+        runtime = {v: runtime_calls_per_step(run, profile_tokens) for v, run in profiled.items()} if gpu else None
     del models, loops, runs
     if gpu:
         torch.cuda.empty_cache()
@@ -192,7 +228,6 @@ answer = ...  # your answer
 # %%
 from helpers.exercises import check
 
-largest = lesson.size("shapes")[-1]
 check("08", answer, bytes_per_token=shapes[largest]["bytes"], base=base, variant=variants[0])
 
 # %%
@@ -235,26 +270,40 @@ check("08-predict", answer_predict, ratio=measured, variant=variants[0], base=ba
 
 # %% [markdown]
 # ## Where the time goes
-# First the whole decode step, split as in lesson 07: the wall time of one step against the time its kernels ran
-# (on a CPU: its operators). Then the profiler's own table of the kernels that take the most time in the variant's
-# steps.
+# First the whole decode step, split as in lesson 07 and profiled in interleaved rounds: the wall time of one step
+# against the time its kernels ran (on a CPU: its operators). On a GPU, also what the host asks of the CUDA runtime in
+# one step, counted from the same kind of profile: how many **CUDA graphs** it replays (`cudaGraphLaunch`), how many
+# kernels it launches one by one outside graphs, and how often it waits for the GPU (a synchronize: until the host
+# has launched the next work, the GPU has none). Then the profiler's own table of the kernels that take the most time
+# in the variant's steps.
 
 # %%
-split = shapes[largest]["split"]
-print(table(["weights", "wall ms/step", f"{split[base].busy_what} ms", "busy %", "other ms"],
-            [[v, t.wall_ms, t.busy_ms, 100 * t.busy_share, t.idle_ms] for v, t in split.items()]))
-print(f"\n{variants[0]} on {largest}, {new_tokens} tokens: the kernels with the most time")
-print(shapes[largest]["top_kernels"])
+from statistics import median
+
+busy = {v: [t.busy_ms for t in per_round] for v, per_round in split.items()}
+idle = {v: [t.idle_ms for t in per_round] for v, per_round in split.items()}
+busy_what = split[base][0].busy_what
+print(f"{largest}, {rounds} profiled rounds of {profile_tokens} tokens: medians, and the range over rounds")
+print(table(["weights", "wall ms/step", f"{busy_what} ms", "range", "busy %", "other ms", "range"],
+            [[v, median([t.wall_ms for t in per_round]), median(busy[v]), f"{min(busy[v]):.3g}-{max(busy[v]):.3g}",
+              100 * median([t.busy_share for t in per_round]), median(idle[v]),
+              f"{min(idle[v]):.3g}-{max(idle[v]):.3g}"]
+             for v, per_round in split.items()]))
+if runtime:
+    print("\nCUDA runtime calls in one decode step (one profile of each):")
+    print(table(["weights", *RUNTIME_CALLS], [[v, *counts.values()] for v, counts in runtime.items()]))
+print(f"\n{variants[0]} on {largest}, {profile_tokens} tokens: the kernels with the most time")
+print(top)
 
 # %% [markdown]
 # ## One layer's kernel
 # A decode step is mostly matrix-vector products, so look at one alone: the largest shape's MLP up-projection
 # (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
 # (`torch.compile` of the layer, default mode). The profiler gives the time the kernels themselves ran (launch
-# overhead excluded; `time_split`, which lesson 07's `step_split` uses), and from it the bandwidth each reached: weight bytes over kernel
-# time. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the 16-bit kernel's, is larger than the
-# fraction of the bytes it reads: a kernel that reads a quarter of the bytes at half the bandwidth still takes half
-# the time. It need not reach the 16-bit kernel's bandwidth.
+# overhead excluded; `time_split`, which lesson 07's `step_split` uses), and from it the bandwidth each reached: weight
+# bytes over kernel time, in interleaved rounds. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the
+# 16-bit kernel's, is larger than the fraction of the bytes it reads: a kernel that reads a quarter of the bytes at
+# half the bandwidth still takes half the time. It need not reach the 16-bit kernel's bandwidth.
 
 # %%
 from torchao.quantization import quantize_
@@ -265,60 +314,81 @@ from helpers.models import model_config
 
 shape = model_config(largest)
 x = torch.randn(1, shape.hidden_size, dtype=dtype, device=lesson.device)
-calls = 20  # profiled calls per layer; the kernel time below is one call's share
-kernel = {}
+calls = 20  # profiled calls per layer and round; the kernel time below is one call's share
+weight_bytes, layer_calls = {}, {}
 for v in [base, *[v for v in variants if isinstance(configs[v], TorchAoConfig)]]:
     layer = torch.nn.Linear(shape.hidden_size, shape.intermediate_size, bias=False, dtype=dtype, device=lesson.device)
     if v != base:
         quantize_(layer, configs[v].quant_type)
-    forms = {"eager": layer, **({"compiled": torch.compile(layer)} if lesson.size("compile_mode") else {})}
-    busy = {}
-    for form, fn in forms.items():
+    weight_bytes[v] = stored_bytes(layer.weight)
+    compiled = {"compiled": torch.compile(layer)} if lesson.size("compile_mode") else {}
+    for form, fn in {"eager": layer, **compiled}.items():
         for _ in range(3):  # warm-up: compilation and first calls
             fn(x)
-        busy[form] = time_split(lambda fn=fn: [fn(x) for _ in range(calls)], lesson.device).busy_ms / calls
-    kernel[v] = (stored_bytes(layer.weight), busy)
-print(f"{largest} MLP up-projection, {shape.intermediate_size} x {shape.hidden_size}, batch 1: kernel time per call, "
-      "and the bandwidth it reached as % of the peak")
-print(table(["weights", "MiB", *kernel[base][1]],
-            [[v, nbytes / MiB, *[f"{ms * 1e3:.1f} us, {100 * nbytes / (ms / 1e3) / bandwidth:.0f}%" for ms in t.values()]]
-             for v, (nbytes, t) in kernel.items()]))
+        layer_calls[(v, form)] = lambda fn=fn: time_split(lambda: [fn(x) for _ in range(calls)],
+                                                          lesson.device).busy_ms / calls
+layer_ms = interleaved(layer_calls, rounds)
+forms = list(dict.fromkeys(form for _, form in layer_ms))
+print(f"{largest} MLP up-projection, {shape.intermediate_size} x {shape.hidden_size}, batch 1: kernel time per call "
+      f"(median of {rounds} rounds, range), and the bandwidth the median reached as % of the peak")
+print(table(["weights", "MiB", *forms],
+            [[v, nbytes / MiB, *[f"{median(ms) * 1e3:.1f} us ({min(ms) * 1e3:.1f}-{max(ms) * 1e3:.1f}), "
+                                 f"{100 * nbytes / (median(ms) / 1e3) / bandwidth:.0f}%"
+                                 for ms in (layer_ms[(v, form)] for form in forms)]]
+             for v, nbytes in weight_bytes.items()]))
 
 # %% [markdown]
-# What the three measurements say together, computed from them:
+# What the three measurements say together, computed from them (ratios per round of the interleaved rounds; an
+# interval that contains 1 is no measurable difference):
 
 # %%
-fastest = {v: min(t.values()) for v, (_, t) in kernel.items()}
-for v in fastest:
-    if v == base:
-        continue
-    byte_ratio, time_ratio = kernel[base][0] / kernel[v][0], fastest[base] / fastest[v]
-    verdict = (f"faster than {base}: its kernel turns the saved bytes into time" if time_ratio > 1 else
-               f"not faster than {base}: its kernel reads the fewer bytes too slowly to win")
-    print(f"{v}: {byte_ratio:.2f}x fewer bytes, {time_ratio:.2f}x the {base} layer's kernel speed (faster of eager "
-          f"and compiled): {verdict}")
+best = {v: [min(layer_ms[(v, form)][i] for form in forms) for i in range(rounds)] for v in weight_bytes}
+layer_ratio = {v: paired_ratio(best[base], best[v]) for v in best if v != base}
+for v, ratio in layer_ratio.items():
+    verdict = (f"faster than {base}: its kernel turns the saved bytes into time" if ratio[1] > 1 else
+               f"slower than {base}: its kernel reads the fewer bytes too slowly to win" if ratio[2] < 1 else
+               f"no measurable difference from {base}")
+    print(f"{v}: {weight_bytes[base] / weight_bytes[v]:.2f}x fewer bytes; its layer's kernel (the faster of eager and "
+          f"compiled each round) against {base}'s: {compare(ratio)}: {verdict}")
 v = variants[0]
-if v in kernel:
-    step_kernels = split[v].busy_ms / split[base].busy_ms
-    layer_speed = fastest[base] / fastest[v]
-    print(f"{v}: one layer's kernel {layer_speed:.2f}x the speed of {base}'s; the whole step's kernels "
-          f"{1 / step_kernels:.2f}x; the whole step {compare(measured)}.")
-    if split[v].idle_ms > split[base].idle_ms + 0.1 * split[base].wall_ms:
-        print(f"{v}'s step spends {split[v].idle_ms:.2f} ms outside kernels against {split[base].idle_ms:.2f} ms for "
-              f"{base}: " + ("gaps between kernels, which a step captured whole in a CUDA graph would not have "
-                             "(TORCH_LOGS=perf_hints says whether and why a graph was skipped)." if gpu else
-                             "the framework and Python around its operators."))
-    if step_kernels > 1 / max(layer_speed, 1e-9):
+step_ratio = paired_ratio(busy[base], busy[v])
+print(f"{v}, the whole step's {busy_what} against {base}'s: {compare(step_ratio)}; the whole step: "
+      f"{compare(measured)}.")
+more = [a - b for a, b in zip(idle[v], idle[base], strict=True)]  # a difference: time outside kernels can be near 0
+print(f"{v}'s step outside {busy_what} ({median(idle[v]):.2f} ms) against {base}'s ({median(idle[base]):.2f} ms): "
+      + (f"{median(more):.2f} ms more (rounds {min(more):.2f} to {max(more):.2f})" if min(more) > 0 else
+         f"{-median(more):.2f} ms less (rounds {-max(more):.2f} to {-min(more):.2f})" if max(more) < 0 else
+         f"no measurable difference (rounds {min(more):.2f} to {max(more):.2f} ms more)") + ".")
+for w, counts in (runtime or {}).items():
+    graphs, launched, waits = counts.values()
+    print(f"{w}'s step " + (f"replays {graphs:.3g} CUDA graph(s)" if round(graphs) else "replays no CUDA graph")
+          + f" and launches {launched:.3g} kernels one by one outside graphs"
+          + (f"; it waits for the GPU {waits:.3g} time(s), and after each wait the GPU has no work until the host "
+             "launches the next: time outside kernels that replaying a graph does not remove" if round(waits) else "")
+          + ".")
+if runtime:
+    same_calls = [round(n) for n in runtime[v].values()] == [round(n) for n in runtime[base].values()]
+    print(f"{v} and {base}: " + ("the same runtime calls a step, so a difference in their time outside kernels is "
+                                 "not in what the host launches: it lies in the host's time before each launch or "
+                                 "between the kernels of the replayed graph, which these counts do not separate."
+                                 if same_calls else "different runtime calls a step (the table above)."))
+if v in layer_ratio:
+    if step_ratio[2] < layer_ratio[v][1]:
         print("the whole step's kernels compare worse than the one layer did: the step's other kernels (listed "
               "above) take the difference.")
-if any(nbytes / (ms / 1e3) > bandwidth for nbytes, t in kernel.values() for ms in t.values()):
+    elif step_ratio[1] > layer_ratio[v][2]:
+        print("the whole step's kernels compare better than the one layer did.")
+    else:
+        print("the whole step's kernels and the one layer compare alike within the rounds.")
+if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in weight_bytes.items() for form in forms):
     print("a share above 100% means the layer's weights came from a cache, not from memory: it fits in this "
           "processor's cache, so the bound does not apply to it")
 
 # %% [markdown]
 # Read the three measurements together, per format. Where one layer's kernel is slower than 16-bit's (the lines above
 # say which), the format's kernel is the reason, not the bytes. Where the layer's kernel is faster but the decode step
-# is not, the time goes elsewhere in the step: the other kernels, and the gaps between kernels in the step split.
+# is not, the time goes elsewhere in the step: its other kernels, and the time outside kernels in the step split,
+# whose runtime calls say what the host does around the kernels.
 # The int4 kernel here is `tinygemm`, written for the A100; torchao's default `"plain"` int4 packing on Hopper uses
 # other kernels (the `mslk` / fbgemm GPU kernel packages), which the course does not install, and vLLM and SGLang ship
 # their own (Marlin, Machete). A weight format is only as fast as the kernels and the step around it.
@@ -346,13 +416,14 @@ print(table(["weights", "perplexity", f"vs {base}"], [[v, p, p / quality[base]] 
 # Only when everything around the bytes keeps up: a kernel that reads the packed weights fast enough for fewer bytes
 # to mean less time (not necessarily at the 16-bit kernel's bandwidth: see the layer table), and a step that adds no
 # more time around its kernels than the 16-bit step does. The decode table answers for this machine and this
-# software; the layer table and the step split say which of the two held. Timings of the same 16-bit step differ by
-# several percent between this lesson and lesson 07 (separate runs): compare within one table. The
+# software; the layer table and the step split say which of the two held. Timings of the same 16-bit step in this
+# lesson and in lesson 07 come from separate runs, which vary more than the rounds of one run: compare within one
+# table (recorded ratios carry an interval widened for that). The
 # quality table says what each format costs in perplexity on the real SmolLM2.
 
 # %%
 lesson.record(
-    **{f"{name}_{v}_vs_{base}_decode": paired_ratio(r["ms"][base], r["ms"][v])[0]
+    **{f"{name}_{v}_vs_{base}_decode": paired_ratio(r["ms"][base], r["ms"][v])
        for name, r in shapes.items() for v in variants},
     **{f"ppl_{v}": p for v, p in quality.items()},
 )

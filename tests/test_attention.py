@@ -12,7 +12,7 @@ from helpers.attention import (
     math_score_dtype,
     priority_order,
     probe_backends,
-    refusal_reason,
+    reasons_by_backend,
     run_with_backend,
     sweep_prefill,
     sweep_sequence_lengths,
@@ -126,18 +126,45 @@ class ScoreDtypes(TorchDispatchMode):
         return out
 
 
+@pytest.fixture
+def half_reduction():
+    """Allow half-precision reduction in the math backend for one test, then restore the switch."""
+    before = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
+    torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)
+    yield
+    torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(before)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_math_score_dtype_is_what_the_math_kernel_computes_scores_in(dtype):
+def test_math_score_dtype_upcasts_half_inputs_and_is_the_dtype_of_the_scores(dtype):
+    assert math_score_dtype(dtype) == torch.float32  # the default: half inputs are computed in float32
     q = torch.randn(1, 2, 32, 16, dtype=dtype)
     mode = ScoreDtypes(32)
     with sdpa_kernel([SDPBackend.MATH]), mode:
         torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
-    softmax_dtypes = {d for name, d in mode.dtypes if "softmax" in name}
-    assert softmax_dtypes == {math_score_dtype(dtype)}
+    computed = {d for name, d in mode.dtypes if name != "_to_copy"}  # _to_copy: the weights cast back to the inputs'
+    assert computed == {math_score_dtype(dtype)}
 
 
-def test_refusal_reason_keeps_the_reason_and_drops_headings():
-    heading = "Flash attention kernel not used because: (Triggered internally at /x/sdp_utils.cpp:988.)"
-    assert refusal_reason(heading) == ""
-    reason = "Expected query, key and value to all be of dtype: {Half, BFloat16}. (Triggered internally at /x/y.h:91.)"
-    assert refusal_reason(reason) == "Expected query, key and value to all be of dtype: {Half, BFloat16}."
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_math_score_dtype_sees_half_precision_where_half_reduction_is_allowed(dtype, half_reduction):
+    assert math_score_dtype(dtype) == dtype
+
+
+def test_each_backend_keeps_only_the_reasons_under_its_own_heading():
+    where = " (Triggered internally at /x/sdp_utils.cpp:9.)"
+    dtype_reason = "Expected query, key and value to all be of dtype: {Half, BFloat16}. Got Query dtype: float."
+    messages = [  # the order and wording of torch 2.11's warnings when only flash is allowed, on float32 inputs
+        "Memory efficient kernel not used because:" + where,
+        "Memory Efficient attention has been runtime disabled." + where,
+        "Flash attention kernel not used because:" + where,
+        dtype_reason + where,
+        "cuDNN attention kernel not used because:" + where,
+        "cuDNN attention has been runtime disabled." + where,
+    ]
+    assert reasons_by_backend(messages) == {
+        "efficient": ("Memory Efficient attention has been runtime disabled.",),
+        "flash": (dtype_reason,),
+        "cudnn": ("cuDNN attention has been runtime disabled.",),
+    }
+    assert reasons_by_backend(["an unrelated warning" + where]) == {}
