@@ -19,6 +19,7 @@ from helpers.timing import benchmark_generation, interleaved
 
 __all__ = [
     "BACKENDS",
+    "HEADINGS",
     "allowed_backends",
     "attention_flops",
     "decode_rounds",
@@ -30,6 +31,7 @@ __all__ = [
     "run_with_backend",
     "sweep_prefill",
     "sweep_sequence_lengths",
+    "without_location",
 ]
 
 BACKENDS = {

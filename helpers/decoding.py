@@ -20,6 +20,7 @@ __all__ = [
     "TimeSplit",
     "cache_bytes",
     "kv_cache_bytes",
+    "native_stderr_silenced",
     "step_ms",
     "step_split",
     "time_split",

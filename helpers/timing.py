@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "time_once"]
+__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "spread", "time_once"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,12 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
     """Return the median, lowest and highest of per-round ratios numerator/denominator of interleaved rounds."""
     ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
     return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """Return the median, lowest and highest of values (one per round): the triple `Lesson.record` takes."""
+    return statistics.median(values), min(values), max(values)
+
 
 def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
     """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""

@@ -311,9 +311,9 @@ check("02-predict", answer_predict, peak_bytes=math_at_headline.peak_bytes,
 # %% [markdown]
 # The N × N cell predicted the dtype of the math kernel's scores. While its softmax runs, the scores and the weights
 # are both held, so its peak is at least two score matrices in that dtype: the check below. Where the inputs are in
-# half precision, scores and weights kept in half precision would take half those bytes, so there the check also
-# fails where the scores were not upcast. (On a CPU, whose inputs here are float32, the two dtypes agree, and only the
-# dtype probe above tells them apart.) At every length where the math kernel ran:
+# half precision, scores and weights kept in half precision would take half those bytes, so there the check would
+# likely fail where the scores were not upcast. (On a CPU, whose inputs here are float32, the two dtypes agree, and
+# only the dtype probe above tells them apart.) At every length where the math kernel ran:
 
 # %%
 math_ran = [p for p in sweep["math"] if p.peak_bytes]
@@ -375,6 +375,8 @@ explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_d
 # keeps, for each refused one, only the reasons under its own heading (the error's first line where there are none).
 
 # %%
+from helpers.attention import HEADINGS, without_location
+
 forced = "flash" if lesson.device == "cuda" else "cudnn"
 q32 = torch.randn(1, 8, 256, 64, device=lesson.device, dtype=torch.float32)
 with warnings.catch_warnings(record=True) as caught:  # recorded, then listed below without their source locations
@@ -386,8 +388,8 @@ with warnings.catch_warnings(record=True) as caught:  # recorded, then listed be
         print(f"RuntimeError with only {forced} allowed on float32 inputs:\n  {str(err).splitlines()[0]}")
 print(f"PyTorch's warnings before it: {len(caught) or 'none'}")
 for warning in caught:
-    message = str(warning.message).split(" (Triggered internally")[0]
-    print(f"  {message}" if message.endswith("because:") else f"      {message}")
+    message = without_location(str(warning.message))
+    print(f"  {message}" if message in HEADINGS else f"      {message}")
 print("\nwhy, per backend:")
 for verdict in probe_backends(q32, q32, q32, is_causal=True).values():
     print(" ", verdict)

@@ -132,7 +132,8 @@ for kind in ("fp4", "nf4"):
     ours, theirs = quantize_from_scratch(weight, kind), bitsandbytes_round_trip(weight, kind)
     errors[kind] = (ours - weight).abs().mean().item()
     differ = ours != theirs
-    nearest_two = (normalised[differ].unsqueeze(-1) - code_book(kind)).abs().sort(dim=-1).values[:, :2]
+    codes = code_book(kind).unique()  # FP4 has +0 and -0: one value, else every tiny weight would look like a tie
+    nearest_two = (normalised[differ].unsqueeze(-1) - codes).abs().sort(dim=-1).values[:, :2]
     ties = int((nearest_two[:, 1] - nearest_two[:, 0] <= 1e-6).sum())
     off_midpoint[kind] = int(differ.sum()) - ties
     agreement = ("is identical to bitsandbytes'" if ties + off_midpoint[kind] == 0 else
@@ -299,10 +300,15 @@ four_bit = [name for name, (_, config) in configs.items() if config is not None]
 assert all(footprint[name] < 0.5 * footprint[half_name] for name in four_bit), {n: footprint[n] for n in four_bit}
 assert ppl["nf4"] < ppl["fp4"]
 assert "Paris" in answers[half_name], answers[half_name]
-wrong = {name: answers[name] for name in four_bit if "Paris" not in answers[name]}
+# fp4's answer is printed above, not asserted: its perplexity is above nf4's (asserted above), and whether its greedy
+# answer survives float16 compute (the t4 profile) has not been checked
+nf4_variants = [name for name in four_bit if name.startswith("nf4")]
+wrong = {name: answers[name] for name in nf4_variants if "Paris" not in answers[name]}
 assert not wrong, wrong
-print(f"each 4-bit variant ({', '.join(four_bit)}) takes less than half the {half_name} footprint and names Paris as "
-      f"the {half_name} baseline does; NF4 beats FP4 on perplexity")
+print(f"each 4-bit variant ({', '.join(four_bit)}) takes less than half the {half_name} footprint; the nf4 variants "
+      f"name Paris as the {half_name} baseline does (fp4 {'does too' if 'Paris' in answers['fp4'] else 'does not'}; "
+      "not asserted: its greedy answer with float16 compute, as on a T4, has not been checked); NF4 beats FP4 on "
+      "perplexity")
 
 # %% [markdown]
 # What the two defaults (FP4 code book, float32 compute) and the non-default double quantization change on this

@@ -145,7 +145,7 @@ print(f"in {worst} the largest |x| is {magnitudes[worst].max():.0f}, {magnitudes
 # %%
 import inspect
 
-from helpers.outliers import int8_matmul, llm_int8_matmul, quantize_rows, relative_error
+from helpers.outliers import int8_matmul, llm_int8_matmul, outlier_features, quantize_rows, relative_error
 
 print(inspect.getsource(quantize_rows))
 print(inspect.getsource(llm_int8_matmul))
@@ -156,7 +156,7 @@ weight = dict(model.named_modules())[worst].weight.detach().float().cpu()
 exact = x @ weight.T
 naive = int8_matmul(x, weight)
 ours = llm_int8_matmul(x, weight, threshold)
-outlier_columns = x.abs().amax(0) >= threshold
+outlier_columns = torch.isin(torch.arange(x.shape[1]), outlier_features(x, threshold))  # llm_int8_matmul's rule
 print(f"layer {worst}: {int(outlier_columns.sum())} outlier columns of {x.shape[1]}")
 ordinary = x[:, ~outlier_columns]
 for label, rows in (("naive int8 (outliers in the rows)", x), ("LLM.int8() (outliers moved out)", x * ~outlier_columns)):
@@ -465,7 +465,9 @@ encoded = chat_inputs(tokenizer, question, int8_model.device)
 generator = pipeline("text-generation", model=int8_model, tokenizer=tokenizer)
 new = lesson.size("new_tokens")
 # One GenerationConfig for both calls: the pipeline hands a call's own generation_config to generate() in place of the
-# one it prepared; loose keywords would join that one, which transformers 5.17 warns about on every call.
+# one it prepared; loose keywords would join that one, which transformers 5.17 warns about on every call. Greedy is
+# do_sample=False set, not left unset (None): 5.23's pipeline adds its sampling default (do_sample=True) only to a
+# config that leaves do_sample unset, and 5.17's generate() keeps every value that is set; the assert below checks it.
 settings = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=False)
 messages = [{"role": "user", "content": question}]
 # clean_up_tokenization_spaces=False: the clean-up is for WordPiece; this BPE tokenizer skips it and warns when asked

@@ -416,8 +416,8 @@ from helpers.evaluation import interleaved_decode
 
 print(f"nf4 quantizer is_compileable: {models['nf4'].hf_quantizer.is_compileable}")
 # warm-up rounds: the first compiles the decode step and captures its CUDA graph, the others settle what follows.
-# The 16-bit ratio is the recorded headline and varies much from round to round, so it gets four times the matrix's
-# rounds (a round is short: one model, batch 1); nf4, which generate does not compile, keeps the matrix's.
+# The 16-bit ratio is the recorded headline, so as a precaution it gets four times the matrix's rounds (a round is
+# short: one model, batch 1); nf4, which generate does not compile, keeps the matrix's.
 rounds_of = {baseline: 4 * timing["rounds"], "nf4": timing["rounds"]}
 static_speedup, compiled = {}, {}
 if not lesson.size("compile"):
@@ -455,13 +455,15 @@ else:
 # Ratios carry their rounds' range widened by the run-to-run variation between machines.
 
 # %%
+from helpers.timing import spread
+
 headline = {}
 if compiled.get(baseline):
     headline["compiled_static_vs_dynamic_decode"] = static_speedup[baseline]
 elif lesson.size("compile"):
     print(f"not recorded: generate built no compiled step for {baseline} here")
 lesson.record(
-    **{f"decode_{w_name}_pct_of_bound": (median(v), min(v), max(v)) for w_name, v in shares.items()},
+    **{f"decode_{w_name}_pct_of_bound": spread(v) for w_name, v in shares.items()},
     **headline,
     **{f"ppl_{w}": v for w, v in quality.items()},
 )

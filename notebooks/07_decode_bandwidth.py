@@ -119,7 +119,7 @@ answer_predict = ...  # True or False
 from statistics import median
 
 from helpers.decoding import step_ms
-from helpers.timing import compare, interleaved, paired_ratio
+from helpers.timing import compare, interleaved, paired_ratio, spread
 
 compile_mode = lesson.size("compile_mode")  # None on the cpu profile: compiling here would take minutes of CI time
 rounds = lesson.size("rounds")
@@ -154,9 +154,9 @@ rows, shares = [], {}
 for name, ways in speeds.items():
     bound = decode_bound_tokens_per_s(read_bytes[name], bandwidth)
     for way, ms in ways.items():
-        typical = median(ms)
+        typical, low, high = spread(ms)
         shares[(name, way)] = 100 * 1e3 / typical / bound
-        rows.append([name, way, typical, f"{min(ms):.3g}-{max(ms):.3g}", 1e3 / typical, shares[(name, way)]])
+        rows.append([name, way, typical, f"{low:.3g}-{high:.3g}", 1e3 / typical, shares[(name, way)]])
 print(table(["model", "decoding", "ms/step", "range", "tok/s", "% of bound"], rows))
 
 # %% [markdown]
@@ -224,8 +224,9 @@ check("07-call", answer_call, new_tokens=new_tokens, cache_len=4096)
 # the framework's bookkeeping, launching kernels, waiting. `step_split` profiles `n` tokens and one token and keeps
 # one step's share of the difference. Beside the work: the bandwidth the kernels themselves reached while they ran
 # (bytes per token ÷ kernel time), against the machine's peak. The third row is the same model with bitsandbytes nf4
-# weights (lesson 03), through `generate`. Profiling adds host-side work, so the profiled wall times differ from the
-# unprofiled ones in the table above (the cell after the table prints both): read the split as shares of a step.
+# weights (lesson 03), through `generate`. Profiling adds host-side work, and a profiled round decodes fewer tokens than
+# a timed one, so the profiled wall times are not those of the table above (the cell after the table prints both, with
+# their token counts): read the split as shares of a step.
 # One profile is one sample, so each variant is profiled in interleaved rounds, like the timings above: the table
 # shows medians and the range of the kernel time, and every comparison between rows below uses per-round ratios.
 
@@ -250,12 +251,12 @@ profiled = {dynamic: ways[dynamic], own: ways[own], nf4: ways_to_decode(nf4_mode
 nbytes = {dynamic: read_bytes[name], own: read_bytes[name],
           nf4: weight_bytes_per_token(nf4_model) + kv_cache_bytes(model.config, context, element_bytes=dtype.itemsize)}
 profile_rounds = lesson.size("rounds")
-# the profiler takes seconds per profiled token of generate to collect its events (about 700 kernel launches a step on
-# a GPU): a round profiles 16 tokens, and the kernel time per step varies far less between rounds than the wall time
+# the profiler takes seconds per profiled token of generate to collect its events (every kernel launch of a step): a
+# round profiles 16 tokens, and the kernel time per step varies far less between rounds than the wall time
 profile_tokens = min(new_tokens, 16)
 splits = interleaved({way: partial(step_split, run, profile_tokens, lesson.device) for way, run in profiled.items()},
                      profile_rounds)
-del nf4_model
+del nf4_model, profiled
 
 busy = {way: [s.busy_ms for s in per_round] for way, per_round in splits.items()}
 share = {way: [s.busy_share for s in per_round] for way, per_round in splits.items()}
@@ -276,8 +277,9 @@ print(table(["decoding", "wall ms/step", f"{busy_what} ms", "range", "busy %", "
 # %%
 unprofiled = {way: median(speeds[name][way]) for way in (dynamic, own)}
 for way, ms in unprofiled.items():
-    print(f"{way}: profiled wall {median([s.wall_ms for s in splits[way]]):.3g} ms/step against {ms:.3g} unprofiled "
-          "(the table above): profiling changes the wall time, so compare shares and kernel times, not wall times")
+    print(f"{way}: profiled wall {median([s.wall_ms for s in splits[way]]):.3g} ms/step ({profile_tokens} tokens a "
+          f"round) against {ms:.3g} unprofiled ({new_tokens} tokens a round, the table above): they differ in the "
+          "profiler and in the token count, so compare shares and kernel times, not wall times")
 print(f"With generate's dynamic cache, {busy_what} fill {100 * median(share[dynamic]):.0f}% of a step "
       f"(rounds {100 * min(share[dynamic]):.0f}-{100 * max(share[dynamic]):.0f}%); the rest is overhead.")
 print(f"The {own.split(', ', 1)[1]}'s share of its step in {busy_what}, against the dynamic cache's: "
@@ -294,16 +296,18 @@ print(f"nf4's {busy_what}' time per step ({median(busy[nf4]):.3g} ms, reading {n
 peak_share = {way: 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth for way in splits}
 print("bandwidth reached while busy, as % of the peak: "
       + ", ".join(f"{way} {pct:.0f}%" for way, pct in peak_share.items())
-      + (" (above 100%: the weights came from a cache, so the bound does not apply to them)"
+      + (" (above 100% is not a valid bandwidth: the measured kernel time is shorter than reading these bytes at the "
+         "peak takes, and this profile does not say why)"
          if max(peak_share.values()) > 100 else ""))
 
 # %% [markdown]
 # Reading the lines above. On a GPU, a step of `generate` with its dynamic cache is hundreds of small kernels launched
-# one by one from Python; the own loop is compiled to replay a recorded CUDA graph instead. Where its share in kernels
-# is larger, that is launch overhead saved; the rest of its step outside kernels is what remains around the graph
-# (lesson 08 counts the graph replays and what else a compiled step launches). Where the kernel time itself differs
-# between the two rows, they differ in two ways at once (a compiled step, whose compiler can fuse small kernels, and a
-# static cache written in place instead of a cache grown every step), and this profile does not say which one did it.
+# one by one from Python; the own loop, where compiled with `mode="reduce-overhead"`, is meant to replay a recorded CUDA
+# graph instead (lesson 08 counts the graph replays and what else a compiled step launches). Where its time outside
+# kernels ("other ms") is smaller, launch overhead saved is the likely reason, which this profile does not isolate.
+# Where the kernel time itself differs between the two rows, they differ in two ways at once (a compiled step, whose
+# compiler can fuse small kernels, and a static cache written in place instead of a cache grown every step), and this
+# profile does not say which one did it.
 # What remains between the kernel time and the bound is the kernels themselves: their achieved bandwidth, against the
 # data sheet's peak (lesson 08 measures one large matrix-vector product alone). On a CPU there are no kernel launches
 # to save: the split there is between the operators and Python around them.

@@ -139,7 +139,8 @@ from functools import partial
 
 from torch.profiler import ProfilerActivity, profile
 
-from helpers.decoding import StaticGreedy, kv_cache_bytes, step_ms, step_split, top_kernels, weight_bytes_per_token
+from helpers.decoding import (StaticGreedy, kv_cache_bytes, native_stderr_silenced, step_ms, step_split, top_kernels,
+                              weight_bytes_per_token)
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
 from helpers.memory import GiB, model_footprint
 from helpers.models import pretrained_path
@@ -166,12 +167,16 @@ RUNTIME_CALLS = {
 def runtime_calls_per_step(run, new_tokens):
     """Profile run(new_tokens) and run(1) on the GPU; return one decode step's count of each of RUNTIME_CALLS."""
     def counts(n):
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
-                                             acc_events=True) as prof:
+        with native_stderr_silenced(), torch.inference_mode(), profile(
+                activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], acc_events=True) as prof:
             run(n)
         names = Counter(event.name for event in prof.events())
-        return {what: sum(c for name, c in names.items() if re.fullmatch(pattern, name))
-                for what, pattern in RUNTIME_CALLS.items()}
+        found = {what: sum(c for name, c in names.items() if re.fullmatch(pattern, name))
+                 for what, pattern in RUNTIME_CALLS.items()}
+        assert found["CUDA graph replays"] + found["kernels launched outside graphs"] > 0, (
+            "none of the profiler's event names matched a launch or a graph replay (RUNTIME_CALLS): this PyTorch and "
+            f"CUDA name them differently (kineto may call unknown callbacks 'INVALID'); names seen: {sorted(names)[:20]}")
+        return found
 
     many, one = counts(new_tokens), counts(1)
     return {what: (many[what] - one[what]) / (new_tokens - 1) for what in RUNTIME_CALLS}
@@ -210,7 +215,8 @@ for name in lesson.size("shapes"):
                             rounds)
         top = top_kernels(lambda: runs[variants[0]](profile_tokens), lesson.device)
         runtime = {v: runtime_calls_per_step(run, profile_tokens) for v, run in profiled.items()} if gpu else None
-    del models, loops, runs
+        del profiled
+    del models, loops, runs, run
     if gpu:
         torch.cuda.empty_cache()
 
@@ -234,11 +240,11 @@ check("08", answer, bytes_per_token=shapes[largest]["bytes"], base=base, variant
 rows = []
 for name, r in shapes.items():
     for v, ms in r["ms"].items():
-        median = sorted(ms)[len(ms) // 2]
+        typical = sorted(ms)[len(ms) // 2]
         bound = decode_bound_tokens_per_s(r["bytes"][v], bandwidth)
         versus = "-" if v == base else compare(paired_ratio(r["ms"][base], ms))
-        rows.append([name, v, r["footprint"][v] / GiB, r["bytes"][v] / GiB, median, f"{min(ms):.3g}-{max(ms):.3g}",
-                     1e3 / median, 100 * 1e3 / median / bound, versus])
+        rows.append([name, v, r["footprint"][v] / GiB, r["bytes"][v] / GiB, typical, f"{min(ms):.3g}-{max(ms):.3g}",
+                     1e3 / typical, 100 * 1e3 / typical / bound, versus])
 print(table(["shape", "weights", "GiB", "read GiB/token", "ms/step", "range", "tok/s", "% of bound",
              f"decode vs {base}"], rows))
 for name, r in shapes.items():
@@ -368,10 +374,12 @@ for w, counts in (runtime or {}).items():
           + ".")
 if runtime:
     same_calls = [round(n) for n in runtime[v].values()] == [round(n) for n in runtime[base].values()]
-    print(f"{v} and {base}: " + ("the same runtime calls a step, so a difference in their time outside kernels is "
-                                 "not in what the host launches: it lies in the host's time before each launch or "
-                                 "between the kernels of the replayed graph, which these counts do not separate."
-                                 if same_calls else "different runtime calls a step (the table above)."))
+    measurable = min(more) > 0 or max(more) < 0  # the time outside kernels differs in every round
+    print(f"{v} and {base}: " + ("different runtime calls a step (the table above)." if not same_calls else
+                                 "the same runtime calls a step, so the difference in their time outside kernels is "
+                                 "not in what the host launches; candidates, which these counts do not separate: the "
+                                 "host's time before each launch, or gaps between the kernels of the replayed graph."
+                                 if measurable else "the same runtime calls a step."))
 if v in layer_ratio:
     if step_ratio[2] < layer_ratio[v][1]:
         print("the whole step's kernels compare worse than the one layer did: the step's other kernels (listed "
@@ -381,8 +389,8 @@ if v in layer_ratio:
     else:
         print("the whole step's kernels and the one layer compare alike within the rounds.")
 if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in weight_bytes.items() for form in forms):
-    print("a share above 100% means the layer's weights came from a cache, not from memory: it fits in this "
-          "processor's cache, so the bound does not apply to it")
+    print("a share above 100% is not a valid bandwidth: the measured kernel time is shorter than reading these bytes "
+          "at the peak bandwidth takes, and this measurement does not say why")
 
 # %% [markdown]
 # Read the three measurements together, per format. Where one layer's kernel is slower than 16-bit's (the lines above

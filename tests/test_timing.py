@@ -58,3 +58,10 @@ def test_interleaved_alternates_and_paired_ratio_spans_the_rounds():
     assert order == ["a", "b"] * 3
     assert paired_ratio(values["a"], values["b"]) == (2.0, 2.0, 2.0)
     assert paired_ratio([2.0, 3.0, 4.0], [1.0, 1.0, 1.0]) == (3.0, 2.0, 4.0)
+
+
+def test_spread_is_median_lowest_highest():
+    from helpers.timing import spread
+
+    assert spread([3.0, 1.0, 10.0, 2.0]) == (2.5, 1.0, 10.0)
+    assert spread([4.0]) == (4.0, 4.0, 4.0)
