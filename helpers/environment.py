@@ -144,8 +144,8 @@ class EnvironmentReport:
         return " | ".join(parts)
 
     def as_text(self) -> str:
-        """Return the full report, one fact a line, as `doctor` prints it."""
-        lines = [f"{key:<20} {value}" for key, value in asdict(self).items() if key != "versions"]
+        """Return the full report, one fact a line, as `doctor` prints it (facts that do not apply here left out)."""
+        lines = [f"{key:<20} {value}" for key, value in asdict(self).items() if key != "versions" and value != ""]
         lines += [f"{name:<20} {version}" for name, version in self.versions.items()]
         return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from helpers.checks import Prediction, exercise
 from helpers.settings import EXERCISES_STRICT as STRICT_ENV
 from helpers.syllabus import lesson_record
 
-__all__ = ["ExerciseError", "check", "exercise_ids"]
+__all__ = ["ExerciseError", "check", "exercise_ids", "is_right"]
 
 SOLUTIONS = "workshop/solutions"
 
@@ -54,13 +54,17 @@ def verdict_of(exercise_id: str, answer: Any, context: dict[str, Any]) -> tuple[
     return ("right!", True, False) if hint is None else (f"not yet: {hint}", False, True)
 
 
-def check(exercise_id: str, answer: Any, **context: Any) -> bool:
-    """Print whether the answer to an exercise is right (with a hint if not) and return it."""
-    verdict, right, fails = verdict_of(exercise_id, answer, context)
+def check(exercise_id: str, answer: Any, **context: Any) -> None:
+    """Print whether the answer to an exercise is right, with a hint if not (nothing returned, so a cell shows no value)."""
+    verdict, _, fails = verdict_of(exercise_id, answer, context)
     print(f"exercise {exercise_id}: {verdict}")
     if fails and os.environ.get(STRICT_ENV):
         raise ExerciseError(f"exercise {exercise_id}: {verdict}")
-    return right
+
+
+def is_right(exercise_id: str, answer: Any, **context: Any) -> bool:
+    """Return whether an answer counts as right, printing nothing (for tests and graders)."""
+    return verdict_of(exercise_id, answer, context)[1]
 
 
 def exercise_ids(cells: list[str]) -> dict[int, str]:

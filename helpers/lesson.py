@@ -73,7 +73,7 @@ class Lesson:
             else:
                 flat[name] = value
         path = record(self.id, self.stamp, **flat)
-        print(f"recorded {len(values)} results in {path}")
+        print(f"recorded {len(values)} results in this run's {path.name}")
 
 
 def quiet_optional_kernels() -> None:

@@ -13,7 +13,7 @@ from helpers.decoding import (
     top_kernels,
     weight_bytes_per_token,
 )
-from helpers.exercises import STRICT_ENV, check
+from helpers.exercises import STRICT_ENV, check, is_right
 from helpers.memory import model_footprint, stored_bytes
 from helpers.models import build_synthetic, model_config, pretrained_path
 
@@ -99,16 +99,19 @@ def test_kv_cache_exercise_hints_at_the_usual_mistakes(capsys, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     config = model_config("llama3-8b-shape")
     right = kv_cache_bytes(config, 8192, 4)
-    assert check("07", right, config=config, tokens=8192, batch=4)
-    assert not check("07", right * 4, config=config, tokens=8192, batch=4)
+    assert is_right("07", right, config=config, tokens=8192, batch=4)
+    assert not is_right("07", right * 4, config=config, tokens=8192, batch=4)
+    check("07", right * 4, config=config, tokens=8192, batch=4)
     assert "num_key_value_heads" in capsys.readouterr().out
-    assert not check("07", right // 2, config=config, tokens=8192, batch=4)
+    assert not is_right("07", right // 2, config=config, tokens=8192, batch=4)
+    check("07", right // 2, config=config, tokens=8192, batch=4)
     assert "keys and values" in capsys.readouterr().out
 
 
 def test_speedup_prediction_exercise_is_the_byte_ratio(capsys, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     nbytes = {"bfloat16": 300, "int4": 100}
-    assert check("08", 3.0, bytes_per_token=nbytes, base="bfloat16", variant="int4")
-    assert not check("08", 1 / 3, bytes_per_token=nbytes, base="bfloat16", variant="int4")
+    assert is_right("08", 3.0, bytes_per_token=nbytes, base="bfloat16", variant="int4")
+    assert not is_right("08", 1 / 3, bytes_per_token=nbytes, base="bfloat16", variant="int4")
+    check("08", 1 / 3, bytes_per_token=nbytes, base="bfloat16", variant="int4")
     assert "upside down" in capsys.readouterr().out

@@ -1,13 +1,14 @@
 import pytest
 import torch
 
-from helpers.exercises import STRICT_ENV, ExerciseError, check
+from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
 from helpers.placement import empty_model
 
 
 def test_unanswered_exercise_prints_where_the_solution_is(capsys, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
-    assert check("02", ..., batch=1, heads=2, element=4) is False
+    assert check("02", ..., batch=1, heads=2, element=4) is None  # a cell ending in check shows no value
+    assert is_right("02", ..., batch=1, heads=2, element=4) is False
     assert "workshop/solutions/02.py" in capsys.readouterr().out
 
 
@@ -28,16 +29,16 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch):
 )
 def test_checks_accept_the_right_answer_and_reject_a_wrong_one(lesson, right, wrong, context, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
-    assert check(lesson, right, **context)
-    assert not check(lesson, wrong, **context)
+    assert is_right(lesson, right, **context)
+    assert not is_right(lesson, wrong, **context)
 
 
 def test_outlier_count_check_uses_the_threshold_of_three(monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     x = torch.zeros(4, 5)
     x[0, 1], x[2, 3], x[1, 4] = 3.5, -7.0, 2.9
-    assert check("04", 2, x=x)
-    assert not check("04", 1, x=x)
+    assert is_right("04", 2, x=x)
+    assert not is_right("04", 1, x=x)
 
 
 def test_combination_check_adds_weights_and_prefill_peak(monkeypatch):
@@ -49,8 +50,8 @@ def test_combination_check_adds_weights_and_prefill_peak(monkeypatch):
         ("nf4", "eager"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 200}),
         ("nf4", "flash"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 10}),
     }
-    assert check("05", ("nf4", "flash"), ran=ran, long=8)
-    assert not check("05", ("nf4", "eager"), ran=ran, long=8)
+    assert is_right("05", ("nf4", "flash"), ran=ran, long=8)
+    assert not is_right("05", ("nf4", "eager"), ran=ran, long=8)
 
 
 def test_budget_check_finds_the_smallest_gpu0_budget(monkeypatch):
@@ -59,8 +60,8 @@ def test_budget_check_finds_the_smallest_gpu0_budget(monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     model = empty_model("llama3-8b-shape")  # ~15 GiB in bf16: GPU 1 at 80 GiB holds it all
     assert set(plan(model, {0: "1GiB", 1: "80GiB"}).values()) <= {0, 1}
-    assert check("06", 1, model=model)
-    assert not check("06", 2, model=model)
+    assert is_right("06", 1, model=model)
+    assert not is_right("06", 2, model=model)
 
 
 def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_run(monkeypatch, capsys):
@@ -72,8 +73,10 @@ def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_ru
 
     monkeypatch.setenv(STRICT_ENV, "1")
     monkeypatch.setattr(helpers.exercises, "exercise", lambda _: Prediction("is it faster?", compare))
-    assert check("99-predict", True, faster=True)
-    assert not check("99-predict", True, faster=False)  # contradicted: said, not raised
+    check("99-predict", True, faster=True)
+    check("99-predict", True, faster=False)  # contradicted: said, not raised
+    assert is_right("99-predict", True, faster=True)
+    assert not is_right("99-predict", True, faster=False)
     out = capsys.readouterr().out
     assert "the measurement agrees: measured faster" in out and "says otherwise: measured slower" in out
     with pytest.raises(ExerciseError, match="one of True, False"):
