@@ -99,7 +99,6 @@ def ratio_interval(a: dict[str, float], b: dict[str, float]) -> tuple[float, flo
     return a["median"] / b["median"], a["q1"] / b["q3"], a["q3"] / b["q1"]
 
 
-
 def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Return headers and one row per placement: prefill per prompt length, decode per batch, weights and peak per GPU."""
     first = next(iter(placements.values()))
@@ -134,6 +133,13 @@ def decode_bound(result: dict[str, Any], bandwidth: float) -> float:
     return bandwidth / per_token
 
 
+def prefill_lines(label: str, result: dict[str, Any], one: dict[str, Any], lengths: tuple[str, ...]) -> list[str]:
+    """Return one verdict per prompt length on a placement's prefill against one GPU's, decided by their quartiles."""
+    # a smaller time is faster, so the ratio is one GPU's time over the placement's
+    return [f"{label} vs one GPU, prefill of {n} tokens: "
+            + compare(ratio_interval(one["prefill_ms"][n], result["prefill_ms"][n])) for n in lengths]
+
+
 def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) -> str:
     """Return the lesson's reading of the placement table, every direction decided by the measured intervals."""
     one, pipe, tp = (placements[k] for k in ("one-gpu", "pipeline", "tensor-parallel"))
@@ -152,10 +158,9 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
         False: "; the GPUs take turns, so the second GPU adds memory, not speed",
     }
     lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + ("" if pipeline[1] > 1 else why[pipeline[2] < 1]))
+    lines += prefill_lines("pipeline", pipe, one, (lengths[0], lengths[-1]))
     lines.append("tensor parallel vs one GPU, decode: " + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
-    for length in (lengths[0], lengths[-1]):  # prefill: a smaller time is faster, so the ratio is one GPU's over TP's
-        lines.append(f"tensor parallel vs one GPU, prefill of {length} tokens: "
-                     + compare(ratio_interval(one["prefill_ms"][length], tp["prefill_ms"][length])))
+    lines += prefill_lines("tensor parallel", tp, one, (lengths[0], lengths[-1]))
     reduce = tp["allreduce"]
     reduce_ms = reduce["per_token"] * reduce["decode"]["us"] / 1e3
     tp_step, one_step = 1e3 / tp["decode"][batch]["median"], 1e3 / one["decode"][batch]["median"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "spread", "time_once"]
+__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "spread", "tally", "time_once", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +198,19 @@ def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: s
     if median > 1:
         return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
     return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
+
+
+def verdict(ratio: tuple[float, float, float]) -> str:
+    """Return 'faster', 'slower' or 'tie' for a ratio (median, low, high), with compare's rule: a tie where it holds 1."""
+    _, low, high = ratio
+    return "tie" if low <= 1.0 <= high else "faster" if low > 1 else "slower"
+
+
+def tally(ratios: list[tuple[float, float, float]], faster: str = "faster", slower: str = "slower") -> str:
+    """Return how many ratios are measurably faster, slower or tied, naming only counts that are not zero."""
+    verdicts = [verdict(r) for r in ratios]
+    words = {"slower": f"measurably {slower}", "tie": "tied (interval spans 1)", "faster": f"measurably {faster}"}
+    parts = [f"{verdicts.count(v)} {words[v]}" for v in ("slower", "tie", "faster") if v in verdicts]
+    if len(parts) == 1 and len(ratios) > 1:
+        return f"all {parts[0]}"
+    return ", ".join(parts) or "none measured"

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.models import pretrained_path
 from helpers.multi_gpu import SCRIPT, explain, launch, placement_script, placements_table, pooled_runs, stored_results
-from helpers.timing import compare
+from helpers.timing import compare, tally, verdict
 
 script = placement_script()
 QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3", "--warmup", "0", "--repeats", "2")
@@ -90,3 +90,57 @@ def test_pooled_runs_pools_every_pass_timings_and_keeps_the_first_pass_tokens():
     assert merged["passes"] == 2 and merged["greedy_tokens"] == [5]
     assert merged["decode"]["1"]["times"] == [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]
     assert merged["prefill_ms"]["512"]["median"] == 6.5
+
+
+def summary(median, q1, q3):
+    return {"median": median, "q1": q1, "q3": q3, "times": [q1, median, q3]}
+
+
+def synthetic(placement, prefill, decode, gib=(15.0,)):
+    """A placement's result as the script writes it: prefill ms and decode tok/s per key, as (median, q1, q3)."""
+    return {"placement": placement, "prefill_ms": {n: summary(*v) for n, v in prefill.items()},
+            "decode": {"1": summary(*decode)}, "memory": [{"gpu": i, "allocated_gib": g, "peak_gib": g} for i, g in enumerate(gib)],
+            "allreduce": {"per_token": 64, "decode": {"us": 30.0, "bytes": 8192}} if placement == "tensor-parallel" else None}
+
+
+def multi_gpu_placements(pipe_prefill, tp_prefill):
+    one = synthetic("one-gpu", {"512": (20, 19, 21), "2048": (60, 59, 61), "8192": (250, 248, 252)}, (50, 49, 51))
+    pipe = synthetic("pipeline", pipe_prefill, (36, 35, 37), (7.0, 8.0))
+    tp = synthetic("tensor-parallel", tp_prefill, (30, 29, 31), (8.0, 8.0))
+    return {"one-gpu": one, "pipeline": pipe, "tensor-parallel": tp}
+
+
+def test_multi_gpu_explain_gives_the_pipeline_prefill_verdicts_from_the_quartiles():
+    placements = multi_gpu_placements(
+        pipe_prefill={"512": (30, 29, 31), "2048": (1, 1, 1), "8192": (251, 240, 260)},  # slower, (not shown), tie
+        tp_prefill={"512": (20.5, 19.5, 21.5), "2048": (1, 1, 1), "8192": (125, 124, 126)},  # tie, (not shown), faster
+    )
+    lines = explain(placements, 4.8e12, "NV18").splitlines()
+    said = {line.split(": ")[0]: line.split(": ", 1)[1] for line in lines if "prefill" in line}
+    assert list(said) == [f"{p} vs one GPU, prefill of {n} tokens" for p in ("pipeline", "tensor parallel") for n in ("512", "8192")]
+    assert said["pipeline vs one GPU, prefill of 512 tokens"].startswith("1.50x slower (interval 1.38-1.63)")
+    assert said["pipeline vs one GPU, prefill of 8192 tokens"].startswith("no measurable difference")
+    assert said["tensor parallel vs one GPU, prefill of 512 tokens"].startswith("no measurable difference")
+    assert said["tensor parallel vs one GPU, prefill of 8192 tokens"].startswith("2.00x faster (interval 1.97-2.03)")
+    assert any(line.startswith("pipeline vs one GPU, decode: 1.39x slower") for line in lines)
+
+
+def test_multi_gpu_explain_says_a_faster_pipeline_prefill_as_measured():
+    placements = multi_gpu_placements(
+        pipe_prefill={"512": (10, 9.5, 10.5), "2048": (1, 1, 1), "8192": (200, 199, 201)},
+        tp_prefill={"512": (20, 19, 21), "2048": (1, 1, 1), "8192": (250, 248, 252)},
+    )
+    text = explain(placements, 4.8e12, "NV18")
+    assert "pipeline vs one GPU, prefill of 512 tokens: 2.00x faster (interval 1.81-2.21)" in text
+    assert "pipeline vs one GPU, prefill of 8192 tokens: 1.25x faster" in text
+
+
+def test_multi_gpu_tally_names_only_the_verdicts_that_occur():
+    slower, tie, faster = (0.7, 0.6, 0.8), (1.0, 0.9, 1.1), (1.3, 1.2, 1.4)
+    assert [verdict(r) for r in (slower, tie, faster)] == ["slower", "tie", "faster"]
+    assert verdict((1.0, 1.0, 1.2)) == "tie"  # an interval that touches 1 holds it, as compare says
+    assert tally([slower] * 4) == "all 4 measurably slower"
+    assert tally([slower]) == "1 measurably slower"
+    assert tally([slower, slower, tie]) == "2 measurably slower, 1 tied (interval spans 1)"
+    assert tally([tie, faster]) == "1 tied (interval spans 1), 1 measurably faster"
+    assert tally([]) == "none measured"
