@@ -30,6 +30,12 @@ def check_convertible(model: PreTrainedModel) -> None:
         )
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         raise FastPathUnsupportedError("relative position embeddings change attention scores; the fast path has none")
+    if config.num_attention_heads % 2 == 1:
+        raise FastPathUnsupportedError(
+            f"{config.num_attention_heads} attention heads: PyTorch runs an odd head count without its fused layer "
+            "and without nested tensors ('num_head is odd' in nn.TransformerEncoderLayer), computing the padding; "
+            'keep this model on attn_implementation="sdpa"'
+        )
     if config.is_decoder or getattr(config, "add_cross_attention", False):
         raise FastPathUnsupportedError("decoders and cross-attention are not encoder self-attention")
     if model.training:

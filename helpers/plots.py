@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
-__all__ = ["bar_chart", "line_chart"]
+__all__ = ["bar_chart", "histogram", "line_chart"]
 
 
 def bar_chart(values: dict[str, float], title: str, unit: str, log: bool = False) -> None:
@@ -19,6 +19,17 @@ def bar_chart(values: dict[str, float], title: str, unit: str, log: bool = False
     ax.set_title(title, loc="left")
     if log:
         ax.set_xscale("log")
+    fig.tight_layout()
+    plt.show()
+
+
+def histogram(values: Sequence[float], title: str, unit: str, bins: int | str = "auto") -> None:
+    """Show how many values fall in each range of `unit`, one bar per range."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(list(values), bins=bins, edgecolor="white")
+    ax.set_xlabel(unit)
+    ax.set_ylabel("count")
+    ax.set_title(title, loc="left")
     fig.tight_layout()
     plt.show()
 

@@ -41,3 +41,31 @@ def test_a_vocabulary_that_cannot_give_ids_is_refused_with_what_to_pass(vocab_si
 def test_an_empty_or_fractional_shape_is_refused(batch, length, named):
     with pytest.raises(ValueError, match=f"{named}: pass a whole number of at least 1"):
         padded_batch(100, batch, length, 0.5)
+
+
+@pytest.mark.parametrize(("batch", "length", "padding", "shortest"), [(16, 64, 0.5, 16), (64, 512, 0.5, 128), (8, 32, 0.75, 4)])
+def test_a_chosen_shortest_row_keeps_the_asked_padding(batch, length, padding, shortest):
+    ids, mask = padded_batch(30000, batch, length, padding, shortest=shortest)
+    assert padding_fraction(mask) == pytest.approx(padding, abs=0.03)
+    assert mask.sum(1).min() == shortest and mask.sum(1).max() == length
+    assert (ids[mask == 0] == 0).all()
+
+
+def test_the_default_layout_holds_one_token_rows_at_half_padding_and_a_chosen_one_does_not():
+    _, default = padded_batch(30000, 16, 64, 0.5)
+    _, chosen = padded_batch(30000, 16, 64, 0.5, shortest=16)
+    assert default.sum(1).min() == 1 and chosen.sum(1).min() == 16
+    assert padding_fraction(default) == pytest.approx(padding_fraction(chosen), abs=0.03)
+
+
+@pytest.mark.parametrize(("padding", "shortest"), [(0.5, 40), (0.25, 2), (0.0, 63)])
+def test_a_shortest_row_that_cannot_give_the_padding_is_refused_with_what_can(padding, shortest):
+    with pytest.raises(ValueError, match=r"cannot be reached .* choose shortest between \d+ and \d+"):
+        padded_batch(30000, 16, 64, padding, shortest=shortest)
+
+
+@pytest.mark.parametrize(("batch", "shortest", "named"), [(16, 0, "from 1 to 64"), (16, 65, "from 1 to 64"),
+                                                          (16, 8.0, "from 1 to 64"), (1, 8, "at least 2 rows")])
+def test_a_shortest_row_outside_the_batch_is_refused(batch, shortest, named):
+    with pytest.raises(ValueError, match=named):
+        padded_batch(30000, batch, 64, 0.5, shortest=shortest)

@@ -16,9 +16,8 @@ def random_padded_batch(vocab: int, batch: int = 6, length: int = 24, seed: int 
 
 
 def tiny(config_class, **overrides):
-    config = config_class(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=500, **overrides
-    )
+    shape = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+    config = config_class(**shape | {"vocab_size": 500} | overrides)
     torch.manual_seed(0)
     return AutoModel.from_config(config).eval()
 
@@ -96,3 +95,11 @@ def test_training_mode_and_head_mask_are_refused():
     ids, mask = random_padded_batch(500)
     with pytest.raises(FastPathUnsupportedError, match="head_mask"):
         fast(input_ids=ids, attention_mask=mask, head_mask=torch.ones(2, 4))
+
+
+def test_an_odd_head_count_is_refused_because_pytorch_would_skip_the_fast_path():
+    layer = torch.nn.TransformerEncoderLayer(d_model=64, nhead=1, batch_first=True)
+    with pytest.warns(UserWarning, match="num_heads is odd"):  # what the refusal spares: PyTorch's own fallback
+        assert not torch.nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=True).use_nested_tensor
+    with pytest.raises(FastPathUnsupportedError, match=r"3 attention heads: .*attn_implementation=\"sdpa\""):
+        to_fast_path(tiny(BertConfig, hidden_size=48, num_attention_heads=3))
