@@ -3,7 +3,7 @@ import torch
 from transformers import BitsAndBytesConfig
 
 from helpers.checks.lesson03 import EVERY_WEIGHT_4BIT, EXERCISES
-from helpers.exercises import STRICT_ENV, check
+from helpers.exercises import STRICT_ENV, check, is_right
 
 
 def hint(answer, half=torch.bfloat16):
@@ -21,7 +21,8 @@ def test_the_solution_passes_and_dtype_names_count_as_dtypes(monkeypatch):
     assert hint(nf4()) is None
     assert hint(nf4(bnb_4bit_compute_dtype="bfloat16")) is None
     assert hint(nf4(bnb_4bit_compute_dtype=torch.float16), half=torch.float16) is None
-    assert check("03-call", nf4(), half=torch.bfloat16)
+    check("03-call", nf4(), half=torch.bfloat16)
+    assert is_right("03-call", nf4(), half=torch.bfloat16)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,8 @@ def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_d
     from helpers.exercises import ExerciseError
 
     monkeypatch.setenv(STRICT_ENV, "1")
-    assert not check("03-predict", 0.9, measured=0.43, unquantized_share=0.21)
+    check("03-predict", 0.9, measured=0.43, unquantized_share=0.21)
+    assert not is_right("03-predict", 0.9, measured=0.43, unquantized_share=0.21)
     assert "the measurement says otherwise" in capsys.readouterr().out
     with pytest.raises(ExerciseError, match="a number"):
         check("03-predict", True, measured=0.43, unquantized_share=0.21)

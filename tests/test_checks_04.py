@@ -3,7 +3,7 @@ import torch
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
 from helpers.checks.lesson04 import EXERCISES, kept_in_16_bit
-from helpers.exercises import STRICT_ENV, check
+from helpers.exercises import STRICT_ENV, check, is_right
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,8 @@ def test_the_solution_keeps_lm_head_and_the_last_mlp(model, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     assert hint(int8(["lm_head", "model.layers.2.mlp"]), model) is None
     assert hint(int8(["lm_head", *(f"model.layers.2.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj"))]), model) is None
-    assert check("04-call", int8(["lm_head", "model.layers.2.mlp"]), model=model)
+    check("04-call", int8(["lm_head", "model.layers.2.mlp"]), model=model)
+    assert is_right("04-call", int8(["lm_head", "model.layers.2.mlp"]), model=model)
 
 
 def test_transformers_default_keeps_only_lm_head(model):
@@ -69,4 +70,5 @@ def test_a_prediction_of_the_wrong_form_fails_a_strict_run(monkeypatch):
     monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(AssertionError, match="True, False"):
         check("04-predict", "slower", ratio=(0.3, 0.2, 0.4))
-    assert not check("04-predict", False, ratio=(0.3, 0.2, 0.4))  # contradicted: a result, not an error
+    check("04-predict", False, ratio=(0.3, 0.2, 0.4))  # contradicted: a result, not an error
+    assert not is_right("04-predict", False, ratio=(0.3, 0.2, 0.4))

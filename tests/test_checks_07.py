@@ -4,7 +4,7 @@ import pytest
 from transformers import CompileConfig
 
 from helpers.checks.lesson07 import EXERCISES, check_call, compare_speedup
-from helpers.exercises import STRICT_ENV, ExerciseError, check
+from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
 
 NEW_TOKENS, CACHE_LEN = 16, 4096
 
@@ -21,7 +21,8 @@ def test_the_right_keywords_pass_and_decode_with_a_static_cache(monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     assert check_call(right(), NEW_TOKENS, CACHE_LEN) is None
     assert check_call(right(compile_config=None, do_sample=None), NEW_TOKENS, CACHE_LEN) is None
-    assert check("07-call", right(), new_tokens=NEW_TOKENS, cache_len=CACHE_LEN)
+    check("07-call", right(), new_tokens=NEW_TOKENS, cache_len=CACHE_LEN)
+    assert is_right("07-call", right(), new_tokens=NEW_TOKENS, cache_len=CACHE_LEN)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,8 @@ def test_rounds_on_both_sides_of_twice_are_a_tie_either_answer_stands():
 def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_does(monkeypatch, capsys):
     monkeypatch.setenv(STRICT_ENV, "1")
     measured = dict(ratio=(1.05, 0.98, 1.1), compiled=False, model="smollm2-135m")
-    assert not check("07-predict", True, **measured)
+    check("07-predict", True, **measured)
+    assert not is_right("07-predict", True, **measured)
     assert "the measurement says otherwise" in capsys.readouterr().out
     with pytest.raises(ExerciseError, match="True, False"):
         check("07-predict", 2.5, **measured)

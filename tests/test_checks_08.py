@@ -5,7 +5,7 @@ from torchao.quantization import Float8WeightOnlyConfig, Int4WeightOnlyConfig, I
 from transformers import BitsAndBytesConfig, TorchAoConfig
 
 from helpers.checks.lesson08 import EXERCISES, check_call, compare_decode
-from helpers.exercises import STRICT_ENV, ExerciseError, check
+from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
 
 
 def int4(**changes: object) -> Int4WeightOnlyConfig:
@@ -20,7 +20,8 @@ def test_the_right_config_passes_and_the_enum_counts_as_its_name(monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     assert check_call(TorchAoConfig(int4()), 32) is None
     assert check_call(TorchAoConfig(int4(int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)), 32) is None
-    assert check("08-call", TorchAoConfig(int4()), group_size=32)
+    check("08-call", TorchAoConfig(int4()), group_size=32)
+    assert is_right("08-call", TorchAoConfig(int4()), group_size=32)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,8 @@ def test_a_tie_agrees_with_not_measurably_faster():
 
 def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_does(monkeypatch, capsys):
     monkeypatch.setenv(STRICT_ENV, "1")
-    assert not check("08-predict", True, ratio=(0.97, 0.93, 1.04), **MEASURED)
+    check("08-predict", True, ratio=(0.97, 0.93, 1.04), **MEASURED)
+    assert not is_right("08-predict", True, ratio=(0.97, 0.93, 1.04), **MEASURED)
     assert "the measurement says otherwise" in capsys.readouterr().out
     with pytest.raises(ExerciseError, match="True, False"):
         check("08-predict", "faster", ratio=(0.97, 0.93, 1.04), **MEASURED)
