@@ -13,7 +13,7 @@ from helpers.tables import cell
 
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
-RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "h100": "H100", "gpu-x2": "2 GPUs (H100 or H200, see stamp)"}
+RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "gpu": "one GPU (H100 or H200, see stamp)", "gpu-x2": "2 GPUs (H100 or H200, see stamp)"}
 
 
 def load_runtimes(name: str, root: Path = ROOT) -> dict:
@@ -95,7 +95,7 @@ def sections(root: Path = ROOT) -> dict[str, str]:
         ),
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
-        **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("h100", "t4", "gpu-x2")},
+        **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("gpu", "t4", "gpu-x2")},
     }
     if (root / "results" / STORED_RUN).exists():
         generated[f"placements:{STORED_RUN}"] = placements_markdown(stored_results(STORED_RUN, root))

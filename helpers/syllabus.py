@@ -317,8 +317,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         check=check_04,
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
-            # goes when results/h100 is republished (the GPU rerun records the range as _low/_high)
-            Measure("int8_vs_fp16_decode_batch1_range", "decode at batch 1: int8 vs fp16, rounds' range (before 2026-11-26)", "x"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
             Measure("ppl_*", "perplexity, {}"),
         ),
@@ -351,8 +349,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         check=check_05,
         recorded=(
             Measure("compiled_static_vs_dynamic_decode", "decode: compiled static cache vs plain generate (dynamic cache)", "x"),
-            # goes when results/h100 and results/t4 are republished (renamed compiled_static_vs_dynamic_decode)
-            Measure("compiled_static_vs_eager_decode", "decode: compiled static cache vs eager generate (before 2026-11-26)", "x"),
             Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
             Measure("ppl_*", "perplexity, {}"),
         ),

@@ -34,13 +34,13 @@ def test_run_course_executes_notebooks_and_collects_results(tmp_path):
     assert executed.cells[0].execution_count == 1
 
 
-def test_readme_h100_table_is_what_the_stored_results_give():
+def test_readme_one_gpu_table_is_what_the_stored_results_give():
     from pathlib import Path
 
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()
-    stored = readme.split("<!-- results:h100 -->\n")[1].split("\n<!-- /results:h100 -->")[0]
-    assert stored == results_markdown(load_results(root / "results" / "h100"))
+    stored = readme.split("<!-- results:gpu -->\n")[1].split("\n<!-- /results:gpu -->")[0]
+    assert stored == results_markdown(load_results(root / "results" / "gpu"))
 
 
 def test_readme_and_guide_tables_are_what_the_stored_runs_give():
