@@ -81,8 +81,13 @@ def probe_backends(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
 ) -> dict[str, Verdict]:
     """Try every SDPA backend on these inputs; for each refused one, keep PyTorch's warnings that say why."""
+    from helpers.profiles import MISSING_SDPA_BACKENDS
+
     verdicts = {}
     for name in BACKENDS:
+        if name in MISSING_SDPA_BACKENDS:  # an emulated GPU without it: its switch stays off, say why instead
+            verdicts[name] = Verdict(name, False, (MISSING_SDPA_BACKENDS[name],))
+            continue
         with warnings.catch_warnings(record=True) as caught:  # recorded, not printed: the verdicts say it per backend
             warnings.simplefilter("always")
             try:

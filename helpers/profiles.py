@@ -83,15 +83,34 @@ def detect_profile_name() -> str:
     return "gpu" if gib > 2 * T4_MEMORY_GIB and props.major >= 8 else "t4"
 
 
-def allow_sdpa_backends(names: tuple[str, ...]) -> None:
-    """Switch SDPA's global backends so that only these run ("math", "efficient", "flash", "cudnn"), as a given GPU would."""
+# torch's switch for each backend; sdpa_kernel and torch.backends.cuda.enable_*_sdp both call these
+SDPA_SWITCHES = {"math": "_set_sdp_use_math", "efficient": "_set_sdp_use_mem_efficient",
+                 "flash": "_set_sdp_use_flash", "cudnn": "_set_sdp_use_cudnn"}
+TORCH_SWITCHES = {name: getattr(torch._C, setter) for name, setter in SDPA_SWITCHES.items()}
+# backends an emulated GPU lacks, with why; helpers.attention.probe_backends reports them so
+MISSING_SDPA_BACKENDS: dict[str, str] = {}
+
+
+def allow_sdpa_backends(names: tuple[str, ...], gpu: str = "this GPU") -> None:
+    """Let only these SDPA backends run ("math", "efficient", "flash", "cudnn"), as a GPU that has no others would.
+
+    The others stay off also where a lesson switches them on (`sdpa_kernel`, `enable_flash_sdp`): their torch switches
+    are wrapped to keep them off, as that GPU's own checks would refuse them. Allowing every backend undoes it.
+    """
     unknown = set(names) - set(SDPA_MIN_COMPUTE_CAPABILITY)
     if unknown:
         raise ValueError(f"unknown SDPA backends {sorted(unknown)}; choose from {sorted(SDPA_MIN_COMPUTE_CAPABILITY)}")
-    torch.backends.cuda.enable_math_sdp("math" in names)
-    torch.backends.cuda.enable_mem_efficient_sdp("efficient" in names)
-    torch.backends.cuda.enable_flash_sdp("flash" in names)
-    torch.backends.cuda.enable_cudnn_sdp("cudnn" in names)
+    MISSING_SDPA_BACKENDS.clear()
+    for name, setter in SDPA_SWITCHES.items():
+        switch = TORCH_SWITCHES[name]
+        if name in names:
+            setattr(torch._C, setter, switch)
+            switch(True)
+        else:
+            setattr(torch._C, setter, lambda enabled, switch=switch: switch(False))
+            switch(False)
+            oldest = ".".join(map(str, SDPA_MIN_COMPUTE_CAPABILITY[name]))
+            MISSING_SDPA_BACKENDS[name] = f"not on {gpu}: PyTorch's {name} kernel needs sm {oldest} or newer"
 
 
 def use_profile(name: str | None = None) -> Profile:
@@ -103,5 +122,6 @@ def use_profile(name: str | None = None) -> Profile:
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         torch.cuda.set_per_process_memory_fraction(min(1.0, profile.memory_cap_gib / total))
     if profile.device == "cuda":
-        allow_sdpa_backends(profile.sdpa_backends or tuple(SDPA_MIN_COMPUTE_CAPABILITY))
+        emulated = f"an emulated T4 (sm {'.'.join(map(str, T4_COMPUTE_CAPABILITY))})"
+        allow_sdpa_backends(profile.sdpa_backends or tuple(SDPA_MIN_COMPUTE_CAPABILITY), emulated)
     return profile

@@ -55,3 +55,29 @@ def test_allowing_the_t4_backends_switches_off_flash_and_cudnn():
 def test_missing_size_names_known_keys():
     with pytest.raises(KeyError, match="eval_tokens"):
         PROFILES["cpu"].size("00", "no_such_size")
+
+
+def test_backends_a_t4_lacks_stay_off_inside_sdpa_kernel_and_probes_say_why():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from helpers.attention import probe_backends
+
+    before = allowed_backends()
+    q = torch.randn(1, 2, 16, 64)
+    try:
+        allow_sdpa_backends(("math",), "a test GPU")
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            assert allowed_backends() == []
+            with pytest.raises(RuntimeError, match="No (available kernel|viable backend)"):  # CUDA and CPU words
+                torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        torch.backends.cuda.enable_flash_sdp(True)
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        verdicts = probe_backends(q, q, q)
+        assert verdicts["math"].runs and not verdicts["flash"].runs
+        assert verdicts["flash"].reasons == ("not on a test GPU: PyTorch's flash kernel needs sm 8.0 or newer",)
+    finally:
+        allow_sdpa_backends(tuple(PROFILES["t4"].sdpa_backends) + ("flash", "cudnn"))
+    torch.backends.cuda.enable_flash_sdp(True)
+    assert torch.backends.cuda.flash_sdp_enabled() and set(before) <= set(allowed_backends())
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        assert allowed_backends() == ["flash"]
