@@ -131,9 +131,10 @@ check("00-call", answer_call, dtype=lesson.profile.dtype, device=lesson.device)
 # %% [markdown]
 # ## Timing
 # A first call can pay for one-off work (memory allocation, kernel selection and compilation, caches):
-# on a GPU it is often many times slower than the next ones, on a CPU the gap is smaller. Either way one
-# call is a noisy sample. `benchmark` runs warm-up calls first, then times several repeats (CUDA events on a GPU, `perf_counter`
-# on a CPU) and reports the median and the interquartile range.
+# on a GPU it can be several times slower than the next ones (the first line below says by how much here), on a CPU
+# the gap is usually smaller (not measured here). Either way one call is a noisy sample. `benchmark` runs warm-up
+# calls first, then times several repeats (CUDA events on a GPU, `perf_counter` on a CPU) and reports the median and
+# the interquartile range.
 
 # %%
 from helpers.timing import benchmark

@@ -118,8 +118,8 @@ check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].
 #   into the course cache, then run by an `onnxruntime.InferenceSession`, on the GPU with the CUDA execution provider
 #   where `onnxruntime-gpu` is installed, else on the CPU (the line "ONNX Runtime runs on" says which). **On a GPU
 #   machine without `onnxruntime-gpu`, it runs on the CPU**: its rows are measured and shown (what the CPU build costs
-#   there), timed in rounds of their own against HF sdpa (fewer of them: a call takes seconds there, and the GPU
-#   variants' rounds do not wait on it), and the code leaves them out of every verdict, which compares variants on the
+#   there), timed in rounds of their own against HF sdpa (fewer of them: a call is far slower there, see its line
+#   below, and the GPU variants' rounds do not wait on it), and the code leaves them out of every verdict, which compares variants on the
 #   same device. The export uses
 #   the TorchScript exporter (`dynamo=False`, with `dynamic_axes`), which torch 2.9+ marks deprecated in favour of
 #   `dynamo=True` (which takes `dynamic_shapes` and needs the `onnxscript` package); the helper silences the
@@ -563,8 +563,8 @@ print(f"the fast path's gain over HF sdpa {sweep_verdict} (sweep above)")
 # * **Sort by length** before batching: it shrinks each batch's padded width, so the variants that compute padding
 #   have fewer slots to compute (not measured here: the sweep above holds the padded width fixed), and it leaves the
 #   fast path less to skip (the sweep measures its gain at each share of padding).
-# * The real sentences at the top of this lesson include a few long code passages, which set the padded width: a
-#   batch's padding share depends on its longest members.
+# * The real sentences at the top of this lesson include a few long passages (the histogram's bars at the right),
+#   which set the padded width: a batch's padding share depends on its longest members.
 
 # %%
 import torch.nn.attention
