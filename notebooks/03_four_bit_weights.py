@@ -151,7 +151,7 @@ print("NF4 reconstructs this real weight matrix with less error than FP4; ours a
 # %% [markdown]
 # Where NF4's smaller error can come from, in the two code books printed above: FP4 spends four of its 16 codes
 # within ±0.005 of zero (−0.005, two zeros, +0.005) and has none between 0.005 and 0.167 in magnitude; NF4 has
-# −0.091, 0.08 and 0.161 there, and three codes a side between 0.17 and 0.5 where FP4 has two. If the weights of a block, divided
+# −0.091, 0.08 and 0.161 there, and three codes a side above 0.17 and below 0.5 in magnitude where FP4 has two. If the weights of a block, divided
 # by their absmax, pile up near zero like a bell curve, NF4's codes sit where the weights are. The histogram below
 # shows this matrix's distribution against both code books.
 
@@ -451,8 +451,10 @@ else:
 # %% [markdown]
 # ## Reading the speed numbers
 # 4-bit saves memory; whether it saves time is a measurement. At batch 1, decoding reads every weight once per token,
-# so 3.6× fewer bytes (4.5 bits with the scales, against 16) *could* mean up to 3.6× more tokens/s, but each 4-bit
-# weight must first be expanded (dequantized) to the compute dtype. bitsandbytes' 0.40 release notes expected 4-bit
+# and a 4-bit weight is 4.5 bits with its scale against 16 (the ratio `bf16 / nf4` after "per weight:" under the GPU
+# table above). Fewer bytes read *could* mean that many times more tokens/s for the linear layers, less for the whole
+# model, whose embedding, head and norms stay 16-bit (the last line below prints the bound for the 8B shape); but each
+# 4-bit weight must first be expanded (dequantized) to the compute dtype. bitsandbytes' 0.40 release notes expected 4-bit
 # batch-1 *matrix multiplications* to be 3.4× faster than 16-bit on Ampere and 4.0× on Ada/Hopper, for an inner
 # dimension of at least 4096 (the 8B shape's hidden size; SmolLM2's inner dimensions are 576 and 1536); end-to-end `generate` includes much more (attention, norms, Python,
 # kernel launches), and users have reported 4-bit decode slower than bf16 (bitsandbytes #611, transformers #24762).

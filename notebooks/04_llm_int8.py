@@ -244,7 +244,7 @@ assert (to_plain < to_decomposition) == dequantizes_here, (to_decomposition, to_
 #
 # In `from_pretrained`: `quantization_config=` takes the config (default `None`: no quantization); `dtype=` is the dtype
 # of what is not int8, norms, embeddings, `lm_head` (default `"auto"`: the checkpoint's); `device_map=` places the
-# model (default `None`, which for bitsandbytes becomes the current GPU, or the CPU without one).
+# model (default `None`, which for bitsandbytes becomes the current GPU, else another accelerator if present, else the CPU).
 # Here all four are written out, then a map that puts the last layer on the CPU is tried without the flag:
 
 # %%
@@ -282,7 +282,8 @@ answer_predict = ...  # True or False
 
 # %% [markdown]
 # ## The real model in 8-bit: sweeping the threshold
-# We sweep `llm_int8_threshold` and measure footprint, perplexity, an answer, prefill and decode speed. The speeds in
+# We sweep `llm_int8_threshold` and measure footprint, perplexity, an answer, prefill time (the
+# `prefill` column, in ms: lower is faster) and decode speed (`tok/s`). The timings in
 # this table are medians of a few runs of each variant one after another: a first look; the float16/int8 comparison
 # is timed properly (alternating rounds, with their spread) in the speed section.
 
