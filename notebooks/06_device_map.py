@@ -79,7 +79,7 @@ assert set(seed_map.values()) == {0}, seed_map  # the next sentence says it all 
 # %% [markdown]
 # It all fits on GPU 0: a 135 M model is far below either budget. (The plan counts every weight at 4 bits, the
 # head once, as it shares the embeddings' tensor. A real 4-bit load keeps those embeddings in 16 bits, which is why
-# lesson 03 measures more.) Where budgets matter is a 70 B model. Two imagined 80 GB GPUs, in bf16 and in 4-bit:
+# lesson 03 measures more.) Where budgets matter is a 70 B model. Two imagined 80 GiB GPUs, in bf16 and in 4-bit:
 
 # %%
 big = empty_model("llama3-70b-shape")
@@ -460,7 +460,9 @@ check("06-predict", prediction, rows=recipe_rows)
 # weights (`attach_execution_device_hook`), which the one-GPU load does not, and tensors are copied between the GPUs
 # at every token; this run does not separate the two. The budget columns are in MiB, so where a GPU's budget is
 # what limits it, the 10% that transformers' bitsandbytes quantizers keep free (`adjust_max_memory`: budget x 0.90)
-# shows as allocated MiB at or below 90% of the budget; where the balanced cap below limits it, less is used.
+# shows as allocated MiB at or below 90% of the budget. Where a GPU holds well under that, its budget did not limit
+# it: the planner's other limits (the balanced cap below, the room it keeps for the largest module) are candidates,
+# and the table does not say which one did.
 #
 # Why SmolLM2 uses `device_map="sequential"`: `"sequential"` fills GPU 0 up to its budget first, so a small budget
 # guarantees a split. With `"auto"` ("balanced") the planner caps each GPU but the last at about an even share plus a
@@ -480,7 +482,7 @@ print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer
 
 # %% [markdown]
 # ## Pipeline split vs tensor parallel vs one GPU
-# Two ways to use two GPUs for one model, on the Llama-3-8B shape in bf16 (16 GB of weights):
+# Two ways to use two GPUs for one model, on the Llama-3-8B shape in bf16 (the table prints the GiB of weights each GPU holds):
 # - **pipeline split**: `from_pretrained(path, dtype=torch.bfloat16, device_map="auto")` puts whole layers on each GPU.
 #   A token passes through GPU 0's layers, then GPU 1's; one GPU idles while the other works.
 # - **tensor parallel**: `from_pretrained(path, dtype=torch.bfloat16,
@@ -544,7 +546,7 @@ plot_placements(two_gpu["placements"], f"Llama-3-8B shape, bf16 | {two_gpu['stam
 # For tensor parallel, the last lines set the all-reduce time against the whole step's extra time over one GPU. All
 # rows' percentages of their bandwidth bounds are printed above; where they are far below, this run does not measure
 # why: the likely cause is that eager `generate` at batch 1 leaves the GPU idle between kernels (lesson 07 measures
-# that share on one H100 and removes most of it with a static cache and CUDA graphs). Tensor parallel halves both the
+# that share on one GPU, for its 1B shape, and removes most of it with a static cache and CUDA graphs). Tensor parallel halves both the
 # bytes each GPU reads per token (hence its higher bound) and each GPU's arithmetic; whether that turns into speed
 # depends on whether the GPUs, rather than the host and the all-reduces, limit a step, and its lines above say at
 # which prompt lengths it did in this run. Both splits are also how a model too large for one GPU runs at all.
@@ -570,7 +572,8 @@ print("per-GPU weights (GiB):", {p: [round(w, 1) for w in v] for p, v in weights
 # 16 bits and is larger: the cell below adds that difference (the quantization constants come on top) and sets the sum
 # against what transformers lets bitsandbytes use of one 80 GiB GPU; a second GPU adds room for the KV cache. Loading
 # it for real needs a checkpoint on disk: the course writes synthetic checkpoints in bf16 and quantizes them while
-# loading, as you would a downloaded model.
+# loading, as you would a downloaded model. The cell only checks whether this machine could: it loads nothing, and its
+# last line is advice for a machine with the room, not a load that happened.
 
 # %%
 import shutil

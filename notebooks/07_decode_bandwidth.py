@@ -301,7 +301,7 @@ print("bandwidth reached while busy, as % of the peak: "
          if max(peak_share.values()) > 100 else ""))
 
 # %% [markdown]
-# Reading the lines above. On a GPU, a step of `generate` with its dynamic cache is hundreds of small kernels launched
+# Reading the lines above. On a GPU, a step of `generate` with its dynamic cache is many small kernels (not counted here) launched
 # one by one from Python; the own loop, where compiled with `mode="reduce-overhead"`, is meant to replay a recorded CUDA
 # graph instead (lesson 08 counts the graph replays and what else a compiled step launches). Where its time outside
 # kernels ("other ms") is smaller, launch overhead saved is the likely reason, which this profile does not isolate.
@@ -351,8 +351,9 @@ print(table(["model", "tokens", "batch", "predicted MiB", "cache tensors MiB", "
 assert all(abs(row[3] - row[4]) < 1e-6 for row in kv_rows), "the formula disagrees with the cache's tensors"
 
 # %% [markdown]
-# **Grouped-query attention.** Llama-3 models keep 8 key/value heads for 32 query heads: each KV head serves four
-# query heads. With one KV head per query head (multi-head attention, as in Llama-2 7B and 13B), the same cache would
+# **Grouped-query attention.** The Llama-3 shapes keep fewer key/value heads than query heads (the lines below print
+# both counts for the models loaded here; Llama-3-70B's config has more query heads for the same KV heads): each KV
+# head serves several query heads. With one KV head per query head (multi-head attention, as in Llama-2 7B and 13B), the same cache would
 # be larger by num_attention_heads / num_key_value_heads:
 
 # %%

@@ -425,7 +425,7 @@ print(table(["weights", "perplexity", f"vs {base}"], [[v, p, p / quality[base]] 
 # to mean less time (not necessarily at the 16-bit kernel's bandwidth: see the layer table), and a step that adds no
 # more time around its kernels than the 16-bit step does. The decode table answers for this machine and this
 # software; the layer table and the step split say which of the two held. Timings of the same 16-bit step in this
-# lesson and in lesson 07 come from separate runs, which vary more than the rounds of one run: compare within one
+# lesson and in lesson 07 come from separate runs, which can differ by more than the rounds of one run: compare within one
 # table (recorded ratios carry an interval widened for that). The
 # quality table says what each format costs in perplexity on the real SmolLM2.
 
