@@ -44,8 +44,8 @@ lesson = start_lesson("02")
 # current call names the backends allowed. Below, each call's allowed backends, the kernel SDPA runs inside it on
 # this machine, and whether the two outputs agree.
 #
-# Under T4 emulation (profile `t4`) both calls switch on kernels a real T4 lacks, so they run here; on a real T4
-# (sm 7.5) neither flash nor cuDNN runs, and the seed's call ends in "No available kernel".
+# Under T4 emulation (profile `t4`) the kernels a real T4 (sm 7.5) lacks stay off even where a call switches them
+# on; as on a real T4, neither flash nor cuDNN runs, so a call that allows only those ends without a kernel.
 
 # %%
 import warnings
@@ -224,9 +224,10 @@ print("SDPA picks by itself:", default_backend(q, k, v, is_causal=True), "| its 
 #   the others after them in their previous order.
 # * Leaving the block restores the previous switches (and, with `set_priority=True`, the previous order).
 #
-# The same list, memory-efficient kernel first, with and without `set_priority`. Where both run (a GPU), only
-# `set_priority=True` makes the memory-efficient kernel run; a CPU has no memory-efficient kernel, so its flash
-# kernel runs either way. The check after the loop says so from this machine's probe: with `set_priority=False` the
+# The same list, memory-efficient kernel first, with and without `set_priority`. Where both run (an sm 8.0 or newer
+# GPU), only `set_priority=True` makes the memory-efficient kernel run; where flash does not run (a T4) the
+# memory-efficient kernel runs either way, and a CPU has no memory-efficient kernel, so its flash kernel runs either
+# way. The check after the loop says so from this machine's probe: with `set_priority=False` the
 # kernel that runs is the first of SDPA's own order that runs here, with `True` the first of the list.
 
 # %%
@@ -245,7 +246,8 @@ assert picked[True] == next(name for name in listed if name in runs_here)
 
 # %% [markdown]
 # ### Exercise: write the call
-# On an H100 PyTorch tries cuDNN before flash. Write the `sdpa_kernel` call that allows only the flash and cuDNN
+# On sm 9.0 and newer GPUs with a recent cuDNN (H100, H200; the priority order printed above is this machine's)
+# PyTorch tries cuDNN before flash. Write the `sdpa_kernel` call that allows only the flash and cuDNN
 # kernels and tries **flash first** (how you rule cuDNN out when you suspect it, without losing it as a fallback).
 # Write it as `answer_call = sdpa_kernel(...)`, without `with`: the check enters it, reads which backends are
 # allowed and in which order, and leaves it. A solution is in
@@ -473,7 +475,8 @@ print(f"prompt {longest}: sdpa prefill against eager: {compare(prefill_ratio)}")
 # %% [markdown]
 # Decoding (one new token at a time, reading the KV cache) attends one query to all keys: there is no N × N matrix.
 # Each round times, for each implementation, `generate` for one token and for `new_tokens` tokens; a decode step is
-# the difference divided by `new_tokens - 1`:
+# the difference divided by `new_tokens - 1`. The verdict line uses the median of the per-round ratios, which need
+# not equal the ratio of the two medians printed above it:
 
 # %%
 import statistics
@@ -492,7 +495,7 @@ del decoders
 # %% [markdown]
 # ### Same answers
 # Both implementations compute the same function. In float32 SmolLM2-135M-Instruct (the first output line says which
-# weights: offline, its packaged Q4_1 weights dequantized) gives the same greedy answers with either (the check below
+# weights: offline, its packaged Q4_1 weights dequantized to 16 bits, loaded here in float32) gives the same greedy answers with either (the check below
 # fails where it does not). The check is about agreement, not correctness: a 135M model after a 4-bit round trip can
 # answer wrongly with both. In bf16 (not run here) the two can round differently, and where two next tokens are nearly
 # tied a greedy answer can then take another path: rounding, not a bug.

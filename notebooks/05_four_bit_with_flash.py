@@ -46,7 +46,8 @@ lesson = start_lesson("05")
 # it), `load_in_4bit` is no longer a keyword of `from_pretrained` at all (it reaches the model's constructor, which
 # refuses it), and `sdp_kernel` is deprecated in favour of `torch.nn.attention.sdpa_kernel`. The old context also has
 # a fourth switch the seed did not set, `enable_cudnn`, which defaults to `True`: its "flash only" call still allows
-# cuDNN attention, which an H100 may pick. The cell prints what each backend switch reads inside that context.
+# cuDNN attention, which sm 9.0 and newer GPUs with a recent cuDNN (H100, H200) try first: lesson 02 prints which
+# kernel runs on this machine. The cell prints what each backend switch reads inside that context.
 
 # %%
 import warnings
@@ -74,7 +75,8 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 
 # %% [markdown]
 # ### Today's call: quantization and attention in one `from_pretrained`
-# Each keyword, with its default in the installed versions:
+# Each keyword, with its default in transformers 5.23 and bitsandbytes 0.50.2 (the pinned versions; the stamp at the
+# top says which versions this run used):
 #
 # - `quantization_config=BitsAndBytesConfig(...)`: how to quantize while loading (default `None`: no quantization).
 #   - `load_in_4bit=True`: replace every `nn.Linear` (except the output head) with bitsandbytes' `Linear4bit`
@@ -88,7 +90,7 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 # - `attn_implementation="sdpa"`: PyTorch's `scaled_dot_product_attention`, which picks a kernel (flash, cuDNN,
 #   memory-efficient, math) per call; `torch.nn.attention.sdpa_kernel([...])` restricts the choice (lesson 02).
 #   Default `None`, which means `"sdpa"` where the model supports it and `"eager"` otherwise.
-#   `"flash_attention_2"` needs the separate flash-attn package (transformers 5.23, installed here, falls back to a
+#   `"flash_attention_2"` needs the separate flash-attn package (transformers 5.23, the pinned version, falls back to a
 #   prebuilt Hub kernel when the separate `kernels` package is installed instead).
 #   `model.set_attn_implementation("eager")` switches a loaded model.
 # - `dtype=half`: the dtype of everything that stays unquantized (embeddings, norms, output head) and so of the hidden
@@ -148,7 +150,8 @@ check("05-call", answer_call, half=half, path=pretrained_path(name), device=less
 # `set_attn_implementation`: "eager", and "sdpa" with only the flash or only the cuDNN kernel allowed; a kernel the
 # machine lacks shows up as a refusal, not a crash. On the CPU profile the "16-bit" row is float32 (see above).
 #
-# Memory (footprint, prefill peak) is measured once: it does not vary between runs. Times are measured in
+# Memory (footprint, prefill peak) is measured once: the same shapes allocate the same bytes, so it is not expected
+# to vary between runs (not re-measured here). Times are measured in
 # **interleaved rounds**: each round runs every combination once, prefill at each context and `generate` at batch 1
 # and at a larger batch (from prompts of the short context's length), so a slow spell of the machine hits all
 # combinations alike. Decode speed comes from two `generate` calls of the same round (1 token and `new_tokens`
@@ -212,7 +215,8 @@ for (w_name, a_name), r in matrix.items():
 
 # %% [markdown]
 # The prediction's check: nf4 against the 16-bit weights, both with SDPA and only the flash kernel allowed (eager
-# attention where flash was refused), as the median and range of the per-round speed ratios.
+# attention where flash was refused), as the median and range of the per-round speed ratios. It prints them once
+# `prediction` holds your answer; until then the table's tok/s column shows the two medians.
 
 # %%
 from helpers.timing import compare, paired_ratio
@@ -255,7 +259,7 @@ check("05", answer, ran=ran, long=long)
 # ## Which combination for which goal
 # Computed from the measurements above, not typed. For a timed goal the leader is the best median, and every
 # combination whose per-round ratio to the leader has a range that holds 1 is **tied** with it: the rounds cannot
-# tell them apart. Memory does not vary between runs; combinations within 1% of the least memory are tied.
+# tell them apart. Memory is measured once (see above); combinations within 1% of the least memory are counted as tied.
 # The "longest context" row ranks what serving `long` tokens needs in all: the weights plus the prefill peak above
 # them, as the exercise above and the plot's x-axis count it.
 
@@ -386,7 +390,8 @@ del by_compute, grid
 # %% [markdown]
 # ## Decode against the bandwidth bound
 # At batch 1, each new token reads every weight once: tokens/s ≤ memory bandwidth ÷ weight bytes. How close does
-# `generate` get? Each format's share of its own bound, from the same rounds as the matrix (median and range):
+# `generate` get? Each format's share of its own bound, from the same rounds as the matrix, in the attention row of
+# the prediction check (SDPA with only flash allowed where both ran it, else eager), median and range:
 
 # %%
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
@@ -409,7 +414,7 @@ print("closest to its bound:", " and ".join(closest) + (" (tied)" if len(closest
 # "reduce-overhead", replays the step as a CUDA graph) when it may. It may not for every model: `generate` skips
 # compilation when the model's quantizer says it is not compileable (transformers' `_valid_auto_compile_criteria`),
 # and the bitsandbytes 4-bit quantizer inherits "not compileable" from the base class. The cell prints that flag and,
-# after the runs, whether `generate` built a compiled step (`model._compiled_call`). It then compares, per model, the
+# after the runs, whether `generate` built a compiled step (`model._compiled_call`). It then compares, for the 16-bit and nf4 models, the
 # static-cache `generate` with a plain `generate` (a dynamic cache, nothing compiled); both use SDPA attention with
 # the kernel SDPA picks by itself, and the same prompt of the short context. The 16-bit ratio is the lesson's
 # headline, so it gets more interleaved rounds than the matrix, after warm-up rounds that hold the compilation and
