@@ -357,7 +357,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="06_device_map",
         title="device_map and max_memory",
         measures_text=(
-            "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GB); strategies; no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and 8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU"
+            "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GiB); strategies; no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and 8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU"
         ),
         cpu={
             "dispatch_model": "smollm2-135m",
