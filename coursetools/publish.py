@@ -14,6 +14,8 @@ from helpers.tables import cell
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
 RUNS = {"cpu": "CPU (2 cores, CI)", "t4": "T4 emulation", "gpu": "one GPU (H100 or H200, see stamp)", "gpu-x2": "2 GPUs (H100 or H200, see stamp)"}
+# A second run of some lessons, same code and machine, kept as results/<run>-rerun/ to show how well intervals hold.
+RERUN_SUFFIX = "-rerun"
 
 
 def load_runtimes(name: str, root: Path = ROOT) -> dict:
@@ -82,6 +84,25 @@ def results_markdown(results: list[dict]) -> str:
     return "\n\n".join(f"Measured on: {stamp}\n\n" + "\n".join(rows) for stamp, rows in blocks.items())
 
 
+def rerun_markdown(first: list[dict], second: list[dict]) -> str:
+    """Return each interval-carrying ratio of a second run beside the first run's median and recorded interval."""
+    before = {lesson["lesson"]: lesson["values"] for lesson in first}
+    rows = ["| lesson | measure | first run [recorded interval] | second run | inside |", "|---|---|---|---|---|"]
+    for lesson in second:
+        values, record = before.get(lesson["lesson"], {}), lesson_record(lesson["lesson"])
+        for key, value in lesson["values"].items():
+            low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
+            if key not in values or low is None or high is None:
+                continue
+            measure = record.measure(key)
+            name = measure.label(key) if measure else key
+            inside = "yes" if low <= value <= high else "**no**"
+            rows.append(f"| {lesson['lesson']} | {name} | {cell(values[key])} [{cell(low)}, {cell(high)}] | {cell(value)} | "
+                        f"{inside} |")
+    stamps = "; ".join(sorted({lesson["stamp"] for lesson in second}))
+    return f"Second run measured on: {stamps}\n\n" + "\n".join(rows)
+
+
 def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
     from coursetools.api import api_reference
@@ -97,6 +118,10 @@ def sections(root: Path = ROOT) -> dict[str, str]:
         "runtimes": runtime_table(root),
         **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("gpu", "t4", "gpu-x2")},
     }
+    for name in RUNS:
+        if (root / "results" / f"{name}{RERUN_SUFFIX}").exists():
+            second = load_results(root / "results" / f"{name}{RERUN_SUFFIX}")
+            generated[f"rerun:{name}"] = rerun_markdown(load_results(root / "results" / name), second)
     if (root / "results" / STORED_RUN).exists():
         generated[f"placements:{STORED_RUN}"] = placements_markdown(stored_results(STORED_RUN, root))
     return generated

@@ -528,8 +528,10 @@ print("eager and sdpa give the same greedy answers")
 # * By default the math kernel computes half-precision inputs in float32: each of its N × N scores takes 4 bytes,
 #   not 2.
 # * Flash and cuDNN need half precision and sm80 or newer; flash takes no explicit mask. On a T4 (sm75) neither
-#   runs, and SDPA uses the memory-efficient kernel (from PyTorch's checks in `sdp_utils.cpp`, not measured on a
-#   real T4 here).
+#   runs, which leaves the memory-efficient and math kernels (PyTorch's checks in `sdp_utils.cpp`; the probe above
+#   lists each backend's reasons for given inputs). Whether SDPA then beats eager on a T4 is not shown in these
+#   outputs: the T4-emulation run records it (`prefill_sdpa_vs_eager`, README's T4 table), on a large GPU, not on a
+#   real T4.
 
 # %%
 lesson.record(

@@ -86,3 +86,17 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     assert "| 00_tour | not run | 2.5 min | not run | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
     assert "T4 emulation: GPU | torch" in lesson_table(root)
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"
+
+
+def test_a_second_run_is_set_against_the_first_runs_recorded_interval():
+    from coursetools.publish import rerun_markdown
+
+    first = [{"lesson": "01", "stamp": "A", "values": {"minilm_fast_vs_sdpa": 1.3, "minilm_fast_vs_sdpa_low": 1.2,
+                                                      "minilm_fast_vs_sdpa_high": 1.5, "no_interval": 2.0}}]
+    inside = [{"lesson": "01", "stamp": "B", "values": {"minilm_fast_vs_sdpa": 1.4, "no_interval": 9.0}}]
+    outside = [{"lesson": "01", "stamp": "B", "values": {"minilm_fast_vs_sdpa": 1.6}}]
+    table = rerun_markdown(first, inside)
+    assert table.startswith("Second run measured on: B")
+    assert "| 01 | MiniLM: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
+    assert "no_interval" not in table  # only ratios the first run recorded with an interval are compared
+    assert table.endswith("| 1.4 | yes |") and "| 1.6 | **no** |" in rerun_markdown(first, outside)
