@@ -30,7 +30,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
     bootstrap(home, lesson="{lesson}")"""
 
 BADGE = """[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})
-In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing."""
+In Colab, run the set-up cell below first (about a minute; a T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes). Elsewhere it does nothing."""
 
 
 def release() -> tuple[str, str]:

@@ -1,6 +1,6 @@
 # %% [markdown] tags=["colab-badge"]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/03_four_bit_weights.ipynb)
-# In Colab, run the set-up cell below first (about a minute; choose a T4 GPU runtime for full size). Elsewhere it does nothing.
+# In Colab, run the set-up cell below first (about a minute; a T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes). Elsewhere it does nothing.
 
 # %% tags=["colab-setup"]
 # Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
