@@ -87,6 +87,11 @@ def write(notebook: Path) -> None:
     nb.cells = fresh + [c for c in nb.cells if not is_generated(c)]
     nb.metadata.update(COLAB_METADATA)
     nbformat.write(nb, notebook)
+    paired = notebook.with_suffix(".py")
+    if paired.exists():  # the plain-text source must say the same, or the pairing test fails
+        import jupytext
+
+        paired.write_text(jupytext.writes(jupytext.read(notebook), fmt="py:percent"))
 
 
 def notebooks() -> list[Path]:

@@ -26,6 +26,7 @@ def test_every_notebook_has_a_current_badge_and_setup_cell():
 def test_a_stale_badge_is_found_and_rewritten_keeping_the_lesson(tmp_path):
     path = tmp_path / "03_four_bit_weights.ipynb"
     shutil.copy(ROOT / "notebooks" / path.name, path)
+    shutil.copy(ROOT / "notebooks" / path.with_suffix(".py").name, path.with_suffix(".py"))
     notebook = nbformat.read(path, as_version=4)
     notebook.cells[0].source = notebook.cells[0].source.replace("blob/v", "blob/main-v")
     lesson_cells = [c.source for c in notebook.cells[2:]]
@@ -34,6 +35,8 @@ def test_a_stale_badge_is_found_and_rewritten_keeping_the_lesson(tmp_path):
     badges.write(path)
     assert badges.is_current(path)
     assert [c.source for c in nbformat.read(path, as_version=4).cells[2:]] == lesson_cells
+    assert "blob/main-v" not in path.with_suffix(".py").read_text()  # the paired source follows
+    assert path.with_suffix(".py").read_text() == (ROOT / "notebooks" / path.with_suffix(".py").name).read_text()
 
 
 def test_setup_cell_does_nothing_outside_colab(monkeypatch):
