@@ -62,6 +62,13 @@ def runtime_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
+def measure_name(lesson: str, key: str) -> tuple[str, str]:
+    """Return a recorded value's display name and unit from the syllabus (the key itself, no unit, if it has none)."""
+    record = lesson_record(lesson) if lesson in {r.id for r in SYLLABUS} else None
+    measure = record.measure(key) if record else None
+    return (measure.label(key), measure.unit) if measure else (key, "")
+
+
 def results_markdown(results: list[dict]) -> str:
     """Return stored results as Markdown: the stamp once above each table, display names, units, intervals.
 
@@ -69,7 +76,6 @@ def results_markdown(results: list[dict]) -> str:
     """
     blocks: dict[str, list[str]] = {}
     for lesson in results:
-        record = lesson_record(lesson["lesson"]) if lesson["lesson"] in {r.id for r in SYLLABUS} else None
         values = lesson["values"]
         rows = blocks.setdefault(lesson["stamp"], ["| lesson | measure | value | unit |", "|---|---|---|---|"])
         for key, value in values.items():
@@ -78,8 +84,7 @@ def results_markdown(results: list[dict]) -> str:
             shown = cell(value)
             if f"{key}_low" in values and f"{key}_high" in values:
                 shown += f" [{cell(values[key + '_low'])}, {cell(values[key + '_high'])}]"
-            measure = record.measure(key) if record else None
-            name, unit = (measure.label(key), measure.unit) if measure else (key, "")
+            name, unit = measure_name(lesson["lesson"], key)
             rows.append(f"| {lesson['lesson']} | {name} | {shown} | {unit} |")
     return "\n\n".join(f"Measured on: {stamp}\n\n" + "\n".join(rows) for stamp, rows in blocks.items())
 
@@ -89,13 +94,12 @@ def rerun_markdown(first: list[dict], second: list[dict]) -> str:
     before = {lesson["lesson"]: lesson["values"] for lesson in first}
     rows = ["| lesson | measure | first run [recorded interval] | second run | inside |", "|---|---|---|---|---|"]
     for lesson in second:
-        values, record = before.get(lesson["lesson"], {}), lesson_record(lesson["lesson"])
+        values = before.get(lesson["lesson"], {})
         for key, value in lesson["values"].items():
             low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
             if key not in values or low is None or high is None:
                 continue
-            measure = record.measure(key)
-            name = measure.label(key) if measure else key
+            name = measure_name(lesson["lesson"], key)[0]
             inside = "yes" if low <= value <= high else "**no**"
             rows.append(f"| {lesson['lesson']} | {name} | {cell(values[key])} [{cell(low)}, {cell(high)}] | {cell(value)} | "
                         f"{inside} |")

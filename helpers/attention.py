@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers.lesson import progress
 from helpers.measure import SweepPoint, measure_point
+from helpers.profiles import MISSING_SDPA_BACKENDS
 from helpers.timing import benchmark_generation, interleaved
 
 __all__ = [
@@ -81,8 +82,6 @@ def probe_backends(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
 ) -> dict[str, Verdict]:
     """Try every SDPA backend on these inputs; for each refused one, keep PyTorch's warnings that say why."""
-    from helpers.profiles import MISSING_SDPA_BACKENDS
-
     verdicts = {}
     for name in BACKENDS:
         if name in MISSING_SDPA_BACKENDS:  # an emulated GPU without it: its switch stays off, say why instead

@@ -182,8 +182,7 @@ def interleaved(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str,
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float, float]:
     """Return the median, lowest and highest of per-round ratios numerator/denominator of interleaved rounds."""
-    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
-    return statistics.median(ratios), min(ratios), max(ratios)
+    return spread([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -194,9 +193,10 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
     """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
     median, low, high = ratio
-    if low <= 1.0 <= high:
+    reading = verdict(ratio)
+    if reading == "tie":
         return f"no measurable difference ({median:.2f}x, interval {low:.2f}-{high:.2f})"
-    if median > 1:
+    if reading == "faster":
         return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
     return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
 
