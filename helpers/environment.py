@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 __all__ = ["EnvironmentReport", "environment_report", "gpu_link", "hub_offline"]
 
 SDPA_BACKENDS = ("MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION")
-LIBRARIES = ("torch", "transformers", "accelerate", "bitsandbytes", "gguf", "numpy")
+LIBRARIES = ("torch", "transformers", "accelerate", "bitsandbytes", "torchao", "gguf", "numpy")
 HUB_HOST = "huggingface.co"
 
 
@@ -137,6 +137,7 @@ class EnvironmentReport:
             f"torch {self.versions['torch']}",
             f"transformers {self.versions['transformers']}",
             f"bitsandbytes {self.versions['bitsandbytes']}",
+            f"torchao {self.versions['torchao']}",
         ]
         if profile:
             parts.append(f"profile {profile}")

@@ -7,11 +7,13 @@ import torch
 from helpers.memory import MiB
 from helpers.timing import benchmark
 
-__all__ = ["decode_bound_tokens_per_s", "memory_bandwidth", "peak_flops_16bit"]
+__all__ = ["decode_bound_tokens_per_s", "measured_bandwidth", "memory_bandwidth", "peak_flops_16bit"]
 
-# Peak memory bandwidth in bytes/s from vendor data sheets, matched against torch.cuda.get_device_name().
+# Peak memory bandwidth in bytes/s from vendor data sheets, keyed by torch.cuda.get_device_name() without its vendor
+# prefix ("NVIDIA ", "Tesla "), matched exactly: "L4" must not match "L40S", nor "H200" "GH200".
 KNOWN_BANDWIDTH = {
     "H200": 4.8e12,
+    "H200 NVL": 4.8e12,
     "H100 80GB HBM3": 3.35e12,
     "H100 PCIe": 2.0e12,
     "H100 NVL": 3.9e12,
@@ -20,37 +22,58 @@ KNOWN_BANDWIDTH = {
     "A100 80GB PCIe": 1.935e12,
     "A100-PCIE-40GB": 1.555e12,
     "L4": 3.0e11,
+    "L40S": 8.64e11,
     "A10G": 6.0e11,
     "A10": 6.0e11,
     "T4": 3.2e11,
-    "V100": 9.0e11,
+    "V100-SXM2-16GB": 9.0e11,
+    "V100-SXM2-32GB": 9.0e11,
+    "V100-PCIE-16GB": 9.0e11,
+    "V100-PCIE-32GB": 9.0e11,
 }
 
-# Dense fp16/bf16 tensor-core peak in FLOP/s from vendor data sheets (no sparsity).
+# Dense fp16/bf16 tensor-core peak in FLOP/s from vendor data sheets (no sparsity), keyed like KNOWN_BANDWIDTH.
 KNOWN_TFLOPS_16BIT = {
     "H200": 989e12,
+    "H200 NVL": 835e12,
     "H100 80GB HBM3": 989e12,
     "H100 PCIe": 756e12,
     "H100 NVL": 835e12,
-    "A100": 312e12,
+    "A100-SXM4-80GB": 312e12,
+    "A100-SXM4-40GB": 312e12,
+    "A100 80GB PCIe": 312e12,
+    "A100-PCIE-40GB": 312e12,
     "L4": 121e12,
+    "L40S": 362e12,
     "A10G": 70e12,
     "A10": 125e12,
     "T4": 65e12,
-    "V100": 125e12,
+    "V100-SXM2-16GB": 125e12,
+    "V100-SXM2-32GB": 125e12,
+    "V100-PCIE-16GB": 112e12,
+    "V100-PCIE-32GB": 112e12,
 }
+VENDOR_PREFIXES = ("NVIDIA ", "Tesla ")
+
+
+def data_sheet_name(device_name: str) -> str:
+    """Return a device name as the data-sheet tables key it: without the vendor prefix."""
+    for prefix in VENDOR_PREFIXES:
+        if device_name.startswith(prefix):
+            return device_name[len(prefix) :]
+    return device_name
 
 
 def _lookup(table: dict[str, float], device: str | torch.device) -> tuple[str, float] | None:
-    """Return (key, value) of the first table entry whose key is in this CUDA device's name."""
+    """Return (key, value) of the table entry named exactly like this CUDA device, or None."""
     if torch.device(device).type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next(((key, value) for key, value in table.items() if key in name), None)
+    key = data_sheet_name(torch.cuda.get_device_name(device))
+    return (key, table[key]) if key in table else None
 
 
 def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> float:
-    """Measure memory bandwidth in bytes/s with a large copy (bytes read plus bytes written)."""
+    """Measure memory bandwidth in bytes/s with a copy far larger than any cache (bytes read plus bytes written)."""
     source = torch.empty(megabytes * MiB, dtype=torch.uint8, device=device)
     target = torch.empty_like(source)
     timing = benchmark(lambda: target.copy_(source), device=device, warmup=2, repeats=5)

@@ -2,6 +2,7 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from helpers import limits
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth, peak_flops_16bit
 from helpers.memory import analytic_size, model_footprint, parameter_count, peak_memory
 
@@ -57,3 +58,14 @@ def test_decode_bound_and_bandwidth():
 
 def test_peak_flops_is_unknown_on_cpu():
     assert peak_flops_16bit("cpu") == (None, "no data-sheet figure for this device")
+
+
+@pytest.mark.parametrize(
+    "device_name, key",
+    [("NVIDIA H200", "H200"), ("NVIDIA GH200 480GB", None), ("NVIDIA L4", "L4"), ("NVIDIA L40S", "L40S"),
+     ("NVIDIA L40", None), ("Tesla T4", "T4"), ("NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB"), ("NVIDIA A10", "A10")],
+)
+def test_data_sheet_figures_match_gpu_names_exactly(monkeypatch, device_name, key):
+    monkeypatch.setattr(limits.torch.cuda, "get_device_name", lambda device=None: device_name)
+    found = limits._lookup(limits.KNOWN_BANDWIDTH, "cuda")
+    assert (found[0] if found else None) == key
