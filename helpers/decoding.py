@@ -21,7 +21,6 @@ __all__ = [
     "cache_bytes",
     "kv_cache_bytes",
     "native_stderr_silenced",
-    "step_ms",
     "step_split",
     "time_split",
     "top_kernels",
@@ -92,28 +91,6 @@ class StaticGreedy:
                 token = self.step(token, torch.tensor([position], device=prompt.device)).clone()
                 tokens.append(token)
         return torch.cat(tokens, dim=1)
-
-
-def step_ms(run: Callable[[int], Any], new_tokens: int, device: str | torch.device) -> Callable[[], float]:
-    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1.
-
-    The difference removes the prefill and the first token, which both runs share.
-    """
-    if new_tokens < 2:
-        raise ValueError("new_tokens must be at least 2 to separate decode steps from the prefill")
-
-    def timed(count: int) -> float:
-        synchronize(device)
-        begin = time.perf_counter()
-        run(count)
-        synchronize(device)
-        return (time.perf_counter() - begin) * 1e3
-
-    def measure() -> float:
-        with torch.inference_mode():
-            return (timed(new_tokens) - timed(1)) / (new_tokens - 1)
-
-    return measure
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "interleaved", "paired_ratio", "spread", "tally", "time_once", "verdict"]
+__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "decode_step_ms", "interleaved", "paired_ratio", "spread", "tally", "time_once", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,28 @@ class GenerationTiming:
             f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
             f"(batch {self.batch}, {self.new_tokens} new tokens)"
         )
+
+
+def decode_step_ms(run: Callable[[int], Any], new_tokens: int, device: str | torch.device) -> Callable[[], float]:
+    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1.
+
+    The difference removes the prefill and the first token, which both runs share.
+    """
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2 to separate decode steps from the prefill")
+
+    def timed(count: int) -> float:
+        synchronize(device)
+        begin = time.perf_counter()
+        run(count)
+        synchronize(device)
+        return (time.perf_counter() - begin) * 1e3
+
+    def measure() -> float:
+        with torch.inference_mode():
+            return (timed(new_tokens) - timed(1)) / (new_tokens - 1)
+
+    return measure
 
 
 def benchmark_generation(

@@ -118,8 +118,7 @@ answer_predict = ...  # True or False
 # %%
 from statistics import median
 
-from helpers.decoding import step_ms
-from helpers.timing import compare, interleaved, paired_ratio, spread
+from helpers.timing import compare, decode_step_ms, interleaved, paired_ratio, spread
 
 compile_mode = lesson.size("compile_mode")  # None on the cpu profile: compiling here would take minutes of CI time
 rounds = lesson.size("rounds")
@@ -146,7 +145,7 @@ for name, model in models.items():
     decoders[name] = ways = ways_to_decode(model, prompts[name])
     for run in ways.values():  # warm-up: the long run first, so a static cache is made once at its full length
         run(new_tokens), run(1)
-    speeds[name] = interleaved({way: step_ms(run, new_tokens, lesson.device) for way, run in ways.items()}, rounds)
+    speeds[name] = interleaved({way: decode_step_ms(run, new_tokens, lesson.device) for way, run in ways.items()}, rounds)
 print("generate's compile_config:", models[name].generation_config.compile_config)
 
 # %%

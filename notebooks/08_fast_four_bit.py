@@ -139,13 +139,13 @@ from functools import partial
 
 from torch.profiler import ProfilerActivity, profile
 
-from helpers.decoding import (StaticGreedy, kv_cache_bytes, native_stderr_silenced, step_ms, step_split, top_kernels,
+from helpers.decoding import (StaticGreedy, kv_cache_bytes, native_stderr_silenced, step_split, top_kernels,
                               weight_bytes_per_token)
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
 from helpers.memory import GiB, model_footprint
 from helpers.models import pretrained_path
 from helpers.tables import table
-from helpers.timing import compare, interleaved, paired_ratio
+from helpers.timing import compare, decode_step_ms, interleaved, paired_ratio
 
 prompt_len, new_tokens, rounds = lesson.size("prompt_tokens"), lesson.size("new_tokens"), lesson.size("rounds")
 # tokens a profiled run decodes: collecting the profiler's events takes seconds, and a step's wall time is the
@@ -205,7 +205,7 @@ for name in lesson.size("shapes"):
     shapes[name] = {
         "footprint": {v: model_footprint(m) for v, m in models.items()},
         "bytes": {v: weight_bytes_per_token(m) + kv for v, m in models.items()},
-        "ms": interleaved({v: step_ms(run, new_tokens, lesson.device) for v, run in runs.items()}, rounds),
+        "ms": interleaved({v: decode_step_ms(run, new_tokens, lesson.device) for v, run in runs.items()}, rounds),
         "same_tokens": same,
     }
     if name == largest:  # profiled for the analysis below: lesson 07's split of a step in interleaved rounds, the

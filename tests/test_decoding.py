@@ -8,13 +8,14 @@ from helpers.decoding import (
     StaticGreedy,
     cache_bytes,
     kv_cache_bytes,
-    step_ms,
+
     time_split,
     top_kernels,
     weight_bytes_per_token,
 )
 from helpers.exercises import STRICT_ENV, check, is_right
 from helpers.memory import model_footprint, stored_bytes
+from helpers.timing import decode_step_ms
 from helpers.models import build_synthetic, model_config, pretrained_path
 
 
@@ -81,10 +82,10 @@ def test_static_loop_decodes_the_same_tokens_as_generate(smollm2):
 
 def test_step_ms_needs_two_tokens_and_measures_the_extra_ones(tiny):
     with pytest.raises(ValueError, match="at least 2"):
-        step_ms(lambda n: None, 1, "cpu")
+        decode_step_ms(lambda n: None, 1, "cpu")
     loop = StaticGreedy(tiny, max_cache_len=16, compile_mode=None)
     prompt = torch.randint(0, 100, (1, 4))
-    assert step_ms(lambda n: loop(prompt, n), 6, "cpu")() > 0
+    assert decode_step_ms(lambda n: loop(prompt, n), 6, "cpu")() > 0
 
 
 def test_time_split_finds_operator_time_inside_the_wall_time():
