@@ -8,7 +8,6 @@ from helpers.decoding import (
     StaticGreedy,
     cache_bytes,
     kv_cache_bytes,
-
     time_split,
     top_kernels,
     weight_bytes_per_token,
