@@ -19,7 +19,6 @@ __all__ = [
     "footprint_by_kind",
     "predicted_footprint",
     "quantize_from_scratch",
-    "unconverted_modules",
 ]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
