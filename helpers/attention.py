@@ -18,19 +18,9 @@ from helpers.timing import benchmark, decode_step_ms, generate_run, interleaved
 from helpers.widgets import progress
 
 __all__ = [
-    "HEADINGS",
-    "allowed_backends",
-    "attention_flops",
-    "decode_rounds",
-    "default_backend",
-    "draw_attention_memory",
-    "math_score_dtype",
-    "priority_order",
-    "probe_backends",
-    "run_with_backend",
-    "sweep_prefill",
-    "sweep_sequence_lengths",
-    "without_location",
+    "HEADINGS", "allowed_backends", "attention_flops", "decode_rounds", "default_backend", "draw_attention_memory",
+    "math_score_dtype", "priority_order", "probe_backends", "run_with_backend", "sweep_prefill",
+    "sweep_sequence_lengths", "without_location"
 ]
 
 BACKENDS = {

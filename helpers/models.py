@@ -26,14 +26,7 @@ from transformers import (
 
 from helpers.cache import atomic_directory, cache_dir
 
-__all__ = [
-    "available_models",
-    "empty_model",
-    "load_tokenizer",
-    "model_config",
-    "pretrained_path",
-    "weights_in_use",
-]
+__all__ = ["available_models", "empty_model", "load_tokenizer", "model_config", "pretrained_path", "weights_in_use"]
 
 
 def hub_offline() -> bool:

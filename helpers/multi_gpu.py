@@ -20,8 +20,8 @@ from helpers.tables import table
 from helpers.timing import compare
 
 __all__ = [
-    "RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements",
-    "run_placements", "stored_results",
+    "RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements", "run_placements",
+    "stored_results"
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,20 +24,13 @@ import torch
 
 from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
 
+__all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_decode); lesson 06 shows it via multi_gpu
+
 STAMP_ENV = "COURSE_STAMP"  # the lesson's stamp, which start_lesson sets for the processes it starts
 PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
 RESULT_FIELDS = (
-    "placement",
-    "model",
-    "stamp",
-    "world_size",
-    "dtype",
-    "load_s",
-    "memory",
-    "prefill_ms",
-    "decode",
-    "greedy_tokens",
-    "allreduce",
+    "placement", "model", "stamp", "world_size", "dtype", "load_s", "memory", "prefill_ms", "decode", "greedy_tokens",
+    "allreduce"
 )
 
 

@@ -11,7 +11,9 @@ from transformers import PreTrainedModel
 
 from helpers.memory import GiB
 
-__all__ = ["BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan", "to_bytes"]
+__all__ = [
+    "BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan", "to_bytes"
+]
 
 PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
     "bf16": torch.bfloat16,

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 __all__ = [
-    "ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms", "interleaved",
-    "paired_ratio", "spread", "tally", "verdict",
+    "ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
+    "interleaved", "paired_ratio", "spread", "tally", "verdict"
 ]
 
 

@@ -489,12 +489,12 @@ print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer
 #   A token passes through GPU 0's layers, then GPU 1's; one GPU idles while the other works.
 # - **tensor parallel**: `from_pretrained(path, dtype=torch.bfloat16,
 #   distributed_config=DistributedConfig(tp_plan="auto"))`, one process per GPU, started with
-#   `torchrun --nproc-per-node 2 parallel_decode.py ...`. Every layer's matrices are cut in two; both GPUs work on
+#   `torchrun --nproc-per-node 2 -m helpers.parallel_decode ...`. Every layer's matrices are cut in two; both GPUs work on
 #   every token, and after the attention and the MLP block of each layer an **all-reduce** adds the two halves over
 #   the GPU link. (`tp_plan="auto"` as a keyword of `from_pretrained` still works in transformers 5.17 to 5.23 with a
 #   FutureWarning; `DistributedConfig` is the current spelling.)
 #
-# The script [`parallel_decode.py`](parallel_decode.py) holds those calls (`load`) and the measurements; this cell
+# The module [`helpers/parallel_decode.py`](../helpers/parallel_decode.py) holds those calls (`load`) and the measurements; this cell
 # runs it for each placement and reads the JSON each run writes. Each placement is its own process (tensor parallel
 # needs one per GPU), so its rounds cannot alternate with the others' inside one run: instead every placement runs
 # twice, in the order one GPU, pipeline, tensor parallel and then in reverse, and each one's rounds of both passes are
