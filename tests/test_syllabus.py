@@ -118,3 +118,25 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     assert " passed" in tests.stdout and "99_scratch" in subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py"],
         cwd=copy, env=env, capture_output=True, text=True).stdout
+
+
+def test_rounds_and_warmups_equal_the_literals_the_notebooks_had():
+    from coursetools.lesson import Lesson
+
+    before = {  # (lesson, measurement): {profile: (warm-up, rounds)}, as the notebooks wrote them before the table held them
+        ("00", ""): {"cpu": (1, 5), "gpu": (3, 10), "t4": (3, 10)},  # lesson.profile.warmup, lesson.profile.repeats
+        ("02", ""): {"cpu": (1, 5), "gpu": (3, 10), "t4": (3, 10)},
+        ("03", ""): {"cpu": (1, 5), "gpu": (1, 5), "t4": (1, 5)},  # warmup=1, lesson.size("rounds")
+        ("04", "report"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
+        ("04", "decode"): {"cpu": (1, 5), "gpu": (1, 5), "t4": (1, 5)},
+        ("05", "matrix"): {"cpu": (1, 3), "gpu": (1, 5), "t4": (1, 5)},  # 5 if cuda else 3
+        ("06", "mixed"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
+    }
+    for (lesson_id, measurement), by_profile in before.items():
+        for name, (warmup, rounds) in by_profile.items():
+            lesson = Lesson(lesson_id, PROFILES[name], report=None)
+            assert (lesson.warmup(measurement), lesson.rounds(measurement)) == (warmup, rounds), (lesson_id, name)
+    for name, profile in PROFILES.items():
+        lesson = Lesson("06", profile, report=None)
+        assert lesson.rounds("offload") == max(3, profile.repeats // 2) and lesson.rounds("recipe") == 5, name
+        assert Lesson("05", profile, report=None).warmup("static") == 3
