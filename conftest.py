@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.exercises import SOLUTIONS, STRICT_ENV, exercise_ids
+from coursetools.exercises import SOLUTIONS, STRICT_ENV, exercise_ids
 from helpers.widgets import STATIC_ENV
 
 EXERCISE_TAG = "exercise"

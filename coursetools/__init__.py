@@ -1,1 +1,5 @@
-"""The course's build tooling: the runner, publishing, Colab badges and bootstrap, the command line. Lessons never import it."""
+"""The course machinery: lesson table, profiles, settings, results, stamp, exercises and checks, runner, publishing, CLI.
+
+Lessons import it to start (`coursetools.lesson.start_lesson`: profile, stamp, results) and for their exercises
+(`coursetools.exercises.check`); what they measure with comes from `helpers`, which never imports this package.
+"""

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "table":
         from coursetools.publish import results_markdown
-        from helpers.results import load_results
+        from coursetools.results import load_results
 
         print(results_markdown(load_results(args.folder)))
         return 0
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             publish(args.build, args.name, args.notebooks)
         return 0
     if args.command == "doctor":
-        from helpers.environment import environment_report
-        from helpers.profiles import detect_profile_name
+        from coursetools.environment import environment_report
+        from coursetools.profiles import detect_profile_name
 
         report = environment_report()
         profile = detect_profile_name()

@@ -131,7 +131,7 @@ def runtime_advice(lesson: str) -> str:
     """Return what this runtime's GPU means for the lesson, by the course's own profile rule."""
     import torch
 
-    from helpers.profiles import SMALLEST_GPU_GIB, detect_profile_name
+    from coursetools.profiles import SMALLEST_GPU_GIB, detect_profile_name
 
     profile = detect_profile_name()
     if not torch.cuda.is_available():

@@ -6,9 +6,11 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
-from helpers.results import load_results
-from helpers.syllabus import SYLLABUS, lesson_record
+from coursetools.results import interval, is_bound, load_results
+from coursetools.syllabus import SYLLABUS, lesson_record
+from helpers.multi_gpu import placement_rows
 from helpers.tables import cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,18 +74,18 @@ def measure_name(lesson: str, key: str) -> tuple[str, str]:
 def results_markdown(results: list[dict]) -> str:
     """Return stored results as Markdown: the stamp once above each table, display names, units, intervals.
 
-    A measure `x` recorded with `x_low` and `x_high` shows as "x [low, high]".
+    A measure recorded with an interval shows as "x [low, high]".
     """
     blocks: dict[str, list[str]] = {}
     for lesson in results:
         values = lesson["values"]
         rows = blocks.setdefault(lesson["stamp"], ["| lesson | measure | value | unit |", "|---|---|---|---|"])
         for key, value in values.items():
-            if key.endswith(("_low", "_high")) and key.rsplit("_", 1)[0] in values:
+            if is_bound(values, key):
                 continue
             shown = cell(value)
-            if f"{key}_low" in values and f"{key}_high" in values:
-                shown += f" [{cell(values[key + '_low'])}, {cell(values[key + '_high'])}]"
+            if bounds := interval(values, key):
+                shown += f" [{cell(bounds[0])}, {cell(bounds[1])}]"
             name, unit = measure_name(lesson["lesson"], key)
             rows.append(f"| {lesson['lesson']} | {name} | {shown} | {unit} |")
     return "\n\n".join(f"Measured on: {stamp}\n\n" + "\n".join(rows) for stamp, rows in blocks.items())
@@ -96,9 +98,9 @@ def rerun_markdown(first: list[dict], second: list[dict]) -> str:
     for lesson in second:
         values = before.get(lesson["lesson"], {})
         for key, value in lesson["values"].items():
-            low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
-            if key not in values or low is None or high is None:
+            if key not in values or (bounds := interval(values, key)) is None:
                 continue
+            low, high = bounds
             name = measure_name(lesson["lesson"], key)[0]
             inside = "yes" if low <= value <= high else "**no**"
             rows.append(f"| {lesson['lesson']} | {name} | {cell(values[key])} [{cell(low)}, {cell(high)}] | {cell(value)} | "
@@ -107,11 +109,45 @@ def rerun_markdown(first: list[dict], second: list[dict]) -> str:
     return f"Second run measured on: {stamps}\n\n" + "\n".join(rows)
 
 
+def placements_markdown(two_gpu: dict[str, Any]) -> str:
+    """Return the stored placement comparison as a Markdown table with its stamp and GPU link, for the README."""
+    headers, rows = placement_rows(two_gpu["placements"])
+    lines = ["| " + " | ".join(r) + " |" for r in [headers, *rows]]
+    lines.insert(1, "|" + "---|" * len(headers))
+    return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines])
+
+
+def plot_results(results: list[dict], path: Path) -> Path:
+    """Draw each lesson's positive numeric results as log-scale bars (one panel a lesson) into path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numeric = [
+        (
+            r["lesson"],
+            {k: v for k, v in r["values"].items() if isinstance(v, int | float) and not isinstance(v, bool) and v > 0},
+        )
+        for r in results
+    ]
+    numeric = [(lesson, values) for lesson, values in numeric if values]
+    fig, axes = plt.subplots(len(numeric), 1, figsize=(8, 1.2 + 0.4 * sum(len(v) for _, v in numeric)), squeeze=False)
+    for ax, (lesson, values) in zip(axes[:, 0], numeric, strict=True):
+        ax.barh(list(values), list(values.values()))
+        ax.set_title(f"lesson {lesson}", loc="left")
+        ax.set_xscale("log")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
     from coursetools.api import api_reference
-    from helpers.multi_gpu import STORED_RUN, placements_markdown, stored_results
-    from helpers.settings import SETTINGS
+    from coursetools.settings import SETTINGS
+    from helpers.multi_gpu import STORED_RUN, stored_results
 
     generated = {
         "api": api_reference(root),

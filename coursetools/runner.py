@@ -10,10 +10,10 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from coursetools.publish import results_markdown
-from helpers.environment import environment_report
-from helpers.profiles import detect_profile_name
-from helpers.results import RESULTS_ENV, load_results, plot_results
+from coursetools.environment import environment_report
+from coursetools.profiles import detect_profile_name
+from coursetools.publish import plot_results, results_markdown
+from coursetools.results import RESULTS_ENV, load_results
 from helpers.widgets import STATIC_ENV
 
 CELL_TIMEOUT_S = 1800

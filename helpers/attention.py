@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,26 +13,14 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers.lesson import progress
-from helpers.measure import SweepPoint, measure_point
-from helpers.profiles import MISSING_SDPA_BACKENDS
-from helpers.timing import benchmark_generation, interleaved
+from helpers.memory import peak_memory
+from helpers.timing import benchmark, decode_step_ms, generate_run, interleaved
+from helpers.widgets import progress
 
 __all__ = [
-    "BACKENDS",
-    "HEADINGS",
-    "allowed_backends",
-    "attention_flops",
-    "decode_rounds",
-    "default_backend",
-    "draw_attention_memory",
-    "math_score_dtype",
-    "priority_order",
-    "probe_backends",
-    "run_with_backend",
-    "sweep_prefill",
-    "sweep_sequence_lengths",
-    "without_location",
+    "HEADINGS", "allowed_backends", "attention_flops", "decode_rounds", "default_backend", "draw_attention_memory",
+    "math_score_dtype", "priority_order", "probe_backends", "run_with_backend", "sweep_prefill",
+    "sweep_sequence_lengths", "without_location"
 ]
 
 BACKENDS = {
@@ -49,6 +37,37 @@ HEADINGS = {
     "Flash attention kernel not used because:": "flash",
     "cuDNN attention kernel not used because:": "cudnn",
 }
+
+# backends an emulated GPU lacks, with why (coursetools.profiles fills it for T4 emulation); probe_backends reports them
+MISSING_SDPA_BACKENDS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One backend at one sequence length: median ms and peak bytes above what was allocated before, None if it failed."""
+
+    seq: int
+    ms: float | None
+    peak_bytes: int | None
+    error: str = ""
+
+
+def is_out_of_memory(err: Exception) -> bool:
+    """Return whether an exception is an out-of-memory failure (CUDA or CPU allocator)."""
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int, repeats: int) -> SweepPoint:
+    """Measure one call's peak memory and median time; an out-of-memory or refused call becomes a point with its reason."""
+    try:
+        peak = peak_memory(call, device)
+        timing = benchmark(call, device=device, warmup=warmup, repeats=repeats)
+        point = SweepPoint(seq, timing.median, peak.added)
+    except (RuntimeError, torch.OutOfMemoryError) as err:
+        point = SweepPoint(seq, None, None, "out of memory" if is_out_of_memory(err) else str(err).split("\n")[0])
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return point
 
 
 @dataclass(frozen=True)
@@ -232,16 +251,12 @@ def decode_rounds(
     A round times `generate` for 1 token (prefill) and for `new_tokens` tokens; a decode step is their difference
     divided by `new_tokens - 1`.
     """
-    if new_tokens < 2:
-        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
-
-    def step_ms(model: torch.nn.Module) -> float:
-        return benchmark_generation(model, input_ids, new_tokens=new_tokens, warmup=0, repeats=1).decode_ms_per_token
-
-    for model in models.values():
+    steps = {name: decode_step_ms(generate_run(model, input_ids), new_tokens, input_ids.device)
+             for name, model in models.items()}
+    for step in steps.values():
         for _ in range(warmup):
-            step_ms(model)
-    return interleaved({name: partial(step_ms, model) for name, model in models.items()}, rounds)
+            step()
+    return interleaved(steps, rounds)
 
 
 def draw_attention_memory(

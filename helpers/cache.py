@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers.settings import CACHE as CACHE_ENV
+__all__ = ["cache_dir"]
 
-__all__ = ["atomic_directory", "cache_dir"]
+CACHE_ENV = "COURSE_CACHE"
 
 
 def cache_dir() -> Path:

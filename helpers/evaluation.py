@@ -14,11 +14,10 @@ import torch
 from torch.nn.attention import sdpa_kernel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from helpers.attention import BACKENDS
-from helpers.measure import measure_point
+from helpers.attention import BACKENDS, measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
-from helpers.timing import benchmark_generation, interleaved, time_once
+from helpers.timing import benchmark_generation, decode_step_ms, generate_run, interleaved, time_once
 
 __all__ = ["REPORT_HEADER", "evaluate_decoder", "interleaved_decode", "leaders", "measure_matrix"]
 
@@ -95,10 +94,11 @@ RETRIES = 5  # a round whose longer generate was not the slower one is timed aga
 
 def decode_round(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, **options: Any) -> float:
     """Return the decode speed of one round in tokens/s over all rows: `generate` of `new_tokens` minus that of 1."""
+    step = decode_step_ms(generate_run(model, prompt, **options), new_tokens, prompt.device)
     for _ in range(RETRIES):
-        timing = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=0, repeats=1, **options)
-        if timing.decode_ms_per_token > 0:
-            return timing.batch * timing.decode_tokens_per_s
+        ms = step()
+        if ms > 0:
+            return prompt.shape[0] * 1e3 / ms
     raise RuntimeError(f"decode time not measurable: {new_tokens} new tokens took no longer than 1 in {RETRIES} tries")
 
 
@@ -106,8 +106,6 @@ def interleaved_decode(
     runs: dict[str, tuple[PreTrainedModel, torch.Tensor, dict[str, Any]]], *, new_tokens: int, warmup: int, rounds: int
 ) -> dict[str, list[float]]:
     """Time decode tokens/s of several (model, prompt, generate options) runs, one of each per round, by name."""
-    if new_tokens < 2:
-        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
     calls = {name: partial(decode_round, model, prompt, new_tokens, **options) for name, (model, prompt, options) in runs.items()}
     with torch.inference_mode():
         if warmup:

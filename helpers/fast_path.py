@@ -7,7 +7,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-__all__ = ["FastPathUnsupportedError", "agreement", "from_fast_path", "hidden_states", "mean_pooled", "to_fast_path"]
+__all__ = ["agreement", "from_fast_path", "hidden_states", "to_fast_path"]
 
 SUPPORTED_TYPES = ("bert", "roberta")
 FAST_PATH_ACTIVATIONS = ("gelu", "relu")

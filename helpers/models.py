@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +25,13 @@ from transformers import (
 )
 
 from helpers.cache import atomic_directory, cache_dir
-from helpers.environment import hub_offline
 
-__all__ = [
-    "UnknownModelError",
-    "available_models",
-    "build_synthetic",
-    "checkpoint_bytes",
-    "empty_model",
-    "load_tokenizer",
-    "model_config",
-    "pretrained_path",
-    "resolve_source",
-    "weights_in_use",
-]
+__all__ = ["available_models", "empty_model", "load_tokenizer", "model_config", "pretrained_path", "weights_in_use"]
+
+
+def hub_offline() -> bool:
+    """Return whether HF_HUB_OFFLINE is set to a true value, read now (tests and lessons may set it after import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
 class UnknownModelError(ValueError):

@@ -2,39 +2,66 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import statistics
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
+from helpers import parallel_decode
+from helpers.parallel_decode import quartiles
 from helpers.tables import table
 from helpers.timing import compare
 
-__all__ = ["RESULT_FILE", "explain", "placement_script", "placements_markdown", "placements_table", "plot_placements", "pooled_runs", "run_placement", "run_placements", "stored_results"]
+__all__ = [
+    "RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements", "run_placements",
+    "stored_results"
+]
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "notebooks" / "parallel_decode.py"
 STORED_RUN = "gpu-x2"  # results/<run>/ holds the two-GPU measurements that other machines show
 RESULT_FILE = "parallel-06.json"
 PLACEMENT_NAMES = {"one-gpu": "one GPU", "pipeline": "pipeline split (device_map)", "tensor-parallel": "tensor parallel"}
 
 
+LINK_KINDS = {"NV": "NVLink", "PIX": "PCIe, one switch", "PXB": "PCIe, several switches", "PHB": "PCIe, through the CPU",
+              "NODE": "PCIe, across a NUMA node", "SYS": "PCIe, across CPU sockets"}
+
+
+def gpu_link(topology: str | None = None) -> str:
+    """Return how GPU 0 and GPU 1 are connected, read from `nvidia-smi topo -m` (e.g. "NV18 (NVLink, 18 links)")."""
+    if topology is None:
+        if torch.cuda.device_count() < 2:
+            return "one GPU or none: no link between GPUs"
+        if shutil.which("nvidia-smi") is None:
+            return "unknown (nvidia-smi not found)"
+        topology = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, check=False).stdout
+    topology = re.sub(r"\x1b\[[0-9;]*m", "", topology)  # nvidia-smi underlines the header with escape codes
+    rows = [line.split() for line in topology.splitlines() if line.strip()]
+    header = next((i for i, row in enumerate(rows) if row[:2] == ["GPU0", "GPU1"]), None)
+    gpu0 = next((row for row in rows[(header or 0) + 1 :] if row[0] == "GPU0"), None)
+    if header is None or gpu0 is None:
+        return "unknown (nvidia-smi topo -m gave no GPU matrix)"
+    entry = gpu0[2]  # the row reads: GPU0, X (itself), then its link to GPU1
+    if entry.startswith("NV"):
+        return f"{entry} (NVLink, {entry[2:]} links)"
+    return f"{entry} ({LINK_KINDS.get(entry, 'see nvidia-smi topo -m')})"
+
+
 def placement_script() -> ModuleType:
-    """Import notebooks/parallel_decode.py (wherever the notebook runs) so a lesson can show its code."""
-    spec = importlib.util.spec_from_file_location("parallel_decode", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Return the placement module, helpers.parallel_decode, so a lesson can show its code."""
+    return parallel_decode
 
 
 def launch(placement: str, model: str, out: Path, gpus: int = 2, options: tuple[str, ...] = ()) -> list[str]:
-    """Return the command that runs the placement script: python for one process, torchrun for tensor parallel."""
-    script = [str(SCRIPT), "--model", str(model), "--placement", placement, "--out", str(out), *options]
+    """Return the command that runs the placement module: python -m for one process, torchrun -m for tensor parallel."""
+    script = ["-m", parallel_decode.__name__, "--model", str(model), "--placement", placement, "--out", str(out), *options]
     if placement == "tensor-parallel":
         return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus), *script]
     return [sys.executable, *script]
@@ -47,12 +74,6 @@ def run_placement(placement: str, model: str, out: Path, options: tuple[str, ...
     if done.returncode != 0:
         raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-15:]))
     return json.loads(out.read_text())
-
-
-def quartiles(times: list[float]) -> dict[str, Any]:
-    """Return the median, quartiles and raw values of repeated measurements (as the placement script writes them)."""
-    low, _, high = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
-    return {"median": statistics.median(times), "q1": low, "q3": high, "times": times}
 
 
 def pooled_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,10 +212,3 @@ def plot_placements(placements: dict[str, dict[str, Any]], title: str) -> None:
     fig.tight_layout()
     plt.show()
 
-
-def placements_markdown(two_gpu: dict[str, Any]) -> str:
-    """Return the stored placement comparison as a Markdown table with its stamp and GPU link, for the README."""
-    headers, rows = placement_rows(two_gpu["placements"])
-    lines = ["| " + " | ".join(r) + " |" for r in [headers, *rows]]
-    lines.insert(1, "|" + "---|" * len(headers))
-    return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines])

@@ -10,9 +10,10 @@ from accelerate.utils import CustomDtype, compute_module_sizes, get_balanced_mem
 from transformers import PreTrainedModel
 
 from helpers.memory import GiB
-from helpers.models import empty_model
 
-__all__ = ["BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "empty_model", "model_bytes", "plan", "to_bytes"]
+__all__ = [
+    "BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan", "to_bytes"
+]
 
 PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
     "bf16": torch.bfloat16,

@@ -13,13 +13,8 @@ from transformers.quantizers.quantizers_utils import should_convert_module
 from helpers.memory import extra_bytes
 
 __all__ = [
-    "bits_per_weight",
-    "bitsandbytes_round_trip",
-    "code_book",
-    "footprint_by_kind",
-    "predicted_footprint",
-    "quantize_from_scratch",
-    "unconverted_modules",
+    "bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "predicted_footprint",
+    "quantize_from_scratch"
 ]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size

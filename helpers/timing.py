@@ -11,7 +11,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "RUN_TO_RUN", "GenerationTiming", "Timing", "benchmark", "benchmark_each", "benchmark_interleaved", "benchmark_generation", "compare", "decode_step_ms", "interleaved", "paired_ratio", "spread", "tally", "time_once", "verdict"]
+__all__ = [
+    "ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
+    "interleaved", "paired_ratio", "spread", "tally", "verdict"
+]
 
 
 @dataclass(frozen=True)
@@ -87,13 +90,6 @@ def time_once(fn: Callable[[], Any], device: str | torch.device) -> float:
     return benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]
 
 
-def benchmark_each(
-    calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
-) -> dict[str, Timing]:
-    """Time several calls on the same inputs, one after another, and return their timings by name."""
-    return {name: benchmark(fn, device=device, warmup=warmup, repeats=repeats) for name, fn in calls.items()}
-
-
 def benchmark_interleaved(
     calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
 ) -> dict[str, Timing]:
@@ -104,32 +100,6 @@ def benchmark_interleaved(
                 fn()
     rounds = interleaved({name: partial(time_once, fn, device) for name, fn in calls.items()}, repeats)
     return {name: Timing(tuple(times)) for name, times in rounds.items()}
-
-
-@dataclass(frozen=True)
-class GenerationTiming:
-    """Prefill (time to first token) and decode speed of greedy generation."""
-
-    prefill: Timing
-    total: Timing
-    new_tokens: int
-    batch: int
-
-    @property
-    def decode_ms_per_token(self) -> float:
-        """Median time of one decode step after the first token, in ms."""
-        return (self.total.median - self.prefill.median) / (self.new_tokens - 1)
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        """Decode speed of one sequence in tokens per second."""
-        return 1e3 / self.decode_ms_per_token
-
-    def __str__(self) -> str:
-        return (
-            f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
-            f"(batch {self.batch}, {self.new_tokens} new tokens)"
-        )
 
 
 def decode_step_ms(run: Callable[[int], Any], new_tokens: int, device: str | torch.device) -> Callable[[], float]:
@@ -154,6 +124,45 @@ def decode_step_ms(run: Callable[[int], Any], new_tokens: int, device: str | tor
     return measure
 
 
+@dataclass(frozen=True)
+class GenerationTiming:
+    """Prefill (time to first token) and decode steps of greedy generation."""
+
+    prefill: Timing
+    decode: Timing  # ms per decode step, one value a round (decode_step_ms)
+    new_tokens: int
+    batch: int
+
+    @property
+    def decode_ms_per_token(self) -> float:
+        """Median time of one decode step after the first token, in ms."""
+        return self.decode.median
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Decode speed of one sequence in tokens per second."""
+        return 1e3 / self.decode_ms_per_token
+
+    def __str__(self) -> str:
+        return (
+            f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
+            f"(batch {self.batch}, {self.new_tokens} new tokens)"
+        )
+
+
+def generate_run(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **generate_options: Any
+) -> Callable[[int], Any]:
+    """Return run(count): greedy `generate` of exactly `count` new tokens from these inputs, as decode_step_ms times it."""
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+
+    def run(count: int) -> Any:
+        return model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=count, min_new_tokens=count,
+                              do_sample=False, pad_token_id=0, **generate_options)
+
+    return run
+
+
 def benchmark_generation(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -165,30 +174,17 @@ def benchmark_generation(
     device: str | torch.device | None = None,
     **generate_options: Any,
 ) -> GenerationTiming:
-    """Time greedy `generate` for 1 token (prefill) and for `new_tokens` tokens; decode speed is their difference.
+    """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups.
 
     `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs).
     """
-    if new_tokens < 2:
-        raise ValueError("new_tokens must be at least 2 to separate decode from prefill")
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
     device = device or input_ids.device
-
-    def generate(count: int) -> Callable[[], Any]:
-        return lambda: model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=count,
-            min_new_tokens=count,
-            do_sample=False,
-            pad_token_id=0,
-            **generate_options,
-        )
-
-    prefill = benchmark(generate(1), device=device, warmup=warmup, repeats=repeats)
-    total = benchmark(generate(new_tokens), device=device, warmup=warmup, repeats=repeats)
-    return GenerationTiming(prefill, total, new_tokens, input_ids.shape[0])
+    run = generate_run(model, input_ids, attention_mask, **generate_options)
+    step = decode_step_ms(run, new_tokens, device)
+    prefill = benchmark(partial(run, 1), device=device, warmup=warmup, repeats=repeats)
+    for _ in range(warmup):
+        step()
+    return GenerationTiming(prefill, Timing(tuple(step() for _ in range(repeats))), new_tokens, input_ids.shape[0])
 
 
 def interleaved(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from helpers.settings import STATIC as STATIC_ENV
+__all__ = ["explore", "progress"]
 
-__all__ = ["explore"]
+STATIC_ENV = "COURSE_STATIC"
 
 
 def widgets_render() -> bool:
@@ -53,3 +53,12 @@ def explore(view: Callable[..., None], **controls: tuple[Sequence[Any], Any]) ->
         f"({', '.join(f'{name} over {list(options)}' for name, (options, _) in controls.items())})"
     )
     view(**start)
+
+
+def progress(items: Iterable, desc: str) -> Iterable:
+    """Return the items with a progress bar in a live kernel; plain in a stored run, where a bar stays frozen at 0%."""
+    if os.environ.get(STATIC_ENV):
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc)

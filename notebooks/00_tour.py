@@ -36,7 +36,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # picks a profile and prints a one-line stamp. Set `COURSE_PROFILE=cpu|gpu|t4` to override the choice.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("00")
 
@@ -124,7 +124,7 @@ print("paraphrases are closer than unrelated sentences")
 answer_call = ...  # AutoModelForCausalLM.from_pretrained(pretrained_path("llama-tiny-shape"), ...)
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("00-call", answer_call, dtype=lesson.profile.dtype, device=lesson.device)
 
@@ -141,7 +141,7 @@ from helpers.timing import benchmark
 
 prompt_ids = torch.randint(100, 1000, (1, lesson.size("prompt_tokens")), device=lesson.device)
 cold = benchmark(lambda: model(prompt_ids), device=lesson.device, warmup=0, repeats=1)
-warm = benchmark(lambda: model(prompt_ids), device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+warm = benchmark(lambda: model(prompt_ids), device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds())
 print(f"first call: {cold.median:.1f} ms ({cold.median / warm.median:.1f}x the median) | after warm-up: {warm}")
 
 # %% [markdown]
@@ -175,7 +175,7 @@ from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
 from helpers.timing import benchmark_generation
 
 generation = benchmark_generation(
-    model, prompt_ids, new_tokens=lesson.size("new_tokens"), warmup=lesson.profile.warmup, repeats=lesson.profile.repeats
+    model, prompt_ids, new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(), repeats=lesson.rounds()
 )
 bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
 bound = decode_bound_tokens_per_s(footprint, bandwidth)
@@ -212,7 +212,7 @@ from helpers.timing import benchmark_interleaved, paired_ratio
 
 passes = benchmark_interleaved(
     {"prompt": lambda: model(prompt_ids), "one token": lambda: model(prompt_ids[:, :1])},
-    device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats,
+    device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds(),
 )
 prompt_longer = paired_ratio(passes["prompt"].times_ms, passes["one token"].times_ms)
 print(f"one pass over {prompt_ids.shape[1]} tokens: {passes['prompt']} | over one token: {passes['one token']}")

@@ -36,7 +36,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # `nn.TransformerEncoder`, which is what `to_bettertransformer()` did and what runs the fast path.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("01")
 
@@ -102,7 +102,7 @@ histogram(lengths.tolist(), f"real tokens per sentence ({len(lengths)} sentences
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("01", answer, lengths=lengths.tolist(), padded_to=real_batch["input_ids"].shape[1])
 
@@ -353,7 +353,7 @@ print("every variant gives the same embeddings (cosine > 0.999)")
 answer_predict = ...  # True or False: the fast path beats HF sdpa on a batch with no padding
 
 # %%
-from helpers.lesson import progress
+from helpers.widgets import progress
 from helpers.plots import line_chart
 
 paddings = lesson.size("paddings")

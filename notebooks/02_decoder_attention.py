@@ -31,7 +31,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # scratch, times each SDPA kernel, and explains when a kernel refuses to run.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("02")
 
@@ -175,7 +175,7 @@ for seq in lesson.size("seq_lens"):
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("02", answer, batch=batch, heads=heads, element=score_element)
 
@@ -283,8 +283,8 @@ from helpers.limits import peak_flops_16bit
 runnable = [name for name, verdict in probe_backends(q, k, v, is_causal=True).items() if verdict.runs]
 del q, k, v
 sweep = sweep_sequence_lengths(runnable, lesson.size("seq_lens"), batch=batch, heads=heads, head_dim=head_dim,
-                               dtype=dtype, device=lesson.device, warmup=lesson.profile.warmup,
-                               repeats=lesson.profile.repeats)
+                               dtype=dtype, device=lesson.device, warmup=lesson.warmup(),
+                               repeats=lesson.rounds())
 peak_flops, peak_source = peak_flops_16bit(lesson.device)
 print(f"{'backend':<10}{'seq':>7}{'ms':>10}{'peak MiB':>10}{'TFLOP/s':>9}")
 for name, points in sweep.items():
@@ -340,7 +340,7 @@ chosen = default_backend(q, k, v, is_causal=True)
 fused_vs_math = None
 if chosen != "math" and math_at_headline.ms is not None:
     timings = benchmark_interleaved({name: partial(run_with_backend, name, q, k, v, is_causal=True)
-                                     for name in ("math", chosen)}, device=lesson.device, **lesson.timing)
+                                     for name in ("math", chosen)}, device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds())
     fused_vs_math = paired_ratio(list(timings["math"].times_ms), list(timings[chosen].times_ms))
     print(f"seq {seq}, {dtype}: {chosen} against math: {compare(fused_vs_math)}")
 else:
@@ -447,7 +447,7 @@ for impl in ("eager", "sdpa"):
 from helpers.attention import sweep_prefill
 
 prefill = sweep_prefill(decoders, lesson.size("prompt_lens"), vocab_size=decoders["sdpa"].config.vocab_size,
-                        device=lesson.device, warmup=lesson.profile.warmup, repeats=lesson.profile.repeats)
+                        device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds())
 for name, points in prefill.items():
     for p in points:
         shown = f"{p.ms:9.1f} ms {p.peak_bytes / MiB:8.0f} MiB" if p.ms is not None else f"failed: {p.error}"
@@ -468,7 +468,7 @@ sdpa_ms = {p.seq: p.ms for p in prefill["sdpa"]}
 longest = max(p.seq for p in prefill["eager"] if p.ms is not None and sdpa_ms[p.seq] is not None)
 ids = torch.randint(0, decoders["sdpa"].config.vocab_size, (1, longest), device=lesson.device)
 timings = benchmark_interleaved({name: partial(model, input_ids=ids, logits_to_keep=1) for name, model in decoders.items()},
-                                device=lesson.device, **lesson.timing)
+                                device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds())
 prefill_ratio = paired_ratio(list(timings["eager"].times_ms), list(timings["sdpa"].times_ms))
 print(f"prompt {longest}: sdpa prefill against eager: {compare(prefill_ratio)}")
 
@@ -484,8 +484,8 @@ import statistics
 from helpers.attention import decode_rounds
 
 prompt = torch.randint(0, decoders["sdpa"].config.vocab_size, (1, prompt_lens[0]), device=lesson.device)
-steps = decode_rounds(decoders, prompt, new_tokens=lesson.size("new_tokens"), warmup=lesson.profile.warmup,
-                      rounds=lesson.profile.repeats)
+steps = decode_rounds(decoders, prompt, new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(),
+                      rounds=lesson.rounds())
 decode_tok_s = {name: 1e3 / statistics.median(ms) for name, ms in steps.items()}
 for name, ms in steps.items():
     print(f"{name:<6} decode {decode_tok_s[name]:.1f} tok/s (median of {len(ms)} rounds, batch 1, prompt {prompt_lens[0]})")

@@ -33,7 +33,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # full-precision original. The first code cell that loads it prints which one this run uses.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("03")
 
@@ -105,7 +105,7 @@ plt.show()
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("03", answer)
 
@@ -274,10 +274,10 @@ from helpers.timing import compare, paired_ratio
 
 prompt = torch.randint(0, models[half_name].config.vocab_size, (1, lesson.size("prompt_tokens")), device=lesson.device)
 tok_s = interleaved_decode({name: (model, prompt, {}) for name, model in models.items()},
-                           new_tokens=lesson.size("new_tokens"), warmup=1, rounds=lesson.size("rounds"))
+                           new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(), rounds=lesson.rounds())
 speed = {name: paired_ratio(tok_s[name], tok_s[half_name]) for name in models}  # > 1: faster than half
 read = {name: weight_bytes_per_token(model) for name, model in models.items()}
-print(f"decode at batch 1, {lesson.size('prompt_tokens')}-token prompt, {lesson.size('rounds')} interleaved rounds:")
+print(f"decode at batch 1, {lesson.size('prompt_tokens')}-token prompt, {lesson.rounds()} interleaved rounds:")
 for name in models:
     versus = "" if name == half_name else f"; vs {half_name}: {compare(speed[name])}"
     print(f"  {name:<24}{statistics.median(tok_s[name]):>8.1f} tok/s{versus}")
@@ -440,7 +440,7 @@ else:
         assert abs(predicted - large_footprint[name]) <= 0.01 * large_footprint[name], name
     prompt = torch.randint(0, shape.config.vocab_size, (1, lesson.size("prompt_tokens")), device=lesson.device)
     large_tok_s = interleaved_decode({name: (model, prompt, {}) for name, model in large_models.items()},
-                                     new_tokens=lesson.size("new_tokens"), warmup=1, rounds=lesson.size("rounds"))
+                                     new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(), rounds=lesson.rounds())
     for name in large_models:
         large_speed[name] = paired_ratio(large_tok_s[name], large_tok_s[half_name])
         print(f"{large}, {name}: footprint {large_footprint[name] / large_footprint[half_name]:.3f} of {half_name}"

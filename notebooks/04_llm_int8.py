@@ -34,7 +34,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # `HuggingFaceTB/SmolLM2-135M-Instruct` with the same calls measures against the full-precision original.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("04")
 
@@ -177,7 +177,7 @@ print(f"relative error vs float32: naive int8 {relative_error(naive, exact):.4f}
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("04", answer, x=x)
 
@@ -289,10 +289,10 @@ answer_predict = ...  # True or False
 
 # %%
 from helpers.evaluation import REPORT_HEADER, evaluate_decoder
-from helpers.lesson import progress
+from helpers.widgets import progress
 
 sizes = {k: lesson.size(k) for k in ("eval_tokens", "prompt_tokens", "new_tokens")}
-timing = {"warmup": 1, "repeats": 3}  # generation is long: few repeats, medians still reported
+timing = {"warmup": lesson.warmup("report"), "repeats": lesson.rounds("report")}  # generation is long: few repeats
 fp16_model = AutoModelForCausalLM.from_pretrained(pretrained_path(name), dtype=torch.float16,
                                                   device_map=lesson.device).eval()
 reports = {"float16": evaluate_decoder(fp16_model, tokenizer, **sizes, **timing)}
@@ -412,7 +412,7 @@ from helpers.evaluation import interleaved_decode
 from helpers.timing import compare, paired_ratio
 
 large = lesson.size("large_shape") or name
-rounds = 5
+rounds = lesson.rounds("decode")
 speed_models = {
     label: AutoModelForCausalLM.from_pretrained(pretrained_path(large), dtype=torch.float16,
                                                 quantization_config=config, device_map=lesson.device).eval()
@@ -423,7 +423,7 @@ for batch in lesson.size("batches"):
     prompt = torch.randint(0, speed_models["float16"].config.vocab_size, (batch, lesson.size("prompt_tokens")),
                            device=lesson.device)
     rates = interleaved_decode({label: (m, prompt, {}) for label, m in speed_models.items()},
-                               new_tokens=lesson.size("new_tokens"), warmup=1, rounds=rounds)
+                               new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup("decode"), rounds=rounds)
     speed_ratio[batch] = paired_ratio(rates["int8"], rates["float16"])
     batch_speed[batch] = {label: statistics.median(values) for label, values in rates.items()}
     print(f"{large}, batch {batch:>3}: float16 {batch_speed[batch]['float16']:8.1f} tok/s, int8 "
@@ -475,7 +475,7 @@ messages = [{"role": "user", "content": question}]
 ways = benchmark_interleaved({
     "model.generate": lambda: int8_model.generate(**encoded, generation_config=settings),
     "pipeline": lambda: generator(messages, generation_config=settings, clean_up_tokenization_spaces=False),
-}, device=lesson.device, warmup=1, repeats=rounds)
+}, device=lesson.device, warmup=lesson.warmup("decode"), repeats=rounds)
 with torch.inference_mode():
     by_generate = int8_model.generate(**encoded, generation_config=settings)[0, encoded["input_ids"].shape[1]:]
     by_pipeline = generator(messages, generation_config=settings, return_tensors=True)[0]["generated_token_ids"]

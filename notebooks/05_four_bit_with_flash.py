@@ -35,7 +35,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # only the shape), printed by the first code cell of the next section.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("05")
 
@@ -138,7 +138,7 @@ del model
 answer_call = ...  # a dict: {"quantization_config": BitsAndBytesConfig(...), "attn_implementation": ..., "dtype": ...}
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("05-call", answer_call, half=half, path=pretrained_path(name), device=lesson.device)
 
@@ -174,7 +174,7 @@ contexts = lesson.size("contexts")
 short, long = contexts[0], contexts[-1]
 batch = lesson.size("batch")
 # generation is long: a few interleaved rounds, each a paired comparison (fewer on a CPU, where it is slower still)
-timing = {"warmup": 1, "rounds": 5 if lesson.device == "cuda" else 3}
+timing = {"warmup": lesson.warmup("matrix"), "rounds": lesson.rounds("matrix")}
 
 # %% [markdown]
 # ### Exercise: predict, then measure
@@ -441,7 +441,7 @@ else:
         prompt = torch.randint(0, model.config.vocab_size, (1, short), device=lesson.device)
         runs = {"dynamic": (model, prompt, {}), "static": (model, prompt, {"cache_implementation": "static"})}
         try:
-            speeds = interleaved_decode(runs, new_tokens=lesson.size("new_tokens"), warmup=3, rounds=rounds)
+            speeds = interleaved_decode(runs, new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup("static"), rounds=rounds)
         except RuntimeError as err:
             print(f"{w_name}: static cache failed here: {str(err).splitlines()[0][:200]}")
             continue

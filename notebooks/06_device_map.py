@@ -31,7 +31,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # tensor parallelism, and turns impossible budgets into clear errors.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("06")
 
@@ -69,7 +69,8 @@ del today
 
 # %%
 from helpers.memory import GiB
-from helpers.placement import device_totals, draw_device_map, empty_model, model_bytes, plan
+from helpers.models import empty_model
+from helpers.placement import device_totals, draw_device_map, model_bytes, plan
 
 small = empty_model("smollm2-135m")
 seed_map = plan(small, {0: "600MB", 1: "1GB", "cpu": "10GB"}, precision="4-bit")
@@ -152,7 +153,7 @@ assert low0.get("cpu", 0) > 0 and low0[0] < 80 * GiB, low0  # what the line abov
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("06", answer, model=big)
 
@@ -277,7 +278,7 @@ def decode_rate(model):
 for model in (split_model, whole_model):
     decode_rate(model)  # warm-up
 rates = interleaved({"split": lambda m=split_model: decode_rate(m), "whole": lambda m=whole_model: decode_rate(m)},
-                    rounds=max(3, lesson.profile.repeats // 2))
+                    rounds=lesson.rounds("offload"))
 split_answer, whole_answer = greedy(split_model), greedy(whole_model)
 del split_model, whole_model
 slowdown = paired_ratio(rates["whole"], rates["split"])
@@ -328,8 +329,8 @@ else:
           f"{model_bytes(layer, 'bf16') / 2**20:.0f} MiB in 16 bits; GPU 0 holds {int8_gpu} device-map entries in "
           f"int8, {than} the {sixteen_gpu} of the 16-bit load above\nwith the same max_memory (of which transformers keeps 10% "
           "free for bitsandbytes)")
-    mixed_speed = benchmark_generation(mixed, prompt.to(input_device(mixed)), new_tokens=new_tokens, warmup=1,
-                                       repeats=3)
+    mixed_speed = benchmark_generation(mixed, prompt.to(input_device(mixed)), new_tokens=new_tokens,
+                                       warmup=lesson.warmup("mixed"), repeats=lesson.rounds("mixed"))
     print(f"int8 split over GPU and CPU: {mixed_speed}")
     del mixed
 
@@ -411,7 +412,8 @@ def two_gpu_recipe(model_name, scheme):
                               pad_token_id=0)[0, 64:].tolist()
 
     rate(split), rate(whole)  # warm-up
-    speeds = interleaved({"split": lambda m=split: rate(m), "whole": lambda m=whole: rate(m)}, rounds=5)
+    speeds = interleaved({"split": lambda m=split: rate(m), "whole": lambda m=whole: rate(m)},
+                         rounds=lesson.rounds("recipe"))
     row = {
         "model": model_name, "weights": "real" if words else "synthetic", "scheme": scheme,
         "strategy": strategies[model_name],
@@ -487,12 +489,12 @@ print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer
 #   A token passes through GPU 0's layers, then GPU 1's; one GPU idles while the other works.
 # - **tensor parallel**: `from_pretrained(path, dtype=torch.bfloat16,
 #   distributed_config=DistributedConfig(tp_plan="auto"))`, one process per GPU, started with
-#   `torchrun --nproc-per-node 2 parallel_decode.py ...`. Every layer's matrices are cut in two; both GPUs work on
+#   `torchrun --nproc-per-node 2 -m helpers.parallel_decode ...`. Every layer's matrices are cut in two; both GPUs work on
 #   every token, and after the attention and the MLP block of each layer an **all-reduce** adds the two halves over
 #   the GPU link. (`tp_plan="auto"` as a keyword of `from_pretrained` still works in transformers 5.17 to 5.23 with a
 #   FutureWarning; `DistributedConfig` is the current spelling.)
 #
-# The script [`parallel_decode.py`](parallel_decode.py) holds those calls (`load`) and the measurements; this cell
+# The module [`helpers/parallel_decode.py`](../helpers/parallel_decode.py) holds those calls (`load`) and the measurements; this cell
 # runs it for each placement and reads the JSON each run writes. Each placement is its own process (tensor parallel
 # needs one per GPU), so its rounds cannot alternate with the others' inside one run: instead every placement runs
 # twice, in the order one GPU, pipeline, tensor parallel and then in reverse, and each one's rounds of both passes are
@@ -503,10 +505,10 @@ import inspect
 import json
 from pathlib import Path
 
-from helpers.environment import gpu_link
+from helpers.multi_gpu import gpu_link
 from helpers.limits import memory_bandwidth
 from helpers.multi_gpu import RESULT_FILE, explain, placement_script, placements_table, plot_placements, run_placements
-from helpers.results import results_dir
+from coursetools.results import results_dir
 
 print(inspect.getsource(placement_script().load))
 if gpus >= 2:

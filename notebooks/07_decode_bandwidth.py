@@ -35,7 +35,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # The 2023 guide stopped at `generate`; nothing in this lesson is in it.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("07")
 
@@ -176,7 +176,7 @@ for name, ways in speeds.items():
 # Your prediction against the measurement, on the largest model:
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 largest = lesson.size("models")[-1]
 dynamic, *_, own = speeds[largest]
@@ -404,7 +404,7 @@ print(table(["model", "weights", "GiB", *[f"{t} tokens" for t in lesson.size("fi
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("07", answer, config=model_config("llama3-8b-shape"), tokens=8192, batch=4)
 

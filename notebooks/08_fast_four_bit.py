@@ -31,7 +31,7 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 # The 2023 guide's 4-bit was bitsandbytes only; torchao did not exist in this form then.
 
 # %%
-from helpers.lesson import start_lesson
+from coursetools.lesson import start_lesson
 
 lesson = start_lesson("08")
 
@@ -97,7 +97,7 @@ print("measured here:", [str(dtype).removeprefix("torch."), *variants])
 answer_call = ...  # TorchAoConfig(...)
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("08-call", answer_call, group_size=32)
 
@@ -232,7 +232,7 @@ for name in lesson.size("shapes"):
 answer = ...  # your answer
 
 # %%
-from helpers.exercises import check
+from coursetools.exercises import check
 
 check("08", answer, bytes_per_token=shapes[largest]["bytes"], base=base, variant=variants[0])
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig
 
-from helpers.checks import exercise
-from helpers.checks.lesson00 import SYNTHETIC_NAME, check_call, compare_per_token
+from coursetools.checks import exercise
+from coursetools.checks.lesson00 import SYNTHETIC_NAME, check_call, compare_per_token
 from helpers.models import model_config, pretrained_path
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig
 
-from helpers.checks import exercise
-from helpers.checks.lesson01 import check_call, compare_no_padding
+from coursetools.checks import exercise
+from coursetools.checks.lesson01 import check_call, compare_no_padding
 from helpers.models import pretrained_path
 
 

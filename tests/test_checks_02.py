@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from helpers.checks import exercise
-from helpers.checks.lesson02 import check_call, compare_peak
+from coursetools.checks import exercise
+from coursetools.checks.lesson02 import check_call, compare_peak
 
 FLASH, CUDNN, EFFICIENT = SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION
 MiB = 2**20

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig
 
-from helpers.checks.lesson03 import EVERY_WEIGHT_4BIT, EXERCISES
-from helpers.exercises import STRICT_ENV, check, is_right
+from coursetools.checks.lesson03 import EVERY_WEIGHT_4BIT, EXERCISES
+from coursetools.exercises import STRICT_ENV, check, is_right
 
 
 def hint(answer, half=torch.bfloat16):
@@ -47,7 +47,7 @@ def test_each_typical_mistake_gets_its_hint(answer, expected):
 
 
 def test_a_wrong_call_fails_a_strict_run(monkeypatch):
-    from helpers.exercises import ExerciseError
+    from coursetools.exercises import ExerciseError
 
     monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(ExerciseError, match="double_quant"):
@@ -65,7 +65,7 @@ def test_the_every_weight_4bit_prediction_is_contradicted_and_told_why():
 
 
 def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_does(monkeypatch, capsys):
-    from helpers.exercises import ExerciseError
+    from coursetools.exercises import ExerciseError
 
     monkeypatch.setenv(STRICT_ENV, "1")
     check("03-predict", 0.9, measured=0.43, unquantized_share=0.21)

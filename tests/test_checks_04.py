@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-from helpers.checks.lesson04 import EXERCISES, kept_in_16_bit
-from helpers.exercises import STRICT_ENV, check, is_right
+from coursetools.checks.lesson04 import EXERCISES, kept_in_16_bit
+from coursetools.exercises import STRICT_ENV, check, is_right
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-from helpers.checks.lesson05 import EXERCISES, check_call, compare_decode
-from helpers.exercises import verdict_of
+from coursetools.checks.lesson05 import EXERCISES, check_call, compare_decode
+from coursetools.exercises import verdict_of
 
 HALF = torch.bfloat16
 

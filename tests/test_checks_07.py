@@ -3,8 +3,8 @@
 import pytest
 from transformers import CompileConfig
 
-from helpers.checks.lesson07 import EXERCISES, check_call, compare_speedup
-from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
+from coursetools.checks.lesson07 import EXERCISES, check_call, compare_speedup
+from coursetools.exercises import STRICT_ENV, ExerciseError, check, is_right
 
 NEW_TOKENS, CACHE_LEN = 16, 4096
 

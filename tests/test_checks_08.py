@@ -4,8 +4,8 @@ import pytest
 from torchao.quantization import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
 from transformers import BitsAndBytesConfig, TorchAoConfig
 
-from helpers.checks.lesson08 import EXERCISES, check_call, compare_decode
-from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
+from coursetools.checks.lesson08 import EXERCISES, check_call, compare_decode
+from coursetools.exercises import STRICT_ENV, ExerciseError, check, is_right
 
 
 def int4(**changes: object) -> Int4WeightOnlyConfig:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, StaticCache
 
+from coursetools.exercises import STRICT_ENV, check, is_right
 from helpers.decoding import (
     StaticGreedy,
     cache_bytes,
@@ -12,10 +13,9 @@ from helpers.decoding import (
     top_kernels,
     weight_bytes_per_token,
 )
-from helpers.exercises import STRICT_ENV, check, is_right
 from helpers.memory import model_footprint, stored_bytes
-from helpers.timing import decode_step_ms
 from helpers.models import build_synthetic, model_config, pretrained_path
+from helpers.timing import decode_step_ms
 
 
 @pytest.fixture(scope="module")

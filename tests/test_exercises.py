@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from helpers.exercises import STRICT_ENV, ExerciseError, check, is_right
-from helpers.placement import empty_model
+from coursetools.exercises import STRICT_ENV, ExerciseError, check, is_right
+from helpers.models import empty_model
 
 
 def test_unanswered_exercise_prints_where_the_solution_is(capsys, monkeypatch):
@@ -65,14 +65,14 @@ def test_budget_check_finds_the_smallest_gpu0_budget(monkeypatch):
 
 
 def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_run(monkeypatch, capsys):
-    import helpers.exercises
-    from helpers.checks import Prediction
+    import coursetools.exercises
+    from coursetools.checks import Prediction
 
     def compare(answer, faster):
         return answer == faster, f"measured {'faster' if faster else 'slower'}"
 
     monkeypatch.setenv(STRICT_ENV, "1")
-    monkeypatch.setattr(helpers.exercises, "exercise", lambda _: Prediction("is it faster?", compare))
+    monkeypatch.setattr(coursetools.exercises, "exercise", lambda _: Prediction("is it faster?", compare))
     check("99-predict", True, faster=True)
     check("99-predict", True, faster=False)  # contradicted: said, not raised
     assert is_right("99-predict", True, faster=True)
@@ -86,7 +86,7 @@ def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_ru
 
 
 def test_exercise_ids_come_from_the_later_check_call_of_the_same_name():
-    from helpers.exercises import exercise_ids
+    from coursetools.exercises import exercise_ids
 
     cells = ["x = 1", "guess = ...  # predict", "measure()", 'check("03-predict", guess, a=1)', "call = ...",
              'check("03-call", call)', 'check("03", other)']

@@ -6,8 +6,8 @@ import jupytext
 import nbformat
 import pytest
 
-from helpers.exercises import exercise_ids
-from helpers.syllabus import SYLLABUS
+from coursetools.exercises import exercise_ids
+from coursetools.syllabus import SYLLABUS
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOKS = [ROOT / "notebooks" / f"{record.stem}.ipynb" for record in SYLLABUS]

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from helpers.models import pretrained_path
-from helpers.multi_gpu import SCRIPT, explain, launch, placement_script, placements_table, pooled_runs, stored_results
+from helpers.multi_gpu import explain, launch, placement_script, placements_table, pooled_runs, stored_results
 from helpers.timing import compare, tally, verdict
 
 script = placement_script()
@@ -29,10 +29,10 @@ def test_placement_rules_say_what_to_do():
 
 
 def test_tensor_parallel_without_torchrun_is_a_clear_message_not_a_traceback(tmp_path, tiny):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--model", tiny, "--placement", "tensor-parallel",
+    done = subprocess.run([sys.executable, "-m", "helpers.parallel_decode", "--model", tiny, "--placement", "tensor-parallel",
                            "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
     assert done.returncode == 2
-    assert "launch it with `torchrun --nproc-per-node 2" in done.stderr
+    assert "launch it with `torchrun --nproc-per-node 2 -m helpers.parallel_decode" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.json").exists()
 
@@ -77,7 +77,7 @@ def test_compare_calls_a_tie_only_when_the_interval_holds_one():
 
 
 def test_script_is_runnable_on_its_own():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "helpers.parallel_decode", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--placement" in done.stdout
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 from helpers.memory import GiB
-from helpers.placement import BudgetError, device_totals, empty_model, model_bytes, plan, to_bytes
+from helpers.models import empty_model
+from helpers.placement import BudgetError, device_totals, model_bytes, plan, to_bytes
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from coursetools.profiles import PROFILES, allow_sdpa_backends, detect_profile_name, use_profile
 from helpers.attention import allowed_backends, default_backend
-from helpers.profiles import PROFILES, allow_sdpa_backends, detect_profile_name, use_profile
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks detection on a machine without a GPU")

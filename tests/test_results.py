@@ -1,8 +1,8 @@
 import nbformat
 
-from coursetools.publish import results_markdown
+from coursetools.publish import plot_results, results_markdown
+from coursetools.results import load_results, record
 from coursetools.runner import run_course
-from helpers.results import load_results, plot_results, record
 
 
 def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
@@ -25,7 +25,7 @@ def test_run_course_executes_notebooks_and_collects_results(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from helpers.results import record\nrecord('99', 'here', answer=42.0)")]
+    nb.cells = [nbformat.v4.new_code_cell("from coursetools.results import record\nrecord('99', 'here', answer=42.0)")]
     nbformat.write(nb, notebooks / "99_probe.ipynb")
     report = run_course(notebooks, tmp_path / "build")
     assert "| 99 | answer | 42 |  |" in report

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.profiles import PROFILES
-from helpers.syllabus import SYLLABUS, lesson_record
+from coursetools.profiles import PROFILES
+from coursetools.syllabus import SYLLABUS, lesson_record
 
 ROOT = Path(__file__).parent.parent
 
@@ -44,16 +44,16 @@ SYLLABUS = SYLLABUS + (
         measures_text="nothing real",
         cpu={"n": 3},
         gpu={"n": 30},
-        check=lambda answer, n: None if answer == n else "answer with n",
         recorded=(Measure("n_squared", "n squared", "items"),),
     ),
 )
 '''
 
 CHECKS = '''
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction
 
 EXERCISES = {
+    "99": Call(lambda answer, n: None if answer == n else "answer with n"),
     "99-call": Call(lambda answer: None if answer == "call()" else "write call()"),
     "99-predict": Prediction("is n above 2?", lambda answer, big: (answer == big, f"n > 2 is {big}")),
 }
@@ -62,23 +62,23 @@ EXERCISES = {
 LESSON = [
     ("markdown", "[badge]", ["colab-badge"]),
     ("code", "# Set-up for Colab", ["colab-setup"]),
-    ("code", "from helpers.lesson import start_lesson\n\nlesson = start_lesson('99')", []),
+    ("code", "from coursetools.lesson import start_lesson\n\nlesson = start_lesson('99')", []),
     ("code", "answer = ...  # your answer", ["exercise"]),
-    ("code", "from helpers.exercises import check\n\ncheck(\"99\", answer, n=lesson.size('n'))", []),
+    ("code", "from coursetools.exercises import check\n\ncheck(\"99\", answer, n=lesson.size('n'))", []),
     ("code", "answer_call = ...  # the call", ["exercise"]),
     ("code", "check(\"99-call\", answer_call)", []),
     ("code", "prediction = ...  # True or False", ["exercise"]),
     ("code", "measured = lesson.size('n') > 2", []),
     ("code", "check(\"99-predict\", prediction, big=measured)", []),
     ("code", "lesson.record(n_squared=float(lesson.size('n') ** 2))", []),
-    ("code", "import matplotlib.pyplot as plt\nfrom helpers.lesson import progress\n\nplt.plot(list(progress(range(3), 'steps')))\nplt.show()", []),
+    ("code", "import matplotlib.pyplot as plt\nfrom helpers.widgets import progress\n\nplt.plot(list(progress(range(3), 'steps')))\nplt.show()", []),
 ]
 
 
 def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     copy = tmp_path / "course"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "build", "results", "*.ipynb", ".stage"))
-    with (copy / "helpers" / "syllabus.py").open("a") as syllabus:
+    with (copy / "coursetools" / "syllabus.py").open("a") as syllabus:
         syllabus.write(RECORD)
     notebook = nbformat.v4.new_notebook()
     for kind, source, tags in LESSON:
@@ -91,7 +91,7 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     (copy / "workshop" / "solutions" / "99.py").write_text("answer = lesson.size('n')\n")
     (copy / "workshop" / "solutions" / "99-call.py").write_text("answer_call = 'call()'\n")
     (copy / "workshop" / "solutions" / "99-predict.py").write_text("prediction = True\n")
-    (copy / "helpers" / "checks" / "lesson99.py").write_text(CHECKS)
+    (copy / "coursetools" / "checks" / "lesson99.py").write_text(CHECKS)
     script = (
         "from pathlib import Path\n"
         "from coursetools.runner import run_course\n"
@@ -118,3 +118,25 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     assert " passed" in tests.stdout and "99_scratch" in subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py"],
         cwd=copy, env=env, capture_output=True, text=True).stdout
+
+
+def test_rounds_and_warmups_equal_the_literals_the_notebooks_had():
+    from coursetools.lesson import Lesson
+
+    before = {  # (lesson, measurement): {profile: (warm-up, rounds)}, as the notebooks wrote them before the table held them
+        ("00", ""): {"cpu": (1, 5), "gpu": (3, 10), "t4": (3, 10)},  # lesson.profile.warmup, lesson.profile.repeats
+        ("02", ""): {"cpu": (1, 5), "gpu": (3, 10), "t4": (3, 10)},
+        ("03", ""): {"cpu": (1, 5), "gpu": (1, 5), "t4": (1, 5)},  # warmup=1, lesson.size("rounds")
+        ("04", "report"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
+        ("04", "decode"): {"cpu": (1, 5), "gpu": (1, 5), "t4": (1, 5)},
+        ("05", "matrix"): {"cpu": (1, 3), "gpu": (1, 5), "t4": (1, 5)},  # 5 if cuda else 3
+        ("06", "mixed"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
+    }
+    for (lesson_id, measurement), by_profile in before.items():
+        for name, (warmup, rounds) in by_profile.items():
+            lesson = Lesson(lesson_id, PROFILES[name], report=None)
+            assert (lesson.warmup(measurement), lesson.rounds(measurement)) == (warmup, rounds), (lesson_id, name)
+    for name, profile in PROFILES.items():
+        lesson = Lesson("06", profile, report=None)
+        assert lesson.rounds("offload") == max(3, profile.repeats // 2) and lesson.rounds("recipe") == 5, name
+        assert Lesson("05", profile, report=None).warmup("static") == 3

@@ -42,10 +42,9 @@ def test_generation_separates_prefill_from_decode():
     model = build_synthetic("llama-tiny-shape", AutoModelForCausalLM, torch.float32, "cpu")
     ids = torch.randint(0, 8000, (2, 32))
     result = benchmark_generation(model, ids, new_tokens=8, warmup=1, repeats=2)
-    assert result.prefill.median < result.total.median
+    assert result.prefill.median > 0 and len(result.decode.times_ms) == 2 and result.decode.median > 0
     assert result.batch == 2
-    expected = 1e3 * (result.new_tokens - 1) / (result.total.median - result.prefill.median)
-    assert result.decode_tokens_per_s == pytest.approx(expected)
+    assert result.decode_tokens_per_s == pytest.approx(1e3 / result.decode.median)
     with pytest.raises(ValueError):
         benchmark_generation(model, ids, new_tokens=1)
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from helpers.checks import Call, Prediction, placement_problem, same_shape
+from coursetools.checks import Call, Prediction, close, placement_problem, same_shape
+from helpers.limits import decode_bound_tokens_per_s
 from helpers.models import pretrained_path
 from helpers.timing import compare
 
@@ -57,7 +58,16 @@ def compare_per_token(answer: bool, longer: tuple[float, float, float], tokens: 
     )
 
 
+def check_answer(answer: Any, footprint: int, bits: int, bandwidth: float) -> str | None:
+    """Decode bound on this machine if the same weights took 4 bits each instead of `bits`."""
+    expected = decode_bound_tokens_per_s(int(footprint * 4 / bits), bandwidth)
+    if close(answer, expected):
+        return None
+    return "each token reads every weight once: bound = bandwidth / bytes, and 4-bit weights take 4/bits of the bytes"
+
+
 EXERCISES = {
+    "00": Call(check_answer),
     "00-call": Call(check_call),
     "00-predict": Prediction(
         "Per token, is one forward pass over the whole prompt measurably cheaper than a forward pass over one token "

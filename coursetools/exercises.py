@@ -1,7 +1,7 @@
 """Exercises: the learner writes `answer = ...`, and `check` says whether it is right and why not.
 
-Each lesson has its first exercise (id "03", checked by the syllabus), a write-the-call exercise ("03-call") and a
-predict-then-measure exercise ("03-predict"), checked by `helpers.checks`. Solutions: `workshop/solutions/<id>.py`.
+Each lesson has three: a first exercise (id "03"), a write-the-call exercise ("03-call") and a predict-then-measure
+exercise ("03-predict"), all checked in its module `coursetools/checks/lesson03.py`. Solutions: `workshop/solutions/<id>.py`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import os
 import re
 from typing import Any
 
-from helpers.checks import Prediction, exercise
-from helpers.settings import EXERCISES_STRICT as STRICT_ENV
-from helpers.syllabus import lesson_record
+from coursetools.checks import Prediction, exercise
+from coursetools.settings import EXERCISES_STRICT as STRICT_ENV
 
 __all__ = ["ExerciseError", "check", "exercise_ids", "is_right"]
 
@@ -39,18 +38,15 @@ def verdict_of(exercise_id: str, answer: Any, context: dict[str, Any]) -> tuple[
     """Return (the printed verdict, whether it counts as right, whether a strict run must fail) for an answer."""
     if answer is Ellipsis:
         return f"not answered yet: replace `...` with your answer (a solution: {SOLUTIONS}/{exercise_id}.py)", False, True
-    if len(exercise_id) == 2:
-        hint = lesson_record(exercise_id).check(answer, **context)
-    else:
-        found = exercise(exercise_id)
-        if isinstance(found, Prediction):
-            problem = form_error(found, answer)
-            if problem:
-                return f"not yet: {problem} ({found.question})", False, True
-            agrees, measured = found.compare(answer, **context)
-            said = "the measurement agrees" if agrees else "the measurement says otherwise"
-            return f"you predicted {answer!r}; {said}: {measured}", agrees, False
-        hint = found.check(answer, **context)
+    found = exercise(exercise_id)
+    if isinstance(found, Prediction):
+        problem = form_error(found, answer)
+        if problem:
+            return f"not yet: {problem} ({found.question})", False, True
+        agrees, measured = found.compare(answer, **context)
+        said = "the measurement agrees" if agrees else "the measurement says otherwise"
+        return f"you predicted {answer!r}; {said}: {measured}", agrees, False
+    hint = found.check(answer, **context)
     return ("right!", True, False) if hint is None else (f"not yet: {hint}", False, True)
 
 

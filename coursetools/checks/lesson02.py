@@ -6,8 +6,8 @@ from typing import Any
 
 from torch.nn.attention import SDPBackend
 
+from coursetools.checks import Call, Prediction, close
 from helpers.attention import allowed_backends, priority_order
-from helpers.checks import Call, Prediction
 
 WANTED = ["flash", "cudnn"]  # allowed, and tried in this order
 TIE = 0.05  # a measured multiple within 5% of the threshold is a tie (CPU resident-set peaks move by a few percent)
@@ -63,7 +63,19 @@ def compare_peak(answer: bool, peak_bytes: int | None, scores_bytes: int, stored
     return answer == more, f"{measured}, {'more' if more else 'less'} than {THRESHOLD:g}x: {why}"
 
 
+SCORES_SEQ = 8192  # the sequence length of the score matrix in the first exercise
+
+
+def check_answer(answer: Any, batch: int, heads: int, element: int) -> str | None:
+    """Bytes of the math kernel's score matrix at SCORES_SEQ tokens."""
+    if close(answer, batch * heads * SCORES_SEQ * SCORES_SEQ * element):
+        return None
+    return (f"scores are (batch, heads, {SCORES_SEQ}, {SCORES_SEQ}) values of `element` bytes each (the bytes per score "
+            "as the math kernel stores it); answer in bytes")
+
+
 EXERCISES = {
+    "02": Call(check_answer),
     "02-call": Call(check_call),
     "02-predict": Prediction(
         "Is the math kernel's measured peak memory at the headline length more than twice its score matrix at the "

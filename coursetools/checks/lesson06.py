@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction
+from helpers.placement import BudgetError, plan
 
 OFFLOADED_LAYERS = 4  # 06-call: the last this many decoder layers go to the CPU
 
@@ -51,7 +52,26 @@ def compare_split_speed(answer: bool, rows: list[dict[str, Any]]) -> tuple[bool,
     return answer == measured, sentence
 
 
+def check_answer(answer: Any, model: Any) -> str | None:
+    """Smallest whole-GiB budget for GPU 0 that, with GPU 1 at 80 GiB, places every module of the bf16 model on the two GPUs."""
+    def fits(gib: int) -> bool:
+        try:
+            device_map = plan(model, {0: f"{gib}GiB", 1: "80GiB"}, precision="bf16")
+        except BudgetError:
+            return False
+        return set(device_map.values()) <= {0, 1}
+
+    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 1:
+        return "answer with a whole number of GiB, such as 60"
+    if not fits(answer):
+        return f"with {answer} GiB on GPU 0 the model does not fit on the two GPUs: go higher"
+    if answer > 1 and fits(answer - 1):
+        return f"{answer - 1} GiB is enough too: go lower"
+    return None
+
+
 EXERCISES = {
+    "06": Call(check_answer),
     "06-call": Call(check_offload_budget),
     "06-predict": Prediction("does the split over two GPUs decode faster than one GPU at batch 1?", compare_split_speed),
 }

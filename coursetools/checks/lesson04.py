@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction
+from helpers.outliers import outlier_features
 
 __all__ = ["EXERCISES"]
 
@@ -77,7 +78,16 @@ def compare_predict(answer: bool, ratio: tuple[float, float, float]) -> tuple[bo
     return answer == slower, measured
 
 
+def check_answer(answer: Any, x: Any) -> str | None:
+    """Count of input columns LLM.int8() sends through the 16-bit product at threshold 3.0."""
+    expected = len(outlier_features(x, 3.0))
+    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
+        return None
+    return "a column is an outlier when any token's |value| in it reaches the threshold; count such columns of x"
+
+
 EXERCISES = {
+    "04": Call(check_answer),
     "04-call": Call(check_call),
     "04-predict": Prediction("int8 (threshold 6.0) decodes slower than float16 at batch 1 on this machine: True or False",
                              compare_predict),

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction
+from helpers.quantization import code_book
 
 __all__ = ["EXERCISES"]
 
@@ -72,7 +73,22 @@ def compare_footprint(answer: float, measured: float, unquantized_share: float) 
     return agrees, why
 
 
+WEIGHT, ABSMAX = 0.3, 1.2  # the first exercise: one weight and its block's absmax
+
+
+def check_answer(answer: Any) -> str | None:
+    """Index of the NF4 code that stores WEIGHT in a block whose absmax is ABSMAX."""
+    codes = code_book("nf4")
+    expected = int((codes - WEIGHT / ABSMAX).abs().argmin())
+    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
+        return None
+    if isinstance(answer, int) and answer == int((codes - WEIGHT).abs().argmin()):
+        return "divide the weight by the block's absmax first: codes live between -1 and 1"
+    return f"scale {WEIGHT} by the absmax {ABSMAX}, then take the index of the nearest value in code_book('nf4')"
+
+
 EXERCISES = {
+    "03": Call(check_answer),
     "03-call": Call(check_call),
     "03-predict": Prediction(
         question="SmolLM2's measured nf4 footprint as a fraction of its 16-bit footprint, a number",

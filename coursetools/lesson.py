@@ -5,19 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from helpers.environment import EnvironmentReport, environment_report
-from helpers.profiles import Profile, use_profile
-from helpers.results import record
-from helpers.settings import STATIC as STATIC_ENV
-from helpers.timing import RUN_TO_RUN
+from coursetools.environment import EnvironmentReport, environment_report
+from coursetools.profiles import Profile, use_profile
+from coursetools.results import HIGH, LOW, record, widened
+from helpers.parallel_decode import STAMP_ENV
 
-__all__ = ["Lesson", "progress", "start_lesson"]
+__all__ = ["Lesson", "start_lesson"]
 
 
 @dataclass
@@ -56,25 +54,24 @@ class Lesson:
             raise ValueError(f"size {key!r} of lesson {self.id} is {name!r}, not a torch dtype name")
         return dtype
 
-    @property
-    def timing(self) -> dict[str, int]:
-        """The profile's timing options, to pass on as `benchmark(..., **lesson.timing)`."""
-        return {"warmup": self.profile.warmup, "repeats": self.profile.repeats}
+    def rounds(self, measurement: str = "") -> int:
+        """Return a measurement's timed rounds: the lesson table's `<measurement>_rounds`, else the profile's repeats."""
+        return self.profile.sizes[self.id].get(f"{measurement}_rounds" if measurement else "rounds", self.profile.repeats)
+
+    def warmup(self, measurement: str = "") -> int:
+        """Return a measurement's untimed warm-up calls: the lesson table's `<measurement>_warmup`, else the profile's."""
+        return self.profile.sizes[self.id].get(f"{measurement}_warmup" if measurement else "warmup", self.profile.warmup)
 
     def record(self, **values: float | str | tuple[float, float, float]) -> None:
-        """Record headline results; a ratio given as (median, low, high) of rounds gets `_low`/`_high` for run-to-run."""
-        flat: dict[str, float | str] = {}
+        """Record headline results; a ratio given as (median, low, high) of rounds gets an interval widened by run-to-run."""
         for name, value in values.items():
             if isinstance(value, tuple):
                 median, low, high = value
-                flat |= {name: median, f"{name}_low": low / (1 + RUN_TO_RUN), f"{name}_high": high * (1 + RUN_TO_RUN)}
+                stored = widened(name, value)
                 print(f"{name}: {median:.3g}, rounds {low:.3g}-{high:.3g}, recorded interval "
-                      f"{flat[name + '_low']:.3g}-{flat[name + '_high']:.3g} (rounds' range widened by run-to-run)")
-            else:
-                flat[name] = value
-        path = record(self.id, self.stamp, **flat)
+                      f"{stored[name + LOW]:.3g}-{stored[name + HIGH]:.3g} (rounds' range widened by run-to-run)")
+        path = record(self.id, self.stamp, **values)
         print(f"recorded {len(values)} results in this run's {path.name}")
-
 
 def quiet_optional_kernels() -> None:
     """Silence the import-time notes of optional kernels the lessons do not use, so stored outputs show results."""
@@ -96,14 +93,7 @@ def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     quiet_optional_kernels()
     chosen = use_profile(profile)
     lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
+    os.environ[STAMP_ENV] = lesson.stamp  # the processes a lesson starts (helpers.parallel_decode) write it too
     print(f"Lesson {lesson_id} | {lesson.stamp}")
     return lesson
 
-
-def progress(items: Iterable, desc: str) -> Iterable:
-    """Return the items with a progress bar in a live kernel; plain in a stored run, where a bar stays frozen at 0%."""
-    if os.environ.get(STATIC_ENV):
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc)

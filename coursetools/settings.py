@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-__all__ = ["SETTINGS", "setting"]
+from helpers.cache import CACHE_ENV as CACHE
+from helpers.parallel_decode import STAMP_ENV as STAMP
+from helpers.widgets import STATIC_ENV as STATIC
 
 PROFILE = "COURSE_PROFILE"
-CACHE = "COURSE_CACHE"
 RESULTS_DIR = "COURSE_RESULTS_DIR"
-STATIC = "COURSE_STATIC"
 EXERCISES_STRICT = "COURSE_EXERCISES_STRICT"
 HOME = "COURSE_HOME"
 BOOTSTRAP_FROM = "COURSE_BOOTSTRAP_FROM"
@@ -21,16 +19,10 @@ SETTINGS = {
     CACHE: "converted and synthetic checkpoints (default ~/.cache/efficient-inference-course)",
     RESULTS_DIR: "where lessons record their results (default: the cache's results/ folder)",
     STATIC: "any value: widgets are drawn once as static views (the runner and the tests set it)",
+    STAMP: "set by each lesson: the stamp that the processes it starts write into their results",
     EXERCISES_STRICT: "any value: a wrong exercise answer raises an error (the tests set it)",
     HOME: "Colab set-up cell: where the course is cloned (default /content/efficient-inference-course)",
     BOOTSTRAP_FROM: "Colab set-up cell: a path or URL to clone from; set, it runs outside Colab too",
     VENV: "./course: the virtual environment it makes and uses (default .venv)",
     WHEELS: "./course: install from this offline bundle alone (made by ./course bundle DIR), not from the index",
 }
-
-
-def setting(name: str) -> str | None:
-    """Return a COURSE_* variable's value, None when unset or empty."""
-    if name not in SETTINGS:
-        raise KeyError(f"{name} is not a course setting; they are {sorted(SETTINGS)}")
-    return os.environ.get(name) or None

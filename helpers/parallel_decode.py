@@ -2,9 +2,9 @@
 
 Lesson 06 runs each placement twice and reads the JSON each run writes; you can run it the same way:
 
-    python parallel_decode.py --model PATH --placement one-gpu --out one-gpu.json
-    python parallel_decode.py --model PATH --placement pipeline --out pipeline.json
-    torchrun --nproc-per-node 2 parallel_decode.py --model PATH --placement tensor-parallel --out tp.json
+    python -m helpers.parallel_decode --model PATH --placement one-gpu --out one-gpu.json
+    python -m helpers.parallel_decode --model PATH --placement pipeline --out pipeline.json
+    torchrun --nproc-per-node 2 -m helpers.parallel_decode --model PATH --placement tensor-parallel --out tp.json
 
 `load` holds the three `from_pretrained` calls that place the model; everything else measures.
 """
@@ -14,32 +14,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
+
+__all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_decode); lesson 06 shows it via multi_gpu
+
+STAMP_ENV = "COURSE_STAMP"  # the lesson's stamp, which start_lesson sets for the processes it starts
 PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
 RESULT_FIELDS = (
-    "placement",
-    "model",
-    "stamp",
-    "world_size",
-    "dtype",
-    "load_s",
-    "memory",
-    "prefill_ms",
-    "decode",
-    "greedy_tokens",
-    "allreduce",
+    "placement", "model", "stamp", "world_size", "dtype", "load_s", "memory", "prefill_ms", "decode", "greedy_tokens",
+    "allreduce"
 )
+
+
+def machine() -> str:
+    """Return a short stamp of this machine (GPU or CPU, torch version) for a run started outside a lesson."""
+    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU {platform.machine()}"
+    return f"{where} | torch {torch.__version__}"
+
+
+def quartiles(times: list[float]) -> dict[str, Any]:
+    """Return the median, quartiles and raw values of repeated measurements (as this script writes them)."""
+    low, _, high = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    return {"median": statistics.median(times), "q1": low, "q3": high, "times": times}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line (run with --help for the options)."""
-    parser = argparse.ArgumentParser(prog="parallel_decode.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.parallel_decode", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a checkpoint folder (or Hub id) that from_pretrained loads")
     parser.add_argument("--placement", required=True, choices=PLACEMENTS)
     parser.add_argument("--out", required=True, type=Path, help="where to write the JSON results")
@@ -65,7 +74,7 @@ def placement_problem(placement: str, world_size: int, gpus: int) -> str | None:
         if world_size < 2:
             return (
                 "tensor parallel runs one process per GPU: launch it with "
-                "`torchrun --nproc-per-node 2 parallel_decode.py ...` on a machine with at least 2 GPUs"
+                "`torchrun --nproc-per-node 2 -m helpers.parallel_decode ...` on a machine with at least 2 GPUs"
             )
         if 0 < gpus < world_size:
             return f"torchrun started {world_size} processes but this machine has {gpus} GPU(s): one process per GPU"
@@ -124,9 +133,6 @@ def allreduce_cost(model: Any, device: torch.device, args: argparse.Namespace) -
 
 def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, Any]:
     """Time prefill at each prompt length and decode at each batch size; return them with the greedy tokens."""
-    from helpers.multi_gpu import quartiles
-    from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
-
     first = model.get_input_embeddings().weight.device
     clock = ALL_GPUS if args.placement == "pipeline" else first
     vocab = model.config.vocab_size
@@ -145,7 +151,7 @@ def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, 
         ids = torch.randint(0, vocab, (batch, args.decode_prompt)).to(first)
         run = benchmark_generation(model, ids, new_tokens=args.new_tokens, warmup=args.warmup, repeats=args.repeats,
                                    device=clock)
-        per_round = [(args.new_tokens - 1) * 1e3 / (total - run.prefill.median) for total in run.total.times_ms]
+        per_round = [1e3 / ms for ms in run.decode.times_ms]
         decode[str(batch)] = {"tok_s": run.decode_tokens_per_s, **quartiles(per_round)}
     prompt = torch.randint(0, vocab, (1, 16)).to(first)
     with torch.inference_mode():
@@ -164,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     if world_size > 1 and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process, before any collective
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course's helpers, next to notebooks/
     from transformers.utils import logging as hf_logging
-
-    from helpers.environment import environment_report
 
     hf_logging.disable_progress_bar()
     began = time.perf_counter()
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory_report(world_size),
     }
     if rank == 0:
-        result["stamp"] = environment_report(probe_hub=False).stamp("gpu" if torch.cuda.is_available() else "cpu")
+        result["stamp"] = os.environ.get(STAMP_ENV) or machine()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         partial = args.out.with_suffix(".partial")
         partial.write_text(json.dumps(result, indent=1))
@@ -202,7 +205,7 @@ def read_result(path: Path) -> dict[str, Any]:
     result = json.loads(Path(path).read_text())
     missing = [name for name in RESULT_FIELDS if name not in result]
     if missing:
-        raise ValueError(f"{path} is not a parallel_decode.py result: it lacks {missing}")
+        raise ValueError(f"{path} is not a helpers.parallel_decode result: it lacks {missing}")
     return result
 
 

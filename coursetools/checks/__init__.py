@@ -1,17 +1,16 @@
-"""The checks of each lesson's write-the-call and predict-then-measure exercises, one module a lesson.
+"""The checks of every lesson's three exercises, one module a lesson: `coursetools/checks/lessonNN.py`.
 
-A lesson module defines `EXERCISES`, a dict from an exercise id such as "03-call" to a `Call` or a `Prediction`;
-`helpers.exercises.check` finds them here. The lesson's first exercise (id "03") stays in the syllabus.
+A lesson module defines `EXERCISES`, a dict from each exercise id ("03", "03-call", "03-predict") to a `Call` or a
+`Prediction`; `exercise` finds an id in the module its first two digits name, the one way checks are found.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-__all__ = ["Call", "Prediction", "exercise", "placement_problem", "same_shape"]
 
 SHAPE = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")  # config keys that tell course models apart
 
@@ -38,14 +37,19 @@ class Prediction:
 
 
 def exercise(exercise_id: str) -> Call | Prediction:
-    """Return the registered exercise with this id, e.g. "03-call", from its lesson's module (lesson03)."""
+    """Return the registered exercise with this id, e.g. "03" or "03-call", from its lesson's module (lesson03)."""
     try:
         return importlib.import_module(f"{__name__}.lesson{exercise_id[:2]}").EXERCISES[exercise_id]
     except (ModuleNotFoundError, KeyError):
         raise KeyError(
-            f"no exercise {exercise_id!r}: ids are a lesson number and -call or -predict, registered in "
-            f"helpers/checks/lesson{exercise_id[:2]}.py"
+            f"no exercise {exercise_id!r}: ids are a lesson number, alone or with -call or -predict, registered in "
+            f"coursetools/checks/lesson{exercise_id[:2]}.py"
         ) from None
+
+
+def close(answer: Any, expected: float, tolerance: float = 0.01) -> bool:
+    """Return whether a numeric answer lies within a relative tolerance of the expected value."""
+    return isinstance(answer, int | float) and math.isclose(float(answer), expected, rel_tol=tolerance)
 
 
 def same_shape(model: Any, name: str) -> bool:

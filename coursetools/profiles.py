@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from helpers.settings import PROFILE as PROFILE_ENV
-from helpers.syllabus import SYLLABUS
+from coursetools.settings import PROFILE as PROFILE_ENV
+from coursetools.syllabus import SYLLABUS
+from helpers.attention import MISSING_SDPA_BACKENDS
 
 __all__ = ["PROFILES", "Profile", "allow_sdpa_backends", "detect_profile_name", "use_profile"]
 
@@ -87,8 +88,6 @@ def detect_profile_name() -> str:
 SDPA_SWITCHES = {"math": "_set_sdp_use_math", "efficient": "_set_sdp_use_mem_efficient",
                  "flash": "_set_sdp_use_flash", "cudnn": "_set_sdp_use_cudnn"}
 TORCH_SWITCHES = {name: getattr(torch._C, setter) for name, setter in SDPA_SWITCHES.items()}
-# backends an emulated GPU lacks, with why; helpers.attention.probe_backends reports them so
-MISSING_SDPA_BACKENDS: dict[str, str] = {}
 
 
 def allow_sdpa_backends(names: tuple[str, ...], gpu: str = "this GPU") -> None:

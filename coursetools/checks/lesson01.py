@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from helpers.checks import Call, Prediction, placement_problem, same_shape
+from coursetools.checks import Call, Prediction, close, placement_problem, same_shape
 from helpers.timing import compare
 
 
@@ -54,7 +54,19 @@ def compare_no_padding(
     )
 
 
+def check_answer(answer: Any, lengths: list[int], padded_to: int) -> str | None:
+    """Share of attention-score work spent on padding: scores grow with length squared."""
+    real = sum(n * n for n in lengths)
+    expected = 1 - real / (len(lengths) * padded_to * padded_to)
+    if close(answer, expected):
+        return None
+    if close(answer, 1 - sum(lengths) / (len(lengths) * padded_to)):
+        return "that is the share of padded tokens; attention scores are length x length per sentence"
+    return "each sentence computes padded_to**2 scores but needs only length**2 of them; give the wasted share (0-1)"
+
+
 EXERCISES = {
+    "01": Call(check_answer),
     "01-call": Call(check_call),
     "01-predict": Prediction(
         "On a batch with no padding at all (float32, the lesson's batch), does the fast path run measurably faster than "

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction, close
+from helpers.decoding import kv_cache_bytes
 from helpers.timing import compare
 
 __all__ = ["EXERCISES"]
@@ -107,7 +108,19 @@ def compare_speedup(answer: bool, ratio: tuple[float, float, float], compiled: b
     return answer == more, f"{measured}, {'more' if more else 'less'} than {THRESHOLD:g}x: {why}"
 
 
+def check_answer(answer: Any, config: Any, tokens: int, batch: int) -> str | None:
+    """Bytes of a bfloat16 KV cache of `tokens` positions for `batch` sequences of a model with this config."""
+    if close(answer, kv_cache_bytes(config, tokens, batch)):
+        return None
+    if close(answer, kv_cache_bytes(config, tokens, batch) * config.num_attention_heads / config.num_key_value_heads):
+        return "grouped-query attention: the cache holds num_key_value_heads heads, not num_attention_heads"
+    if close(answer, kv_cache_bytes(config, tokens, batch) / 2):
+        return "the cache holds keys and values: two tensors per layer"
+    return "layers x 2 (keys, values) x KV heads x head_dim x 2 bytes (bfloat16) x tokens x batch, in bytes"
+
+
 EXERCISES = {
+    "07": Call(check_answer),
     "07-call": Call(check_call),
     "07-predict": Prediction(
         "On the largest model measured here, does the own loop (StaticGreedy, as this machine runs it) decode more than "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers.checks import Call, Prediction
+from coursetools.checks import Call, Prediction, close
 from helpers.timing import compare
 
 __all__ = ["EXERCISES"]
@@ -72,7 +72,18 @@ def compare_decode(
     return answer is faster, f"{said}: {why}."
 
 
+def check_answer(answer: Any, bytes_per_token: dict[str, int], base: str, variant: str) -> str | None:
+    """Decode speed-up of `variant` over `base` if both reached the same share of their bandwidth bounds."""
+    expected = bytes_per_token[base] / bytes_per_token[variant]
+    if close(answer, expected):
+        return None
+    if close(answer, 1 / expected):
+        return "upside down: fewer bytes per token means more tokens per second, so the speed-up is base bytes / variant bytes"
+    return "at the same share of the bound, speed is bandwidth / bytes: the speed-up is the ratio of bytes per token"
+
+
 EXERCISES = {
+    "08": Call(check_answer),
     "08-call": Call(check_call),
     "08-predict": Prediction(
         "On the largest shape, does the first quantized variant measured here (variants[0]: int4 on a GPU that runs "

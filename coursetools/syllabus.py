@@ -1,22 +1,20 @@
-"""The syllabus: one record per lesson, which the profiles, exercises, runner, publisher and tests all read.
+"""The lesson table, pure data: one record per lesson, which the profiles, runner, publisher and tests all read.
 
-Adding a lesson is a notebook `notebooks/NN_stem.ipynb` (with its paired `.py` source), a `LessonRecord` in
-`SYLLABUS` below, the checks of its write-the-call and predict-then-measure exercises in `helpers/checks/lessonNN.py`,
+A record holds the lesson's sizes per profile, its timing rounds and warm-ups (`rounds`/`warmup`, or
+`<measurement>_rounds`/`<measurement>_warmup`; a lesson without one uses its profile's repeats and warm-up) and the
+display names of what it records. Adding a lesson is a notebook `notebooks/NN_stem.ipynb` (with its paired `.py`
+source), a `LessonRecord` in `SYLLABUS` below, the checks of its three exercises in `coursetools/checks/lessonNN.py`,
 and solutions `workshop/solutions/NN.py`, `NN-call.py` and `NN-predict.py`; nothing else lists lessons.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
 __all__ = ["LessonRecord", "Measure", "SYLLABUS", "lesson_record"]
 
-WEIGHT, ABSMAX = 0.3, 1.2  # exercise 03: one weight and its block's absmax
-SCORES_SEQ = 8192  # exercise 02: the sequence length of the score matrix
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,6 @@ class LessonRecord:
     measures_text: str
     cpu: dict[str, Any]
     gpu: dict[str, Any]
-    check: Callable[..., str | None]
     recorded: tuple[Measure, ...] = ()
     t4: dict[str, Any] = field(default_factory=dict)  # where a T4 (16 GB, sm 7.5, no fast bf16) differs from gpu
 
@@ -62,115 +59,6 @@ class LessonRecord:
         return next((m for m in self.recorded if m.matches(key)), Measure(key, key))
 
 
-def close(answer: Any, expected: float, tolerance: float = 0.01) -> bool:
-    """Return whether a numeric answer lies within a relative tolerance of the expected value."""
-    return isinstance(answer, int | float) and math.isclose(float(answer), expected, rel_tol=tolerance)
-
-
-def check_00(answer: Any, footprint: int, bits: int, bandwidth: float) -> str | None:
-    """Decode bound on this machine if the same weights took 4 bits each instead of `bits`."""
-    from helpers.limits import decode_bound_tokens_per_s
-
-    expected = decode_bound_tokens_per_s(int(footprint * 4 / bits), bandwidth)
-    if close(answer, expected):
-        return None
-    return "each token reads every weight once: bound = bandwidth / bytes, and 4-bit weights take 4/bits of the bytes"
-
-
-def check_01(answer: Any, lengths: list[int], padded_to: int) -> str | None:
-    """Share of attention-score work spent on padding: scores grow with length squared."""
-    real = sum(n * n for n in lengths)
-    expected = 1 - real / (len(lengths) * padded_to * padded_to)
-    if close(answer, expected):
-        return None
-    if close(answer, 1 - sum(lengths) / (len(lengths) * padded_to)):
-        return "that is the share of padded tokens; attention scores are length x length per sentence"
-    return "each sentence computes padded_to**2 scores but needs only length**2 of them; give the wasted share (0-1)"
-
-
-def check_02(answer: Any, batch: int, heads: int, element: int) -> str | None:
-    """Bytes of the math kernel's score matrix at SCORES_SEQ tokens."""
-    if close(answer, batch * heads * SCORES_SEQ * SCORES_SEQ * element):
-        return None
-    return (f"scores are (batch, heads, {SCORES_SEQ}, {SCORES_SEQ}) values of `element` bytes each (the bytes per score "
-            "as the math kernel stores it); answer in bytes")
-
-
-def check_03(answer: Any) -> str | None:
-    """Index of the NF4 code that stores WEIGHT in a block whose absmax is ABSMAX."""
-    from helpers.quantization import code_book
-
-    codes = code_book("nf4")
-    expected = int((codes - WEIGHT / ABSMAX).abs().argmin())
-    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
-        return None
-    if isinstance(answer, int) and answer == int((codes - WEIGHT).abs().argmin()):
-        return "divide the weight by the block's absmax first: codes live between -1 and 1"
-    return f"scale {WEIGHT} by the absmax {ABSMAX}, then take the index of the nearest value in code_book('nf4')"
-
-
-def check_04(answer: Any, x: Any) -> str | None:
-    """Count of input columns LLM.int8() sends through the 16-bit product at threshold 3.0."""
-    from helpers.outliers import outlier_features
-
-    expected = len(outlier_features(x, 3.0))
-    if isinstance(answer, int) and not isinstance(answer, bool) and answer == expected:
-        return None
-    return "a column is an outlier when any token's |value| in it reaches the threshold; count such columns of x"
-
-
-def check_05(answer: Any, ran: dict, long: int) -> str | None:
-    """A measured combination with the least weights + prefill peak memory at the longest context (ties within 1%)."""
-    total = {key: ran[key].footprint_bytes + ran[key].peak_bytes[long] for key in ran}
-    if answer in ran and total[answer] <= 1.01 * min(total.values()):  # kernels with equal memory tie within 1%
-        return None
-    if answer not in ran:
-        return f"answer with one key of `ran`, a (weights, attention) pair such as {next(iter(ran))!r}"
-    return "add each combination's footprint_bytes and its peak_bytes[long], and take the smallest"
-
-
-def check_06(answer: Any, model: Any) -> str | None:
-    """Smallest whole-GiB budget for GPU 0 that, with GPU 1 at 80 GiB, places every module of the bf16 model on the two GPUs."""
-    from helpers.placement import BudgetError, plan
-
-    def fits(gib: int) -> bool:
-        try:
-            device_map = plan(model, {0: f"{gib}GiB", 1: "80GiB"}, precision="bf16")
-        except BudgetError:
-            return False
-        return set(device_map.values()) <= {0, 1}
-
-    if not isinstance(answer, int) or isinstance(answer, bool) or answer < 1:
-        return "answer with a whole number of GiB, such as 60"
-    if not fits(answer):
-        return f"with {answer} GiB on GPU 0 the model does not fit on the two GPUs: go higher"
-    if answer > 1 and fits(answer - 1):
-        return f"{answer - 1} GiB is enough too: go lower"
-    return None
-
-
-def check_07(answer: Any, config: Any, tokens: int, batch: int) -> str | None:
-    """Bytes of a bfloat16 KV cache of `tokens` positions for `batch` sequences of a model with this config."""
-    from helpers.decoding import kv_cache_bytes
-
-    if close(answer, kv_cache_bytes(config, tokens, batch)):
-        return None
-    if close(answer, kv_cache_bytes(config, tokens, batch) * config.num_attention_heads / config.num_key_value_heads):
-        return "grouped-query attention: the cache holds num_key_value_heads heads, not num_attention_heads"
-    if close(answer, kv_cache_bytes(config, tokens, batch) / 2):
-        return "the cache holds keys and values: two tensors per layer"
-    return "layers x 2 (keys, values) x KV heads x head_dim x 2 bytes (bfloat16) x tokens x batch, in bytes"
-
-
-def check_08(answer: Any, bytes_per_token: dict[str, int], base: str, variant: str) -> str | None:
-    """Decode speed-up of `variant` over `base` if both reached the same share of their bandwidth bounds."""
-    expected = bytes_per_token[base] / bytes_per_token[variant]
-    if close(answer, expected):
-        return None
-    if close(answer, 1 / expected):
-        return "upside down: fewer bytes per token means more tokens per second, so the speed-up is base bytes / variant bytes"
-    return "at the same share of the bound, speed is bandwidth / bytes: the speed-up is the ratio of bytes per token"
-
 
 SYLLABUS: tuple[LessonRecord, ...] = (
     LessonRecord(
@@ -180,7 +68,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         cpu={"eval_tokens": 512, "new_tokens": 16, "prompt_tokens": 64},
         gpu={"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
         t4={"eval_tokens": 2048},
-        check=check_00,
         recorded=(
             Measure("decode_bound_tok_s", "decode bound (weights / bandwidth)", "tok/s"),
             Measure("decode_tok_s", "decode, batch 1", "tok/s"),
@@ -219,7 +106,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "ort_rounds": 5,
         },
         t4={"batch": 32, "dtypes": ["float32", "float16"]},
-        check=check_01,
         recorded=(
             Measure("bert_base_fast_vs_sdpa", "BERT-base shape: fast path vs HF sdpa", "x"),
             Measure("minilm_fast_vs_eager", "MiniLM: fast path vs HF eager", "x"),
@@ -256,7 +142,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "new_tokens": 64,
         },
         t4={"seq_lens": [512, 1024, 2048, 4096, 8192, 16384], "prompt_lens": [512, 1024, 2048, 4096]},
-        check=check_02,
         recorded=(
             Measure("decode_eager_tok_s", "decode, eager attention", "tok/s"),
             Measure("decode_sdpa_tok_s", "decode, sdpa", "tok/s"),
@@ -270,7 +155,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         measures_text=(
             "code books, blockwise round trip from scratch vs bitsandbytes; footprint (predicted and measured), perplexity, answers and interleaved decode per variant; what stays unquantized; which GPU fits an 8B model"
         ),
-        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None, "rounds": 5},
+        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None, "rounds": 5, "warmup": 1},
         gpu={
             "eval_tokens": 4096,
             "prompt_tokens": 512,
@@ -278,9 +163,9 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "half": "bfloat16",
             "large_shape": "llama3-8b-shape",
             "rounds": 5,
+            "warmup": 1,
         },
         t4={"eval_tokens": 2048, "half": "float16", "large_shape": "llama-1b-shape"},
-        check=check_03,
         recorded=(
             Measure("large_nf4_vs_half_footprint", "large shape: nf4 weights vs 16-bit", "x"),
             Measure("large_nf4_vs_half_decode", "large shape: nf4 decode tok/s vs 16-bit", "x"),
@@ -303,6 +188,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
             "large_shape": None,
             "batches": [1],
+            "report_warmup": 1,
+            "report_rounds": 3,
+            "decode_warmup": 1,
+            "decode_rounds": 5,
         },
         gpu={
             "capture_tokens": 1024,
@@ -312,9 +201,12 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
             "large_shape": "llama-1b-shape",
             "batches": [1, 16],
+            "report_warmup": 1,
+            "report_rounds": 3,
+            "decode_warmup": 1,
+            "decode_rounds": 5,
         },
         t4={},
-        check=check_04,
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
@@ -335,6 +227,9 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "batch": 2,
             "eval_tokens": 256,
             "compile": False,
+            "matrix_warmup": 1,
+            "matrix_rounds": 3,
+            "static_warmup": 3,
         },
         gpu={
             "half": "bfloat16",
@@ -344,9 +239,11 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "batch": 16,
             "eval_tokens": 4096,
             "compile": True,
+            "matrix_warmup": 1,
+            "matrix_rounds": 5,
+            "static_warmup": 3,
         },
         t4={"half": "float16", "eval_tokens": 2048},
-        check=check_05,
         recorded=(
             Measure("compiled_static_vs_dynamic_decode", "decode: compiled static cache vs plain generate (dynamic cache)", "x"),
             Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
@@ -366,6 +263,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "new_tokens": 8,
             "parallel_model": None,  # two GPUs only: other machines show the stored two-GPU run
             "parallel_options": [],
+            "offload_rounds": 3,
+            "mixed_warmup": 1,
+            "mixed_rounds": 3,
+            "recipe_rounds": 5,
         },
         gpu={
             "dispatch_model": "llama-1b-shape",
@@ -388,9 +289,12 @@ SYLLABUS: tuple[LessonRecord, ...] = (
                 "--repeats",
                 "5",
             ],
+            "offload_rounds": 5,
+            "mixed_warmup": 1,
+            "mixed_rounds": 3,
+            "recipe_rounds": 5,
         },
         t4={"cpu_budget": "20GiB"},
-        check=check_06,
         recorded=(
             Measure("offload_slowdown", "decode slowdown when offloading to the CPU", "x"),
             Measure("split_devices", "devices of the offloaded model"),
@@ -427,7 +331,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "fit_contexts": [4096, 32768, 131072],
         },
         t4={"models": ["llama-1b-shape"], "dtype": "float16", "kv_contexts": [4096, 16384]},
-        check=check_07,
         recorded=(
             Measure("*_pct_of_bound", "decode, {}, share of the bandwidth bound", "%"),
             Measure("busy_share_*_pct", "share of a decode step in kernels, {}", "%"),
@@ -462,7 +365,6 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "eval_tokens": 4096,
         },
         t4={"shapes": ["llama-1b-shape"], "dtype": "float16", "eval_tokens": 2048},
-        check=check_08,
         recorded=(
             Measure("*_decode", "decode speed, {}", "x"),
             Measure("ppl_*", "perplexity, {}"),
