@@ -9,50 +9,20 @@ from helpers.timing import benchmark
 
 __all__ = ["decode_bound_tokens_per_s", "measured_bandwidth", "memory_bandwidth", "peak_flops_16bit"]
 
-# Peak memory bandwidth in bytes/s from vendor data sheets, keyed by torch.cuda.get_device_name() without its vendor
-# prefix ("NVIDIA ", "Tesla "), matched exactly: "L4" must not match "L40S", nor "H200" "GH200".
-KNOWN_BANDWIDTH = {
-    "H200": 4.8e12,
-    "H200 NVL": 4.8e12,
-    "H100 80GB HBM3": 3.35e12,
-    "H100 PCIe": 2.0e12,
-    "H100 NVL": 3.9e12,
-    "A100-SXM4-80GB": 2.039e12,
-    "A100-SXM4-40GB": 1.555e12,
-    "A100 80GB PCIe": 1.935e12,
-    "A100-PCIE-40GB": 1.555e12,
-    "L4": 3.0e11,
-    "L40S": 8.64e11,
-    "A10G": 6.0e11,
-    "A10": 6.0e11,
-    "T4": 3.2e11,
-    "V100-SXM2-16GB": 9.0e11,
-    "V100-SXM2-32GB": 9.0e11,
-    "V100-PCIE-16GB": 9.0e11,
-    "V100-PCIE-32GB": 9.0e11,
+# Vendor data sheets: (peak memory bandwidth in bytes/s, dense fp16/bf16 tensor-core FLOP/s without sparsity), keyed by
+# torch.cuda.get_device_name() without its vendor prefix ("NVIDIA ", "Tesla "), matched exactly: "L4" must not match
+# "L40S", nor "H200" "GH200".
+DATA_SHEETS = {
+    "H200": (4.8e12, 989e12), "H200 NVL": (4.8e12, 835e12),
+    "H100 80GB HBM3": (3.35e12, 989e12), "H100 PCIe": (2.0e12, 756e12), "H100 NVL": (3.9e12, 835e12),
+    "A100-SXM4-80GB": (2.039e12, 312e12), "A100-SXM4-40GB": (1.555e12, 312e12),
+    "A100 80GB PCIe": (1.935e12, 312e12), "A100-PCIE-40GB": (1.555e12, 312e12),
+    "L4": (3.0e11, 121e12), "L40S": (8.64e11, 362e12), "A10G": (6.0e11, 70e12), "A10": (6.0e11, 125e12),
+    "T4": (3.2e11, 65e12),
+    "V100-SXM2-16GB": (9.0e11, 125e12), "V100-SXM2-32GB": (9.0e11, 125e12),
+    "V100-PCIE-16GB": (9.0e11, 112e12), "V100-PCIE-32GB": (9.0e11, 112e12),
 }
-
-# Dense fp16/bf16 tensor-core peak in FLOP/s from vendor data sheets (no sparsity), keyed like KNOWN_BANDWIDTH.
-KNOWN_TFLOPS_16BIT = {
-    "H200": 989e12,
-    "H200 NVL": 835e12,
-    "H100 80GB HBM3": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "A100-SXM4-80GB": 312e12,
-    "A100-SXM4-40GB": 312e12,
-    "A100 80GB PCIe": 312e12,
-    "A100-PCIE-40GB": 312e12,
-    "L4": 121e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "A10": 125e12,
-    "T4": 65e12,
-    "V100-SXM2-16GB": 125e12,
-    "V100-SXM2-32GB": 125e12,
-    "V100-PCIE-16GB": 112e12,
-    "V100-PCIE-32GB": 112e12,
-}
+BANDWIDTH, FLOPS_16BIT = 0, 1  # positions in a DATA_SHEETS entry
 VENDOR_PREFIXES = ("NVIDIA ", "Tesla ")
 
 
@@ -64,12 +34,12 @@ def data_sheet_name(device_name: str) -> str:
     return device_name
 
 
-def _lookup(table: dict[str, float], device: str | torch.device) -> tuple[str, float] | None:
-    """Return (key, value) of the table entry named exactly like this CUDA device, or None."""
+def _lookup(position: int, device: str | torch.device) -> tuple[str, float] | None:
+    """Return (name, figure at position) of the data sheet named exactly like this CUDA device, or None."""
     if torch.device(device).type != "cuda":
         return None
     key = data_sheet_name(torch.cuda.get_device_name(device))
-    return (key, table[key]) if key in table else None
+    return (key, DATA_SHEETS[key][position]) if key in DATA_SHEETS else None
 
 
 def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> float:
@@ -82,7 +52,7 @@ def measured_bandwidth(device: str | torch.device, megabytes: int = 256) -> floa
 
 def memory_bandwidth(device: str | torch.device) -> tuple[float, str]:
     """Return (peak bandwidth in bytes/s, where it came from): a data-sheet figure for known GPUs, else measured."""
-    found = _lookup(KNOWN_BANDWIDTH, device)
+    found = _lookup(BANDWIDTH, device)
     if found is not None:
         return found[1], f"data sheet of {found[0]}"
     return measured_bandwidth(device), "measured with a large copy"
@@ -95,7 +65,7 @@ def decode_bound_tokens_per_s(weight_bytes: int, bandwidth: float) -> float:
 
 def peak_flops_16bit(device: str | torch.device) -> tuple[float | None, str]:
     """Return (dense fp16/bf16 peak FLOP/s, where it came from), or None where no data-sheet figure is known."""
-    found = _lookup(KNOWN_TFLOPS_16BIT, device)
+    found = _lookup(FLOPS_16BIT, device)
     if found is None:
         return None, "no data-sheet figure for this device"
     return found[1], f"data sheet of {found[0]}"

@@ -67,5 +67,5 @@ def test_peak_flops_is_unknown_on_cpu():
 )
 def test_data_sheet_figures_match_gpu_names_exactly(monkeypatch, device_name, key):
     monkeypatch.setattr(limits.torch.cuda, "get_device_name", lambda device=None: device_name)
-    found = limits._lookup(limits.KNOWN_BANDWIDTH, "cuda")
+    found = limits._lookup(limits.BANDWIDTH, "cuda")
     assert (found[0] if found else None) == key
