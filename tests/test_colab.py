@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursetools import badges, bootstrap
+from colab import badges, bootstrap
 
 ROOT = Path(__file__).parent.parent
 
@@ -37,6 +37,17 @@ def test_a_stale_badge_is_found_and_rewritten_keeping_the_lesson(tmp_path):
     assert [c.source for c in nbformat.read(path, as_version=4).cells[2:]] == lesson_cells
     assert "blob/main-v" not in path.with_suffix(".py").read_text()  # the paired source follows
     assert path.with_suffix(".py").read_text() == (ROOT / "notebooks" / path.with_suffix(".py").name).read_text()
+
+
+def test_a_notebook_without_its_kernelspec_is_stale_and_gets_it_back(tmp_path):
+    path = tmp_path / "00_tour.ipynb"
+    shutil.copy(ROOT / "notebooks" / path.name, path)
+    notebook = nbformat.read(path, as_version=4)
+    del notebook.metadata["kernelspec"]
+    nbformat.write(notebook, path)
+    assert not badges.is_current(path)
+    badges.write(path)
+    assert badges.is_current(path) and nbformat.read(path, as_version=4).metadata.kernelspec == badges.KERNELSPEC
 
 
 def test_setup_cell_does_nothing_outside_colab(monkeypatch):
@@ -84,23 +95,6 @@ def torch_identity(python: str) -> str:
     script += "f = d.locate_file(next(p for p in d.files if p.name == 'METADATA')); "
     script += "s = os.stat(f); print(d.version, s.st_ino, s.st_mtime_ns)"
     return subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def test_plan_keeps_a_recent_torch_replaces_an_old_one_and_pins_every_course_library():
-    pinned = bootstrap.pins(ROOT)
-    arguments, lines = bootstrap.plan(ROOT, {"torch": "2.11.0+cu128", "numpy": "2.0.2", "bitsandbytes": "0.45.0"})
-    assert "torch==2.11.0+cu128" in arguments and "-c" not in arguments
-    assert lines[0] == "keeping this runtime's torch 2.11.0+cu128 (the course needs >= 2.11)"
-    assert f"bitsandbytes 0.45.0 by {pinned['bitsandbytes']}" in lines[2]
-    assert f"torchao {pinned['torchao']}" in lines[1] and "bitsandbytes" not in lines[1]
-    for name in ("bitsandbytes", "torchao", "transformers", "accelerate", "onnxruntime", "optimum", "gguf"):
-        assert f"{name}=={pinned[name]}" in arguments
-    assert not [a for a in arguments if a.split("==")[0] in bootstrap.RUNTIME_OWNED and not a.startswith("torch==2.11")]
-
-    old, lines = bootstrap.plan(ROOT, {"torch": "2.9.1"})
-    assert f"torch=={pinned['torch']}" in old and lines[0].startswith("replacing torch 2.9.1")
-    assert bootstrap.plan(ROOT, {})[0] == ["-c", str(ROOT / "requirements" / "pins.txt"), "-e", str(ROOT)]
-    assert bootstrap.minimum_torch(ROOT) >= bootstrap.TORCHAO_NEEDS_TORCH
 
 
 def test_setup_cell_in_a_fresh_venv_keeps_its_torch_installs_the_rest_and_runs_lesson_00(tmp_path):
@@ -218,16 +212,16 @@ def test_bootstrap_on_python_313_keeps_colabs_torch_and_installs_the_course_at_i
     before = torch_identity(python)
 
     script = "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-    script += "from coursetools.bootstrap import install; install(Path(sys.argv[1]))"
+    script += "from colab.bootstrap import install; install(Path(sys.argv[1]))"
     done = subprocess.run([python, "-c", script, str(source)], env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    assert "keeping this runtime's torch 2.11.0 (the course needs >= 2.11)" in done.stdout
+    assert "keeping this runtime's torch 2.11.0\n" in done.stdout
     lacks = next(line for line in done.stdout.splitlines() if line.startswith("installing what this runtime lacks"))
     assert "bitsandbytes" in lacks and "torchao" in lacks, done.stdout
     assert torch_identity(python) == before, "the bootstrap replaced torch"
 
-    arguments, _ = bootstrap.plan(source, {"torch": "2.11.0"})
-    wanted = dict(a.split("==") for a in arguments if "==" in a)
+    steps, _ = bootstrap.plan(source, {"torch": "2.11.0"})
+    wanted = dict(a.split("==") for step in steps for a in step.arguments if "==" in a)
     listing = subprocess.run(
         [python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True, check=True
     )
@@ -255,7 +249,7 @@ def test_a_python_313_without_torch_resolves_the_full_pin_set_torch_included(tmp
     """The bootstrap's other path on Python 3.13, resolved by pip without downloading torch's several GB."""
     venv = tmp_path / "venv313"
     subprocess.run([PYTHON_313, "-m", "venv", str(venv)], check=True)
-    arguments, _ = bootstrap.plan(ROOT, {})
+    arguments = bootstrap.plan(ROOT, {})[0][0].arguments
     report = tmp_path / "report.json"
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--dry-run", "--report", str(report)]
     done = subprocess.run([*pip, *arguments], capture_output=True, text=True, timeout=600)
