@@ -259,3 +259,37 @@ def test_a_python_313_without_torch_resolves_the_full_pin_set_torch_included(tmp
     for name in ("torch", "bitsandbytes", "torchao", "transformers", "onnxruntime", "numpy"):
         assert chosen[name]["metadata"]["version"] == pinned[name]
     assert "cp313" in chosen["torch"]["download_info"]["url"] and "cp313" in chosen["numpy"]["download_info"]["url"]
+
+
+OLD_TORCH = "2.6.0"  # older than torchao's floor (2.11), at pyproject.toml's floor (2.6); PyPI has it for Python 3.9-3.13
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SLOW_TESTS"), reason="opt-in: SLOW_TESTS=1 (downloads torch 2.6, about 3 GB)")
+def test_setup_cell_keeps_an_old_torch_and_says_lesson_08_cannot_use_torchao(tmp_path):
+    """A runtime like an older Colab's: torch 2.6 stays, the rest fits it, torchao is left out and reported unusable."""
+    if not (3, 9) <= sys.version_info[:2] <= (3, 13):
+        pytest.skip(f"PyPI has no torch {OLD_TORCH} for Python {sys.version_info[0]}.{sys.version_info[1]}")
+    source = release_clone(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    env = fresh_env(tmp_path, source)
+    got = subprocess.run([python, "-m", "pip", "install", "-q", f"torch=={OLD_TORCH}"], env=env, capture_output=True,
+                         text=True, timeout=3000)
+    if got.returncode:
+        pytest.skip(f"cannot install torch {OLD_TORCH} here: {got.stderr.strip().splitlines()[-1:]}")
+    before = torch_identity(python)
+    setup = badges.generated_cells(ROOT / "notebooks" / "08_fast_four_bit.ipynb")[1].source
+
+    done = subprocess.run([python, "-c", setup], env=env, capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert torch_identity(python) == before, "the bootstrap replaced the runtime's torch"
+    assert f"keeping this runtime's torch {OLD_TORCH}" in done.stdout
+    assert f"not installing, too new for torch {OLD_TORCH}: torchao" in done.stdout
+    assert "[3/3] done in" in done.stdout and "No GPU in this runtime" in done.stdout
+    reported = next(line for line in done.stdout.splitlines() if line.startswith("torchao: "))
+    assert "need torch >= 2.11" in reported and f"this runtime has torch {OLD_TORCH}" in reported, reported
+    listing = subprocess.run([python, "-m", "pip", "list", "--format", "json"], capture_output=True, text=True)
+    have = {bootstrap.normalized(p["name"]): p["version"] for p in json.loads(listing.stdout)}
+    assert "torchao" not in have and have["transformers"] == bootstrap.pins(ROOT)["transformers"]
