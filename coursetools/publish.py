@@ -147,6 +147,7 @@ def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
     from coursetools.api import api_reference
     from coursetools.settings import SETTINGS
+    from coursetools.workshop import AGENDAS, agenda_table, disk_table
     from helpers.multi_gpu import STORED_RUN, stored_results
 
     generated = {
@@ -156,6 +157,8 @@ def sections(root: Path = ROOT) -> dict[str, str]:
         ),
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
+        **{f"agenda:{name}": agenda_table(agenda, root) for name, agenda in AGENDAS.items()},
+        "disk": disk_table(),
         **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("gpu", "t4", "gpu-x2")},
     }
     for name in RUNS:
@@ -175,7 +178,7 @@ def fill(text: str, generated: dict[str, str]) -> str:
     return text
 
 
-DOCUMENTS = ("README.md", "workshop/instructor_guide.md", "helpers/README.md")
+DOCUMENTS = ("README.md", "workshop/instructor_guide.md", "workshop/agenda.md", "helpers/README.md")
 
 
 def stale_documents(root: Path = ROOT) -> list[str]:
@@ -185,7 +188,7 @@ def stale_documents(root: Path = ROOT) -> list[str]:
 
 
 def write_documents(root: Path = ROOT) -> None:
-    """Regenerate the marked sections of the README and the instructor guide."""
+    """Regenerate the marked sections of the README, the instructor guide, the workshop agenda and the API reference."""
     generated = sections(root)
     for doc in DOCUMENTS:
         path = root / doc
