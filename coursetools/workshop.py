@@ -1,4 +1,4 @@
-"""The workshop kit's generated parts: agendas with the stored runs' times, and the course cache each profile fills.
+"""The workshop kit: the agendas' plans, and the course cache each profile's lessons fill (publish writes both tables).
 
 `python -m coursetools.workshop PROFILE` fills the course cache (COURSE_CACHE) with every checkpoint that profile's
 lessons write, so a room that shares one cache never builds one live.
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coursetools.profiles import PROFILES
-from coursetools.publish import RUNS, duration, load_runtimes
-from coursetools.syllabus import SYLLABUS, LessonRecord, lesson_record
+from coursetools.syllabus import SYLLABUS, LessonRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"  # the lessons' sources, read for what they write into the cache
@@ -77,47 +76,9 @@ AGENDAS = {
 }
 
 
-def lesson_seconds(root: Path = ROOT) -> dict[str, dict[str, float]]:
-    """Return each agenda run's stored seconds per lesson id."""
-    runs = {name: load_runtimes(name, root).get("seconds", {}) for name in AGENDA_RUNS}
-    return {name: {r.id: seconds[f"{r.stem}.ipynb"] for r in SYLLABUS if f"{r.stem}.ipynb" in seconds}
-            for name, seconds in runs.items()}
-
-
-def clock(minutes: float) -> str:
-    """Return minutes as a day's length reads: "3 h 05 min"."""
-    whole = round(minutes)
-    return f"{whole // 60} h {whole % 60:02d} min"
-
-
 def day_minutes(agenda: Agenda, seconds: dict[str, float]) -> float:
     """Return an agenda's planned minutes plus one run's stored run times of its lessons (those it has)."""
     return sum(slot.minutes for slot in agenda.slots) + sum(seconds.get(slot.lesson, 0.0) for slot in agenda.slots) / 60
-
-
-def day_length(agenda: Agenda, seconds: dict[str, float]) -> str:
-    """Return an agenda's length with one run's stored run times, its cells' share, and its lessons that run lacks."""
-    lessons = [slot.lesson for slot in agenda.slots if slot.lesson]
-    missing = [lesson for lesson in lessons if lesson not in seconds]
-    ran = duration(sum(seconds.get(lesson, 0.0) for lesson in lessons))
-    return f"{clock(day_minutes(agenda, seconds))} ({ran} of cells" + (f"; {', '.join(missing)} not run" if missing else "") + ")"
-
-
-def agenda_table(agenda: Agenda, root: Path = ROOT) -> str:
-    """Return an agenda as a Markdown table: each slot's lesson, title, stored run times and planned minutes."""
-    runs = lesson_seconds(root)
-    rows = [
-        "| lesson | what it teaches | " + " | ".join(f"run time: {RUNS[name]}" for name in AGENDA_RUNS)
-        + " | reading, exercises, discussion (plan) |",
-        "|---|---|" + "---|" * len(AGENDA_RUNS) + "---|",
-    ]
-    for slot in agenda.slots:
-        record = lesson_record(slot.lesson) if slot.lesson else None
-        lesson, title = (record.stem, record.title) if record else ("", slot.activity)
-        times = (duration(runs[name].get(slot.lesson)) if record else "" for name in AGENDA_RUNS)
-        rows.append(f"| {lesson} | {title} | " + " | ".join(times) + f" | {slot.minutes} min |")
-    lengths = "; ".join(f"{RUNS[name]}: {day_length(agenda, runs[name])}" for name in AGENDA_RUNS)
-    return "\n".join(rows) + f"\n\nPlanned {agenda.hours:g} h. Plan plus the stored run times: {lengths}."
 
 
 def model_class_name(name: str) -> str:

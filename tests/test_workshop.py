@@ -2,18 +2,16 @@
 
 import json
 
-from coursetools.publish import fill
+from coursetools.publish import agenda_seconds, agenda_table, fill
 from coursetools.syllabus import lesson_record
 from coursetools.workshop import (
     AGENDA_RUNS,
     AGENDAS,
     Agenda,
     Slot,
-    agenda_table,
     day_minutes,
     disk_markdown,
     entry_bytes,
-    lesson_seconds,
     lesson_writes,
     warm_cache,
 )
@@ -38,7 +36,7 @@ def test_agenda_table_shows_stored_run_times_and_a_typed_wrong_time_is_stale(tmp
 
 def test_agendas_with_the_stored_runs_last_about_their_planned_hours():
     for name, agenda in AGENDAS.items():
-        for run, seconds in lesson_seconds().items():
+        for run, seconds in agenda_seconds().items():
             minutes = day_minutes(agenda, seconds)
             assert abs(minutes - 60 * agenda.hours) <= 30, f"{name} on {run}: {minutes:.0f} min; revise AGENDAS"
     assert AGENDA_RUNS == ("cpu", "t4", "gpu")
