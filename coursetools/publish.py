@@ -10,6 +10,7 @@ from typing import Any
 
 from coursetools.results import interval, is_bound, load_results
 from coursetools.syllabus import SYLLABUS, lesson_record
+from coursetools.workshop import AGENDA_RUNS, AGENDAS, Agenda, day_minutes, disk_table
 from helpers.multi_gpu import placement_rows
 from helpers.tables import cell
 
@@ -62,6 +63,44 @@ def runtime_table(root: Path = ROOT) -> str:
     totals = [duration(sum(runs[name].values())) if runs[name] else "not run" for name in RUNS]
     rows.append("| **all** | " + " | ".join(totals) + " |")
     return "\n".join(rows)
+
+
+def agenda_seconds(root: Path = ROOT) -> dict[str, dict[str, float]]:
+    """Return each agenda run's stored seconds per lesson id."""
+    runs = {name: load_runtimes(name, root).get("seconds", {}) for name in AGENDA_RUNS}
+    return {name: {r.id: seconds[f"{r.stem}.ipynb"] for r in SYLLABUS if f"{r.stem}.ipynb" in seconds}
+            for name, seconds in runs.items()}
+
+
+def clock(minutes: float) -> str:
+    """Return minutes as a day's length reads: "3 h 05 min"."""
+    whole = round(minutes)
+    return f"{whole // 60} h {whole % 60:02d} min"
+
+
+def day_length(agenda: Agenda, seconds: dict[str, float]) -> str:
+    """Return an agenda's length with one run's stored run times, its cells' share, and its lessons that run lacks."""
+    lessons = [slot.lesson for slot in agenda.slots if slot.lesson]
+    missing = [lesson for lesson in lessons if lesson not in seconds]
+    ran = duration(sum(seconds.get(lesson, 0.0) for lesson in lessons))
+    return f"{clock(day_minutes(agenda, seconds))} ({ran} of cells" + (f"; {', '.join(missing)} not run" if missing else "") + ")"
+
+
+def agenda_table(agenda: Agenda, root: Path = ROOT) -> str:
+    """Return an agenda as a Markdown table: each slot's lesson, title, stored run times and planned minutes."""
+    runs = agenda_seconds(root)
+    rows = [
+        "| lesson | what it teaches | " + " | ".join(f"run time: {RUNS[name]}" for name in AGENDA_RUNS)
+        + " | reading, exercises, discussion (plan) |",
+        "|---|---|" + "---|" * len(AGENDA_RUNS) + "---|",
+    ]
+    for slot in agenda.slots:
+        record = lesson_record(slot.lesson) if slot.lesson else None
+        lesson, title = (record.stem, record.title) if record else ("", slot.activity)
+        times = (duration(runs[name].get(slot.lesson)) if record else "" for name in AGENDA_RUNS)
+        rows.append(f"| {lesson} | {title} | " + " | ".join(times) + f" | {slot.minutes} min |")
+    lengths = "; ".join(f"{RUNS[name]}: {day_length(agenda, runs[name])}" for name in AGENDA_RUNS)
+    return "\n".join(rows) + f"\n\nPlanned {agenda.hours:g} h. Plan plus the stored run times: {lengths}."
 
 
 def measure_name(lesson: str, key: str) -> tuple[str, str]:
@@ -156,6 +195,8 @@ def sections(root: Path = ROOT) -> dict[str, str]:
         ),
         "lessons": lesson_table(root),
         "runtimes": runtime_table(root),
+        **{f"agenda:{name}": agenda_table(agenda, root) for name, agenda in AGENDAS.items()},
+        "disk": disk_table(),
         **{f"results:{name}": results_markdown(load_results(root / "results" / name)) for name in ("gpu", "t4", "gpu-x2")},
     }
     for name in RUNS:
@@ -175,7 +216,7 @@ def fill(text: str, generated: dict[str, str]) -> str:
     return text
 
 
-DOCUMENTS = ("README.md", "workshop/instructor_guide.md", "helpers/README.md")
+DOCUMENTS = ("README.md", "workshop/instructor_guide.md", "workshop/agenda.md", "helpers/README.md")
 
 
 def stale_documents(root: Path = ROOT) -> list[str]:
@@ -185,7 +226,7 @@ def stale_documents(root: Path = ROOT) -> list[str]:
 
 
 def write_documents(root: Path = ROOT) -> None:
-    """Regenerate the marked sections of the README and the instructor guide."""
+    """Regenerate the marked sections of the README, the instructor guide, the workshop agenda and the API reference."""
     generated = sections(root)
     for doc in DOCUMENTS:
         path = root / doc

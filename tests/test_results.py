@@ -78,6 +78,7 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     (root / "workshop").mkdir(parents=True)
     (root / "README.md").write_text("a\n<!-- results:t4 -->\nold\n<!-- /results:t4 -->\nb\n")
     (root / "workshop" / "instructor_guide.md").write_text("<!-- runtimes -->\nold\n<!-- /runtimes -->\n")
+    (root / "workshop" / "agenda.md").write_text("<!-- agenda:half-day -->\nold\n<!-- /agenda:half-day -->\n")
     (root / "helpers").mkdir()
     (root / "helpers" / "README.md").write_text("API\n")
     publish(build, "t4", notebooks=False, root=root)
@@ -85,6 +86,7 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     assert "| 00 | x | 1.5 |  |" in (root / "README.md").read_text()
     assert "| 00_tour | not run | 2.5 min | not run | not run |" in (root / "workshop" / "instructor_guide.md").read_text()
     assert "T4 emulation: GPU | torch" in lesson_table(root)
+    assert "| 00_tour | the course tools | not run | 2.5 min | not run | 20 min |" in (root / "workshop" / "agenda.md").read_text()
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"
 
 
