@@ -11,7 +11,7 @@ from typing import Any
 from coursetools.results import interval, is_bound, load_results
 from coursetools.syllabus import SYLLABUS, lesson_record
 from coursetools.workshop import AGENDA_RUNS, AGENDAS, Agenda, day_minutes, disk_table
-from helpers.multi_gpu import placement_rows
+from helpers.multi_gpu import PLACEMENT_NAMES, decode_bound, placement_rows
 from helpers.tables import cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,15 @@ def placements_markdown(two_gpu: dict[str, Any]) -> str:
     headers, rows = placement_rows(two_gpu["placements"])
     lines = ["| " + " | ".join(r) + " |" for r in [headers, *rows]]
     lines.insert(1, "|" + "---|" * len(headers))
-    return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines])
+    shares = []
+    for placement, result in two_gpu["placements"].items():
+        rate = next(iter(result["decode"].values()))["median"]
+        shares.append(f"{PLACEMENT_NAMES[placement]} {100 * rate / decode_bound(result, two_gpu['bandwidth']):.0f}%")
+    verdict = (f"Decode ran as eager `generate` (no static cache, no compiled step); batch-1 decode as a share of each "
+               f"placement's bandwidth bound: {', '.join(shares)}. Below a fifth of the bound a step is host-bound: the "
+               "decode columns compare eager `generate`'s overhead, not the placements.")
+    return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines,
+                      "", verdict])
 
 
 def plot_results(results: list[dict], path: Path) -> Path:
