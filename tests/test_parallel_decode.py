@@ -157,7 +157,7 @@ def test_multi_gpu_tally_names_only_the_verdicts_that_occur():
 
 def test_run_placements_rejects_an_unknown_placement_listing_the_placements(tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(helpers.multi_gpu, "run_placement", lambda name, *_: ran.append(name) or {"decode": {}})
+    monkeypatch.setattr(helpers.multi_gpu, "run_placement", lambda name, *_: ran.append(name) or {"prefill_ms": {}, "decode": {}})
     run_placements(["one-gpu", "pipeline"], "model", tmp_path)
     assert ran == ["one-gpu", "pipeline", "pipeline", "one-gpu"]
     with pytest.raises(ValueError, match=r"unknown placement 'tp'; choose one of \['one-gpu', 'pipeline', 'tensor-parallel'\]"):
