@@ -36,9 +36,9 @@ def form_error(prediction: Prediction, answer: Any) -> str | None:
 
 def verdict_of(exercise_id: str, answer: Any, context: dict[str, Any]) -> tuple[str, bool, bool]:
     """Return (the printed verdict, whether it counts as right, whether a strict run must fail) for an answer."""
+    found = exercise(exercise_id)  # first: an unknown id is an error even before the exercise is answered
     if answer is Ellipsis:
         return f"not answered yet: replace `...` with your answer (a solution: {SOLUTIONS}/{exercise_id}.py)", False, True
-    found = exercise(exercise_id)
     if isinstance(found, Prediction):
         problem = form_error(found, answer)
         if problem:

@@ -13,6 +13,7 @@ import torch
 from coursetools.environment import EnvironmentReport, environment_report
 from coursetools.profiles import Profile, use_profile
 from coursetools.results import HIGH, LOW, record, widened
+from coursetools.syllabus import lesson_record
 from helpers.parallel_decode import STAMP_ENV
 
 __all__ = ["Lesson", "start_lesson"]
@@ -54,13 +55,28 @@ class Lesson:
             raise ValueError(f"size {key!r} of lesson {self.id} is {name!r}, not a torch dtype name")
         return dtype
 
+    def measurements(self) -> list[str]:
+        """Return, sorted, the measurements the lesson table gives rounds or warm-ups for under any profile."""
+        record = lesson_record(self.id)
+        keys = {**record.cpu, **record.gpu, **record.t4}
+        return sorted({key.rsplit("_", 1)[0] for key in keys if key.endswith(("_rounds", "_warmup"))})
+
+    def timing_key(self, measurement: str, kind: str) -> str:
+        """Return the lesson table's key for a measurement's "rounds" or "warmup", rejecting a measurement it lacks."""
+        if not measurement:
+            return kind
+        if measurement not in self.measurements():
+            raise ValueError(f"lesson {self.id} has no measurement {measurement!r} with rounds or warm-ups; use one "
+                             f"of {self.measurements()}, or none for the lesson's own")
+        return f"{measurement}_{kind}"
+
     def rounds(self, measurement: str = "") -> int:
         """Return a measurement's timed rounds: the lesson table's `<measurement>_rounds`, else the profile's repeats."""
-        return self.profile.sizes[self.id].get(f"{measurement}_rounds" if measurement else "rounds", self.profile.repeats)
+        return self.profile.sizes[self.id].get(self.timing_key(measurement, "rounds"), self.profile.repeats)
 
     def warmup(self, measurement: str = "") -> int:
         """Return a measurement's untimed warm-up calls: the lesson table's `<measurement>_warmup`, else the profile's."""
-        return self.profile.sizes[self.id].get(f"{measurement}_warmup" if measurement else "warmup", self.profile.warmup)
+        return self.profile.sizes[self.id].get(self.timing_key(measurement, "warmup"), self.profile.warmup)
 
     def record(self, **values: float | str | tuple[float, float, float]) -> None:
         """Record headline results; a ratio given as (median, low, high) of rounds gets an interval widened by run-to-run."""
@@ -92,7 +108,7 @@ def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     transformers_logging.disable_progress_bar()  # "Loading weights" bars would bury the results in stored outputs
     quiet_optional_kernels()
     chosen = use_profile(profile)
-    lesson = Lesson(lesson_id, chosen, environment_report(probe_hub=False))
+    lesson = Lesson(lesson_record(lesson_id).id, chosen, environment_report(probe_hub=False))
     os.environ[STAMP_ENV] = lesson.stamp  # the processes a lesson starts (helpers.parallel_decode) write it too
     print(f"Lesson {lesson_id} | {lesson.stamp}")
     return lesson

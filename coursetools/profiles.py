@@ -11,6 +11,7 @@ import torch
 from coursetools.settings import PROFILE as PROFILE_ENV
 from coursetools.syllabus import SYLLABUS
 from helpers.attention import MISSING_SDPA_BACKENDS
+from helpers.tables import one_of
 
 __all__ = ["PROFILES", "Profile", "allow_sdpa_backends", "detect_profile_name", "use_profile"]
 
@@ -37,12 +38,11 @@ class Profile:
     sdpa_backends: tuple[str, ...] | None = None  # the SDPA backends an emulated GPU has; None: every one this GPU runs
 
     def size(self, lesson: str, key: str) -> Any:
-        """Return one size of one lesson, with an error naming the keys this profile has."""
-        try:
-            return self.sizes[lesson][key]
-        except KeyError:
-            known = sorted(self.sizes.get(lesson, {}))
-            raise KeyError(f"profile {self.name!r} has no size {key!r} for lesson {lesson!r}; it has {known}") from None
+        """Return one size of one lesson, with a ValueError naming the sizes the lesson has when it has no such size."""
+        sizes = self.sizes[one_of("lesson", lesson, self.sizes)]
+        if key not in sizes:
+            raise ValueError(f"profile {self.name!r} has no size {key!r} for lesson {lesson!r}; use one of {sorted(sizes)}")
+        return sizes[key]
 
 
 CPU_SIZES: dict[str, dict[str, Any]] = {record.id: record.cpu for record in SYLLABUS}
@@ -114,7 +114,7 @@ def allow_sdpa_backends(names: tuple[str, ...], gpu: str = "this GPU") -> None:
 
 def use_profile(name: str | None = None) -> Profile:
     """Return the profile (detected when name is None) and apply its limits: T4 emulation caps memory and keeps the T4's SDPA kernels."""
-    profile = PROFILES[name or detect_profile_name()]
+    profile = PROFILES[one_of("profile", name, PROFILES) if name else detect_profile_name()]
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"profile {profile.name!r} needs a CUDA GPU and none is visible; use COURSE_PROFILE=cpu")
     if profile.memory_cap_gib is not None:

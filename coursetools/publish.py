@@ -12,7 +12,7 @@ from coursetools.results import interval, is_bound, load_results
 from coursetools.syllabus import SYLLABUS, lesson_record
 from coursetools.workshop import AGENDA_RUNS, AGENDAS, Agenda, day_minutes, disk_table
 from helpers.multi_gpu import PLACEMENT_NAMES, decode_bound, placement_rows
-from helpers.tables import cell
+from helpers.tables import cell, one_of
 
 ROOT = Path(__file__).resolve().parent.parent
 # Stored runs, in the order the run-time columns show them: results/<name>/ and the column's heading.
@@ -243,8 +243,7 @@ def write_documents(root: Path = ROOT) -> None:
 
 def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
     """Store a course run from build as results/<name> (and its executed notebooks over notebooks/), then regenerate."""
-    if name not in RUNS:
-        raise ValueError(f"unknown run {name!r}; published runs are {sorted(RUNS)}")
+    one_of("run", name, RUNS)
     runtimes = build / "runtimes.json"
     if not runtimes.exists():
         raise FileNotFoundError(f"{runtimes} is missing: run `./course run --build {build}` first")

@@ -378,4 +378,5 @@ def lesson_record(lesson_id: str) -> LessonRecord:
     for record in SYLLABUS:
         if lesson_id in (record.id, record.stem):
             return record
-    raise KeyError(f"no lesson {lesson_id!r} in the syllabus; lessons: {[r.id for r in SYLLABUS]}")
+    known = sorted(r.id for r in SYLLABUS)
+    raise ValueError(f"no lesson {lesson_id!r} in the syllabus; use a lesson's number (or its stem): {known}")

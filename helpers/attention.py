@@ -14,6 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers.memory import peak_memory
+from helpers.tables import one_of
 from helpers.timing import benchmark, decode_step_ms, generate_run, interleaved
 from helpers.widgets import progress
 
@@ -91,9 +92,7 @@ def run_with_backend(
     is_causal: bool = False,
 ) -> torch.Tensor:
     """Run scaled_dot_product_attention allowing only one backend; raises RuntimeError when it cannot run."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown SDPA backend {backend!r}; choose from {sorted(BACKENDS)}")
-    with sdpa_kernel([BACKENDS[backend]]):
+    with sdpa_kernel([BACKENDS[one_of("SDPA backend", backend, BACKENDS)]]):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
 
 
@@ -213,7 +212,7 @@ def sweep_sequence_lengths(
     causal: bool = True,
 ) -> dict[str, list[SweepPoint]]:
     """Time each backend and measure its peak memory at each sequence length; failures (OOM, refusal) are recorded."""
-    results: dict[str, list[SweepPoint]] = {name: [] for name in backends}
+    results: dict[str, list[SweepPoint]] = {one_of("SDPA backend", name, BACKENDS): [] for name in backends}
     for seq in progress(seq_lens, desc="sequence lengths"):
         qkv = [torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype) for _ in range(3)]
         for name in backends:

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from helpers.attention import BACKENDS, measure_point
 from helpers.memory import MiB, model_footprint
 from helpers.quality import ask, input_device, perplexity
+from helpers.tables import one_of
 from helpers.timing import benchmark_generation, decode_step_ms, generate_run, interleaved, time_once
 
 __all__ = ["REPORT_HEADER", "evaluate_decoder", "interleaved_decode", "leaders", "measure_matrix"]
@@ -86,7 +87,7 @@ class CombinationResult:
 def allowing(model: PreTrainedModel, implementation: str, backend: str | None) -> AbstractContextManager:
     """Switch the model to an attention implementation and return a context allowing only `backend` for SDPA."""
     model.set_attn_implementation(implementation)
-    return sdpa_kernel([BACKENDS[backend]]) if backend else nullcontext()
+    return sdpa_kernel([BACKENDS[one_of("SDPA backend", backend, BACKENDS)]]) if backend else nullcontext()
 
 
 RETRIES = 5  # a round whose longer generate was not the slower one is timed again (noise on a busy machine)

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from helpers.cache import atomic_directory, cache_dir
+from helpers.tables import one_of
 
 __all__ = ["available_models", "empty_model", "load_tokenizer", "model_config", "pretrained_path", "weights_in_use"]
 
@@ -154,7 +155,7 @@ def converted_gguf(name: str, packaged: PackagedModel) -> Path:
 
 def synthetic_config(name: str) -> PretrainedConfig:
     """Return a fresh copy of a synthetic model's configuration."""
-    return SYNTHETIC[name].__class__.from_dict(SYNTHETIC[name].to_dict())
+    return SYNTHETIC[one_of("synthetic model", name, SYNTHETIC)].__class__.from_dict(SYNTHETIC[name].to_dict())
 
 
 def build_synthetic(

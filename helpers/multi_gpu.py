@@ -16,7 +16,7 @@ import torch
 
 from helpers import parallel_decode
 from helpers.parallel_decode import quartiles
-from helpers.tables import table
+from helpers.tables import one_of, table
 from helpers.timing import compare
 
 __all__ = [
@@ -90,7 +90,7 @@ def run_placements(placements: list[str], model: str, folder: Path, options: tup
     Each placement is its own process (tensor parallel needs one per GPU), so rounds cannot alternate inside one
     run; the reversed second pass gives every placement the same average position in the session instead.
     """
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in placements}
+    runs: dict[str, list[dict[str, Any]]] = {one_of("placement", name, PLACEMENT_NAMES): [] for name in placements}
     for index, order in enumerate((placements, placements[::-1])):
         for name in order:
             runs[name].append(run_placement(name, model, folder / f"{name}-{index}.json", options))

@@ -10,6 +10,7 @@ from accelerate.utils import CustomDtype, compute_module_sizes, get_balanced_mem
 from transformers import PreTrainedModel
 
 from helpers.memory import GiB
+from helpers.tables import one_of
 
 __all__ = [
     "BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan", "to_bytes"
@@ -20,6 +21,7 @@ PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
     "int8": torch.int8,
     "4-bit": CustomDtype.INT4,
 }
+STRATEGIES = ("sequential", "balanced", "balanced_low_0", "auto")  # "auto": balanced, as device_map="auto" is
 
 
 class BudgetError(ValueError):
@@ -51,7 +53,7 @@ def to_bytes(value: int | str) -> int:
 
 def model_bytes(model: PreTrainedModel, precision: str) -> int:
     """Return the bytes of a model's weights at a precision ("bf16", "int8", "4-bit"), as accelerate counts them."""
-    return compute_module_sizes(model, dtype=PRECISIONS[precision])[""]
+    return compute_module_sizes(model, dtype=PRECISIONS[one_of("precision", precision, PRECISIONS)])[""]
 
 
 def check_budget(model: PreTrainedModel, max_memory: dict[int | str, int | str], precision: str) -> None:
@@ -76,14 +78,14 @@ def plan(
     precision: str = "bf16",
     strategy: str = "sequential",
 ) -> dict[str, int | str]:
-    """Return accelerate's device map for imagined or real devices: "sequential", "balanced" or "balanced_low_0"."""
+    """Return accelerate's device map for imagined or real devices: "sequential", "balanced" ("auto") or "balanced_low_0"."""
+    strategy = one_of("strategy", strategy, STRATEGIES)  # before the budget: a wrong name is no budget problem
     check_budget(model, max_memory, precision)
-    dtype = PRECISIONS[precision]
+    dtype = PRECISIONS[one_of("precision", precision, PRECISIONS)]
     no_split = model._no_split_modules
     budget = {k: to_bytes(v) for k, v in max_memory.items()}
-    logging.getLogger("accelerate.utils.modeling").setLevel(
-        logging.ERROR
-    )  # "Device 0 is not available" for imagined GPUs
+    # "Device 0 is not available" for imagined GPUs
+    logging.getLogger("accelerate.utils.modeling").setLevel(logging.ERROR)
     if strategy != "sequential":
         budget = get_balanced_memory(model, budget, no_split, dtype=dtype, low_zero=strategy == "balanced_low_0")
     return infer_auto_device_map(model, max_memory=budget, no_split_module_classes=no_split, dtype=dtype)
@@ -91,7 +93,7 @@ def plan(
 
 def device_totals(model: PreTrainedModel, device_map: dict[str, int | str], precision: str = "bf16") -> dict:
     """Return the bytes of weights each device holds under a device map."""
-    sizes = compute_module_sizes(model, dtype=PRECISIONS[precision])
+    sizes = compute_module_sizes(model, dtype=PRECISIONS[one_of("precision", precision, PRECISIONS)])
     totals: dict[int | str, int] = defaultdict(int)
     for module, device in device_map.items():
         totals[device] += sizes[module]
@@ -104,7 +106,7 @@ def draw_device_map(
     """Show the model's modules, in order, as one bar coloured by the device each lands on."""
     import matplotlib.pyplot as plt
 
-    sizes = compute_module_sizes(model, dtype=PRECISIONS[precision])
+    sizes = compute_module_sizes(model, dtype=PRECISIONS[one_of("precision", precision, PRECISIONS)])
     devices = list(dict.fromkeys(device_map.values()))
     colours = {d: plt.cm.tab10(i) for i, d in enumerate(devices)}
     fig, ax = plt.subplots(figsize=(9, 1.6))

@@ -11,6 +11,7 @@ from transformers.quantizers.base import HfQuantizer
 from transformers.quantizers.quantizers_utils import should_convert_module
 
 from helpers.memory import extra_bytes
+from helpers.tables import one_of
 
 __all__ = [
     "bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "predicted_footprint",
@@ -18,11 +19,19 @@ __all__ = [
 ]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
+QUANT_TYPES = ("fp4", "nf4")  # bitsandbytes' 4-bit code books
+BITS_PER_WEIGHT = {  # storage bits per quantized weight, scales included, for each scheme
+    "fp32": 32.0,
+    "bf16": 16.0,
+    "int8": 8.0 + 32 / 4096,  # one fp32 scale per row; rows are thousands of weights long
+    "nf4": 4.0 + 32 / BLOCK,
+    "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256),
+}
 
 
 def code_book(quant_type: str) -> torch.Tensor:
     """Return the 16 values a 4-bit code can stand for ("nf4" or "fp4"), sorted, as multiples of the block's absmax."""
-    return bnbf.get_4bit_type(quant_type, device="cpu").sort().values
+    return bnbf.get_4bit_type(one_of("4-bit type", quant_type, QUANT_TYPES), device="cpu").sort().values
 
 
 def quantize_from_scratch(weight: torch.Tensor, quant_type: str, block: int = BLOCK) -> torch.Tensor:
@@ -36,6 +45,7 @@ def quantize_from_scratch(weight: torch.Tensor, quant_type: str, block: int = BL
 
 def bitsandbytes_round_trip(weight: torch.Tensor, quant_type: str, block: int = BLOCK) -> torch.Tensor:
     """Quantize to 4 bits and back with bitsandbytes' own kernels."""
+    quant_type = one_of("4-bit type", quant_type, QUANT_TYPES)
     packed, state = bnbf.quantize_4bit(weight.float(), blocksize=block, quant_type=quant_type)
     return bnbf.dequantize_4bit(packed, state)
 
@@ -68,13 +78,7 @@ def footprint_by_kind(model: torch.nn.Module) -> dict[str, int]:
 
 def bits_per_weight(scheme: str) -> float:
     """Return the storage bits per quantized weight, scales included (block 64; double quantization groups 256 scales)."""
-    return {
-        "fp32": 32.0,
-        "bf16": 16.0,
-        "int8": 8.0 + 32 / 4096,  # one fp32 scale per row; rows are thousands of weights long
-        "nf4": 4.0 + 32 / BLOCK,
-        "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256),
-    }[scheme]
+    return BITS_PER_WEIGHT[one_of("scheme", scheme, BITS_PER_WEIGHT)]
 
 
 def quantized_weight_bytes(weight: torch.Tensor, scheme: str) -> int:
@@ -105,8 +109,7 @@ def predicted_footprint(model: torch.nn.Module, scheme: str, skip_modules: list[
     None: its default, the output head and weights tied to it) and keep the rest at 2 bytes. Tied weights count once;
     buffers count at their own size.
     """
-    if scheme not in ("fp32", "bf16", "int8", "nf4", "nf4-dq"):
-        raise ValueError(f"unknown scheme {scheme!r}: choose fp32, bf16, int8, nf4 or nf4-dq")
+    one_of("scheme", scheme, BITS_PER_WEIGHT)
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
     quantizing = scheme in ("int8", "nf4", "nf4-dq")
     skip = unconverted_modules(model, skip_modules)

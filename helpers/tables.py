@@ -1,11 +1,18 @@
-"""Aligned plain-text tables for results printed in lessons."""
+"""Aligned plain-text tables for results printed in lessons, and the error for a name outside its fixed set."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 __all__ = ["table"]
+
+
+def one_of(kind: str, name: str, names: Collection[str]) -> str:
+    """Return the name when it is one of names, else raise a ValueError that lists them sorted and says to choose one."""
+    if name not in names:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {sorted(names)}")
+    return name
 
 
 def cell(value: Any) -> str:

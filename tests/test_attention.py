@@ -19,6 +19,8 @@ from helpers.attention import (
 )
 from helpers.models import pretrained_path
 
+BACKEND_LIST = r"choose one of \['cudnn', 'efficient', 'flash', 'math'\]"
+
 
 def test_probe_reports_cpu_backends_and_refusals():
     q = torch.randn(1, 2, 32, 64)
@@ -32,8 +34,17 @@ def test_forced_backend_raises_and_unknown_name_is_rejected():
     q = torch.randn(1, 2, 32, 64)
     with pytest.raises(RuntimeError):
         run_with_backend("cudnn" if not torch.cuda.is_available() else "flash", q, q, q)
-    with pytest.raises(ValueError, match="choose from"):
+    assert torch.allclose(run_with_backend("math", q, q, q), torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    with pytest.raises(ValueError, match="unknown SDPA backend 'turbo'; " + BACKEND_LIST):
         run_with_backend("turbo", q, q, q)
+
+
+def test_sweep_rejects_an_unknown_backend_listing_the_backends():
+    sweep = {"seq_lens": [16], "batch": 1, "heads": 2, "head_dim": 8, "dtype": torch.float32, "device": "cpu",
+             "warmup": 0, "repeats": 1}
+    assert sweep_sequence_lengths(["math"], **sweep)["math"][0].ms is not None
+    with pytest.raises(ValueError, match=BACKEND_LIST):
+        sweep_sequence_lengths(["math", "turbo"], **sweep)
 
 
 def test_backends_agree_with_each_other():

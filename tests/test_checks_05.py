@@ -112,3 +112,15 @@ def test_measure_matrix_times_each_variant_per_round_and_records_a_refused_kerne
         assert all(len(result.prefill_ms[c]) == 2 for c in (8, 16))
         assert all(len(result.decode_tokens_per_s[rows]) == 2 and min(result.decode_tokens_per_s[rows]) > 0
                    for rows in (1, 2))
+
+
+def test_measure_matrix_rejects_an_unknown_backend_listing_the_backends(tiny_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    from helpers.evaluation import allowing, measure_matrix
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
+    with allowing(model, "sdpa", "math"):
+        assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match=r"unknown SDPA backend 'fast'; choose one of \['cudnn', 'efficient', 'flash', 'math'\]"):
+        measure_matrix({"sdpa fast": (model, "sdpa", "fast")}, [8], new_tokens=4, batches=(1,), warmup=0, rounds=1)

@@ -12,6 +12,15 @@ def test_unanswered_exercise_prints_where_the_solution_is(capsys, monkeypatch):
     assert "workshop/solutions/02.py" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("grade", [check, is_right])
+def test_an_unknown_exercise_id_lists_the_ids_even_unanswered(grade, monkeypatch):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    assert grade("02-predict", ..., faster=True) in (None, False)
+    for unknown in ("02-guess", "42"):
+        with pytest.raises(ValueError, match=r"no exercise .*; choose one of \['00', '00-call', '00-predict', '01', "):
+            grade(unknown, ...)
+
+
 def test_strict_mode_raises_on_a_wrong_answer(monkeypatch):
     monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(ExerciseError, match="not yet"):

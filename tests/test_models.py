@@ -8,6 +8,8 @@ from transformers import AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
 from helpers.cache import atomic_directory
 from helpers.memory import model_footprint, parameter_count
 from helpers.models import (
+    PACKAGED,
+    SYNTHETIC,
     UnknownModelError,
     available_models,
     build_synthetic,
@@ -21,8 +23,17 @@ from helpers.quality import ask
 
 
 def test_unknown_name_lists_what_is_available():
-    with pytest.raises(UnknownModelError, match="smollm2-135m"):
+    assert model_config("llama-tiny-shape").hidden_size == 256
+    with pytest.raises(ValueError, match="smollm2-135m") as raised:  # UnknownModelError is a ValueError
         pretrained_path("no-such-model")
+    assert isinstance(raised.value, UnknownModelError)
+    assert all(name in str(raised.value) for name in [*PACKAGED, *SYNTHETIC])
+
+
+def test_build_synthetic_rejects_a_name_that_is_no_synthetic_model_listing_them():
+    assert build_synthetic("bert-tiny-shape", AutoModel, torch.float32, "meta").config.hidden_size == 128
+    with pytest.raises(ValueError, match=r"unknown synthetic model 'smollm2-135m'; choose one of \['bert-base-shape', "):
+        build_synthetic("smollm2-135m", AutoModel, torch.float32, "meta")
 
 
 def test_hub_id_offline_gives_actionable_error(monkeypatch):

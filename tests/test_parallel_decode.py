@@ -6,8 +6,17 @@ import sys
 
 import pytest
 
+import helpers.multi_gpu
 from helpers.models import pretrained_path
-from helpers.multi_gpu import explain, launch, placement_script, placements_table, pooled_runs, stored_results
+from helpers.multi_gpu import (
+    explain,
+    launch,
+    placement_script,
+    placements_table,
+    pooled_runs,
+    run_placements,
+    stored_results,
+)
 from helpers.timing import compare, tally, verdict
 
 script = placement_script()
@@ -144,3 +153,13 @@ def test_multi_gpu_tally_names_only_the_verdicts_that_occur():
     assert tally([slower, slower, tie]) == "2 measurably slower, 1 tied (interval spans 1)"
     assert tally([tie, faster]) == "1 tied (interval spans 1), 1 measurably faster"
     assert tally([]) == "none measured"
+
+
+def test_run_placements_rejects_an_unknown_placement_listing_the_placements(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(helpers.multi_gpu, "run_placement", lambda name, *_: ran.append(name) or {"prefill_ms": {}, "decode": {}})
+    run_placements(["one-gpu", "pipeline"], "model", tmp_path)
+    assert ran == ["one-gpu", "pipeline", "pipeline", "one-gpu"]
+    with pytest.raises(ValueError, match=r"unknown placement 'tp'; choose one of \['one-gpu', 'pipeline', 'tensor-parallel'\]"):
+        run_placements(["one-gpu", "tp"], "model", tmp_path)
+    assert len(ran) == 4  # rejected before running any

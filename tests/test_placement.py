@@ -2,7 +2,7 @@ import pytest
 
 from helpers.memory import GiB
 from helpers.models import empty_model
-from helpers.placement import BudgetError, device_totals, model_bytes, plan, to_bytes
+from helpers.placement import BudgetError, device_totals, draw_plan, model_bytes, plan, to_bytes
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,40 @@ def test_plan_across_two_imagined_gpus_uses_both_and_refuses_budgets_too_small()
     assert set(device_totals(model, plan(model, {0: "2GiB", 1: "8GiB"}, precision="4-bit"))) == {0, 1}
     with pytest.raises(BudgetError, match="4-bit needs"):
         plan(model, {0: "4GiB", 1: "4GiB"}, precision="bf16")
+
+
+PRECISION_LIST = r"choose one of \['4-bit', 'bf16', 'int8'\]"
+
+
+def test_model_bytes_rejects_an_unknown_precision_listing_the_precisions(big):
+    assert model_bytes(big, "int8") == model_bytes(big, "bf16") // 2
+    with pytest.raises(ValueError, match=PRECISION_LIST):
+        model_bytes(big, "fp8")
+
+
+def test_plan_rejects_an_unknown_precision_listing_the_precisions_also_with_disk(big):
+    budget = {0: "80GiB", 1: "80GiB", "cpu": "200GiB", "disk": "1TB"}  # disk skips the budget check
+    assert set(device_totals(big, plan(big, budget, precision="4-bit"), "4-bit")) == {0}
+    with pytest.raises(ValueError, match=PRECISION_LIST):
+        plan(big, budget, precision="fp8")
+
+
+def test_plan_rejects_an_unknown_strategy_listing_the_strategies(big):
+    budget = {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}
+    assert plan(big, budget, strategy="auto") == plan(big, budget, strategy="balanced")
+    with pytest.raises(ValueError, match=r"choose one of \['auto', 'balanced', 'balanced_low_0', 'sequential'\]"):
+        plan(big, budget, strategy="balanced-low-0")
+
+
+def test_device_totals_rejects_an_unknown_precision_listing_the_precisions(big):
+    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"})
+    assert sum(device_totals(big, device_map, "bf16").values()) == model_bytes(big, "bf16")
+    with pytest.raises(ValueError, match=PRECISION_LIST):
+        device_totals(big, device_map, "fp16")
+
+
+def test_draw_plan_rejects_an_unknown_strategy_listing_the_strategies(big, capsys):
+    draw_plan(big, 8, 8, 0, "bf16", "balanced")  # a budget too small is printed, not raised
+    assert "BudgetError" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="'balanced_low_0', 'sequential'"):
+        draw_plan(big, 8, 8, 0, "bf16", "even")

@@ -53,8 +53,20 @@ def test_allowing_the_t4_backends_switches_off_flash_and_cudnn():
 
 
 def test_missing_size_names_known_keys():
-    with pytest.raises(KeyError, match="eval_tokens"):
+    assert PROFILES["cpu"].size("00", "new_tokens") > 0
+    with pytest.raises(ValueError, match=r"no size 'no_such_size' for lesson '00'; use one of \[.*'eval_tokens'"):
         PROFILES["cpu"].size("00", "no_such_size")
+
+
+def test_size_of_an_unknown_lesson_lists_the_lessons():
+    with pytest.raises(ValueError, match=r"unknown lesson '42'; choose one of \['00', '01', "):
+        PROFILES["cpu"].size("42", "new_tokens")
+
+
+def test_use_profile_rejects_an_unknown_name_listing_the_profiles():
+    assert use_profile("cpu").name == "cpu"
+    with pytest.raises(ValueError, match=r"unknown profile 'tpu'; choose one of \['cpu', 'gpu', 't4'\]"):
+        use_profile("tpu")
 
 
 def test_backends_a_t4_lacks_stay_off_inside_sdpa_kernel_and_probes_say_why():

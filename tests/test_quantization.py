@@ -14,6 +14,9 @@ from helpers.quantization import (
     quantize_from_scratch,
 )
 
+SCHEME_LIST = r"choose one of \['bf16', 'fp32', 'int8', 'nf4', 'nf4-dq'\]"
+FOUR_BIT_LIST = r"unknown 4-bit type 'int4'; choose one of \['fp4', 'nf4'\]"
+
 
 def test_code_books_have_sixteen_values_within_unit_range():
     for kind in ("nf4", "fp4"):
@@ -70,7 +73,7 @@ def test_predicted_footprint_keeps_the_head_unless_told_and_counts_tied_weights_
     norms = sum(p.numel() for n, p in tied.named_parameters() if "norm" in n)
     buffers = sum(b.numel() * b.element_size() for b in tied.buffers())  # rotary inv_freq, float32
     assert predicted_footprint(tied, "nf4")["unquantized"] == 2 * (embedding + norms) + buffers
-    with pytest.raises(ValueError, match="choose"):
+    with pytest.raises(ValueError, match=SCHEME_LIST):
         predicted_footprint(tied, "int3")
 
 
@@ -87,3 +90,29 @@ def test_footprint_by_kind_and_report_on_a_quantized_real_model(smollm2):
     # bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks 4-bit state at the first forward: compare after it
     assert report.footprint_bytes == sum(footprint_by_kind(model).values())
     assert "Paris" in report.answer and 5 < report.perplexity < 60
+
+
+def test_code_book_rejects_an_unknown_4bit_type_listing_the_types():
+    assert len(code_book("fp4")) == 16
+    with pytest.raises(ValueError, match=FOUR_BIT_LIST):
+        code_book("int4")
+
+
+def test_quantize_from_scratch_rejects_an_unknown_4bit_type_listing_the_types():
+    weight = torch.randn(4, 64)
+    assert quantize_from_scratch(weight, "nf4").shape == weight.shape
+    with pytest.raises(ValueError, match=FOUR_BIT_LIST):
+        quantize_from_scratch(weight, "int4")
+
+
+def test_bitsandbytes_round_trip_rejects_an_unknown_4bit_type_listing_the_types():
+    weight = torch.randn(4, 64)
+    assert bitsandbytes_round_trip(weight, "nf4").shape == weight.shape
+    with pytest.raises(ValueError, match=FOUR_BIT_LIST):
+        bitsandbytes_round_trip(weight, "int4")
+
+
+def test_bits_per_weight_rejects_an_unknown_scheme_listing_the_schemes():
+    assert bits_per_weight("bf16") == 16.0
+    with pytest.raises(ValueError, match=SCHEME_LIST):
+        bits_per_weight("nf3")

@@ -1,4 +1,5 @@
 import nbformat
+import pytest
 
 from coursetools.publish import plot_results, results_markdown
 from coursetools.results import load_results, record
@@ -102,3 +103,12 @@ def test_a_second_run_is_set_against_the_first_runs_recorded_interval():
     assert "| 01 | MiniLM: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
     assert "no_interval" not in table  # only ratios the first run recorded with an interval are compared
     assert table.endswith("| 1.4 | yes |") and "| 1.6 | **no** |" in rerun_markdown(first, outside)
+
+
+def test_publish_rejects_an_unknown_run_listing_the_runs(tmp_path):
+    from coursetools.publish import RUNS, publish
+
+    assert "gpu-x2" in RUNS
+    with pytest.raises(ValueError, match=r"unknown run 'h100'; choose one of \['cpu', 'gpu', 'gpu-x2', 't4'\]"):
+        publish(tmp_path / "build", "h100", notebooks=False, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # rejected before reading or writing anything

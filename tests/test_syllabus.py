@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from coursetools.profiles import PROFILES
 from coursetools.syllabus import SYLLABUS, lesson_record
@@ -32,8 +33,39 @@ def test_every_stored_result_has_a_display_name():
 
 
 def test_unknown_lesson_names_the_lessons():
-    with pytest.raises(KeyError, match="lessons: \\['00'"):
+    assert lesson_record("06_device_map") is lesson_record("06")
+    with pytest.raises(ValueError, match=r"no lesson '42' in the syllabus; use a lesson's number \(or its stem\): \['00', '01', "):
         lesson_record("42")
+
+
+def test_start_lesson_rejects_an_unknown_lesson_listing_the_lessons(monkeypatch):
+    from coursetools.lesson import start_lesson
+
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    with pytest.raises(ValueError, match=r"no lesson '6' in the syllabus; .*\['00', '01', "):
+        start_lesson("6")
+
+
+def test_rounds_and_warmup_reject_a_measurement_the_lesson_table_lacks_listing_its_measurements():
+    from coursetools.lesson import Lesson
+
+    lesson = Lesson("06", PROFILES["cpu"], report=None)
+    assert lesson.warmup("offload") == PROFILES["cpu"].warmup  # no offload_warmup: the profile's
+    with pytest.raises(ValueError, match=r"no measurement 'decode' .* use one of \['mixed', 'offload', 'recipe'\]"):
+        lesson.rounds("decode")
+    with pytest.raises(ValueError, match=r"use one of \['mixed', 'offload', 'recipe'\]"):
+        lesson.warmup("recipes")
+
+
+def test_lesson_size_and_dtype_reject_a_size_the_lesson_lacks_listing_its_sizes():
+    from coursetools.lesson import Lesson
+
+    lesson = Lesson("08", PROFILES["cpu"], report=None)
+    assert lesson.size("group_size") == 64 and lesson.dtype("dtype") == torch.float32
+    with pytest.raises(ValueError, match=r"no size 'precision' for lesson '08'; use one of \['compile_mode', 'dtype', "):
+        lesson.dtype("precision")
+    with pytest.raises(ValueError, match=r"no size 'group' for lesson '08'; use one of \['compile_mode', 'dtype', "):
+        lesson.size("group")
 
 
 RECORD = '''

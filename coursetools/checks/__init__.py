@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,14 +37,20 @@ class Prediction:
     choices: tuple[Any, ...] = (True, False)
 
 
+def exercise_registry() -> dict[str, Call | Prediction]:
+    """Return every registered exercise by id, from all lesson modules (coursetools/checks/lessonNN.py)."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("lesson"))
+    return {key: found for name in names for key, found in importlib.import_module(f"{__name__}.{name}").EXERCISES.items()}
+
+
 def exercise(exercise_id: str) -> Call | Prediction:
     """Return the registered exercise with this id, e.g. "03" or "03-call", from its lesson's module (lesson03)."""
     try:
         return importlib.import_module(f"{__name__}.lesson{exercise_id[:2]}").EXERCISES[exercise_id]
     except (ModuleNotFoundError, KeyError):
-        raise KeyError(
+        raise ValueError(
             f"no exercise {exercise_id!r}: ids are a lesson number, alone or with -call or -predict, registered in "
-            f"coursetools/checks/lesson{exercise_id[:2]}.py"
+            f"coursetools/checks/lessonNN.py; choose one of {sorted(exercise_registry())}"
         ) from None
 
 
