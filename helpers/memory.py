@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,19 +15,13 @@ import psutil
 import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-try:
-    import resource  # getrusage: Unix only
-except ImportError:  # Windows: sampling alone measures a CPU peak there
-    resource = None
-
 __all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory", "stored_bytes"]
 
 GiB = 2**30
 MiB = 2**20
 
 # Linux: the kernel keeps each process's resident high-water mark (VmHWM) and resets it on request
-STATUS = Path("/proc/self/status")
-CLEAR_REFS = Path("/proc/self/clear_refs")
+STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -111,23 +104,6 @@ def _resident_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _lifetime_peak_bytes() -> int:
-    """Return this process's highest resident memory so far, in bytes, where getrusage reports it (else 0: Windows)."""
-    if resource is None:
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux and the BSDs KiB
-
-
-def _reset_high_water_mark() -> bool:
-    """Reset the kernel's resident high-water mark (VmHWM) to the current resident set; False where it cannot (not Linux)."""
-    try:
-        CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def _high_water_mark_bytes() -> int:
     """Return the kernel's resident high-water mark of this process (VmHWM, Linux), in bytes."""
     match = re.search(r"^VmHWM:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
@@ -141,15 +117,17 @@ def _cpu_peak(fn: Callable[[], Any]) -> PeakMemory:
     if GLIBC is not None:
         GLIBC.malloc_trim(0)
     before = _resident_bytes()
-    if not _reset_high_water_mark():
+    try:
+        CLEAR_REFS.write_text("5")  # resets VmHWM to the current resident set
+    except OSError:  # not Linux, or a kernel that forbids it
         return _sampled_peak(fn, before)
     fn()
     return PeakMemory(before, _high_water_mark_bytes(), "CPU resident set, high-water mark")
 
 
 def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
-    """Peak resident memory during fn by sampling every millisecond, raised to the lifetime peak if fn set a new one."""
-    peak, done, lifetime = [before], threading.Event(), _lifetime_peak_bytes()
+    """Peak resident memory during fn by sampling every millisecond, where the high-water mark cannot be reset."""
+    peak, done = [before], threading.Event()
 
     def sample() -> None:
         while not done.is_set():
@@ -163,9 +141,7 @@ def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
     finally:
         done.set()
         watcher.join()
-    new_lifetime = _lifetime_peak_bytes()  # exact where fn went higher than the process ever had, which sampling can miss
-    highest = max(peak[0], _resident_bytes(), new_lifetime if new_lifetime > lifetime else 0)
-    return PeakMemory(before, highest, "CPU resident set, sampled")
+    return PeakMemory(before, max(peak[0], _resident_bytes()), "CPU resident set, sampled")
 
 
 def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> PeakMemory:

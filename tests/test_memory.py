@@ -1,5 +1,4 @@
 from pathlib import Path
-from types import SimpleNamespace
 
 import bitsandbytes as bnb
 import pytest
@@ -73,16 +72,7 @@ def test_cpu_peak_without_proc_samples_and_still_sees_it(monkeypatch, tmp_path):
 def test_cpu_peak_check_fails_on_a_measurement_that_misses_the_allocation(monkeypatch, tmp_path):
     without_linux_proc(monkeypatch, tmp_path)
     monkeypatch.setattr(memory, "_resident_bytes", lambda: 300 * 2**20)  # a reading that never moves
-    monkeypatch.setattr(memory, "_lifetime_peak_bytes", lambda: 0)
     assert not saw_200_mib(peak_memory(allocate_200_mib))
-
-
-@pytest.mark.skipif(memory.resource is None, reason="no getrusage on Windows")
-@pytest.mark.parametrize(("platform", "factor"), [("linux", 1024), ("darwin", 1)])
-def test_lifetime_peak_reads_getrusage_in_its_platform_unit(monkeypatch, platform, factor):
-    monkeypatch.setattr(memory.sys, "platform", platform)
-    monkeypatch.setattr(memory.resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=5000))
-    assert memory._lifetime_peak_bytes() == 5000 * factor
 
 
 def test_decode_bound_and_bandwidth():
