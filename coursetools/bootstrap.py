@@ -13,7 +13,8 @@ from pathlib import Path
 MARKER = ".course-bootstrap"
 # A runtime that already has a recent enough torch (Colab) keeps it and its own numpy and Jupyter stack, which its
 # kernel depends on; every other dependency of pyproject.toml is installed at its exact pin, missing or not.
-RUNTIME_OWNED = ("torch", "numpy", "matplotlib", "tqdm", "nbformat", "nbclient", "ipykernel", "ipywidgets")
+# psutil too: Colab's kernel has it loaded, and any version reads the resident and total memory helpers.memory needs.
+RUNTIME_OWNED = ("torch", "numpy", "matplotlib", "tqdm", "nbformat", "nbclient", "ipykernel", "ipywidgets", "psutil")
 # Pinned too: what transformers reads checkpoints with, so that every runtime loads the models the same way.
 ALSO_PINNED = ("tokenizers", "safetensors", "huggingface-hub")
 # torchao 0.17 and later load their kernels only on torch >= 2.11 (torchao/__init__.py checks), so a kept torch must be
