@@ -19,7 +19,8 @@ from coursetools.compat import NEEDS_TORCH, dotted, fits_torch, torchao_unusable
 MARKER = ".course-bootstrap"
 # A runtime that has torch (Colab) keeps it, whatever its version, with its own numpy and Jupyter stack, which its
 # kernel and its torchvision depend on; every other dependency of pyproject.toml is installed at its exact pin.
-RUNTIME_OWNED = ("torch", "numpy", "matplotlib", "tqdm", "nbformat", "nbclient", "ipykernel", "ipywidgets")
+# psutil too: Colab's kernel has it loaded, and any version reads the resident and total memory helpers.memory needs.
+RUNTIME_OWNED = ("torch", "numpy", "matplotlib", "tqdm", "nbformat", "nbclient", "ipykernel", "ipywidgets", "psutil")
 # Pinned too: what transformers reads checkpoints with, so that every runtime loads the models the same way.
 ALSO_PINNED = ("tokenizers", "safetensors", "huggingface-hub")
 PIP_TAIL_LINES = 15  # how much of pip's output a failure repeats

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -122,7 +123,7 @@ class EnvironmentReport:
 
 def cpu_memory_gib() -> float:
     """Return the machine's total memory in GiB."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return psutil.virtual_memory().total / 2**30  # os.sysconf has no such names on Windows
 
 
 def environment_report(probe_hub: bool = True) -> EnvironmentReport:

@@ -89,11 +89,28 @@ class Lesson:
         path = record(self.id, self.stamp, **values)
         print(f"recorded {len(values)} results in this run's {path.name}")
 
+# bitsandbytes 0.50.2 logs this warning at import (bitsandbytes/backends/cpu/ops.py, on CPUs with AVX512-BF16) when the
+# optional `kernels` package, which would download a faster CPU 4-bit kernel from the Hub, is not installed; the course
+# does not install it, so the line says nothing to a learner
+KERNELS_NOTE_LOGGER = "bitsandbytes.backends.cpu.ops"
+KERNELS_NOTE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+def not_kernels_note(record: logging.LogRecord) -> bool:
+    """Let every log record through except bitsandbytes' note that the optional `kernels` package is missing."""
+    return not str(record.msg).startswith(KERNELS_NOTE)
+
+
+def quiet_bitsandbytes_kernels_note() -> None:
+    """Drop that one bitsandbytes note (before bitsandbytes is imported); its other warnings still show."""
+    logging.getLogger(KERNELS_NOTE_LOGGER).addFilter(not_kernels_note)  # the same function again adds nothing
+
+
 def quiet_optional_kernels() -> None:
     """Silence the import-time notes of optional kernels the lessons do not use, so stored outputs show results."""
     logging.getLogger("torchao").setLevel(logging.ERROR)  # prebuilt kernel libraries this torch version cannot load
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao registers enums torch now handles itself
-    logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)  # faster CPU 4-bit kernels need `kernels`
+    quiet_bitsandbytes_kernels_note()
     logging.getLogger("torch._inductor.select_algorithm").setLevel(logging.ERROR)  # one line per skipped mm choice
     # lesson 01 says so itself: PyTorch's nested tensors are a prototype, which every fast-path call would repeat
     warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 from coursetools.environment import environment_report
+from coursetools.lesson import quiet_bitsandbytes_kernels_note
 from coursetools.profiles import detect_profile_name
 from coursetools.publish import plot_results, results_markdown
 from coursetools.results import RESULTS_ENV, load_results
@@ -19,18 +22,30 @@ from helpers.widgets import STATIC_ENV
 CELL_TIMEOUT_S = 1800
 
 
+def kernel_transport(sockets: Path) -> Config:
+    """Configure kernels to talk over local sockets in the folder `sockets` (IPC), where ZeroMQ has them (not Windows).
+
+    Over TCP, ipykernel (kernelapp.py, init_sockets) logs "Kernel is running over TCP without encryption" to the
+    terminal at every start: one line per notebook in `./course run`. The socket path is absolute because the kernel
+    runs in the notebook's folder.
+    """
+    if os.name == "nt":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+
+
 def execute_notebook(source: Path, target: Path, kernel: str = "python3") -> float:
     """Execute one notebook in its own folder, write the executed copy to target, return the seconds it took."""
     notebook = nbformat.read(source, as_version=4)
-    client = NotebookClient(
-        notebook, timeout=CELL_TIMEOUT_S, kernel_name=kernel, resources={"metadata": {"path": str(source.parent)}}
-    )
     began = time.perf_counter()
-    try:
-        client.execute()
-    finally:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, target)
+    with tempfile.TemporaryDirectory(prefix="course-kernel-") as sockets:
+        client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name=kernel,
+                                config=kernel_transport(Path(sockets)), resources={"metadata": {"path": str(source.parent)}})
+        try:
+            client.execute()
+        finally:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, target)
     return time.perf_counter() - began
 
 
@@ -39,6 +54,7 @@ def run_course(notebooks: Path, build: Path, pattern: str = "[0-9]*.ipynb") -> s
 
     The table goes to build/results.md, each notebook's run time to build/runtimes.json.
     """
+    quiet_bitsandbytes_kernels_note()  # the stamp below imports bitsandbytes in this process
     results = build / "results"
     results.mkdir(parents=True, exist_ok=True)
     os.environ[RESULTS_ENV] = str(results.resolve())

@@ -12,6 +12,7 @@ EXERCISES_STRICT = "COURSE_EXERCISES_STRICT"
 HOME = "COURSE_HOME"
 BOOTSTRAP_FROM = "COURSE_BOOTSTRAP_FROM"
 VENV = "COURSE_VENV"
+PYTHON = "COURSE_PYTHON"
 WHEELS = "COURSE_WHEELS"
 
 SETTINGS = {
@@ -24,5 +25,6 @@ SETTINGS = {
     HOME: "Colab set-up cell: where the course is cloned (default /content/efficient-inference-course)",
     BOOTSTRAP_FROM: "Colab set-up cell: a path or URL to clone from; set, it runs outside Colab too",
     VENV: "./course: the virtual environment it makes and uses (default .venv)",
+    PYTHON: "./course: the Python 3.11+ that makes that environment (default python3)",
     WHEELS: "./course: install from this offline bundle alone (made by ./course bundle DIR), not from the index",
 }

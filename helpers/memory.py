@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
@@ -18,6 +19,9 @@ __all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", 
 
 GiB = 2**30
 MiB = 2**20
+
+# Linux: the kernel keeps each process's resident high-water mark (VmHWM) and resets it on request
+STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -95,25 +99,30 @@ class PeakMemory:
         return f"peak {self.peak / MiB:.0f} MiB ({self.kind}), {self.added / MiB:.0f} MiB above the {self.before / MiB:.0f} MiB before"
 
 
-def _status_kib(field: str) -> int:
-    """Read one field (VmRSS, VmHWM) of this process from /proc, in KiB."""
-    match = re.search(rf"^{field}:\s+(\d+)", Path("/proc/self/status").read_text(), re.MULTILINE)
+def _resident_bytes() -> int:
+    """Return this process's resident memory now, in bytes (psutil: Linux, macOS and Windows alike)."""
+    return psutil.Process().memory_info().rss
+
+
+def _high_water_mark_bytes() -> int:
+    """Return the kernel's resident high-water mark of this process (VmHWM, Linux), in bytes."""
+    match = re.search(r"^VmHWM:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"/proc/self/status has no {field}")
-    return int(match.group(1))
+        raise RuntimeError(f"{STATUS} has no VmHWM")
+    return int(match.group(1)) * 1024
 
 
 def _cpu_peak(fn: Callable[[], Any]) -> PeakMemory:
-    """Peak resident memory of this process during fn: the kernel's high-water mark, reset first; else sampled."""
+    """Peak resident memory of this process during fn: the kernel's high-water mark, reset first (Linux); else sampled."""
     if GLIBC is not None:
         GLIBC.malloc_trim(0)
-    before = _status_kib("VmRSS") * 1024
+    before = _resident_bytes()
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
-    except OSError:
+        CLEAR_REFS.write_text("5")  # resets VmHWM to the current resident set
+    except OSError:  # not Linux, or a kernel that forbids it
         return _sampled_peak(fn, before)
     fn()
-    return PeakMemory(before, _status_kib("VmHWM") * 1024, "CPU resident set, high-water mark")
+    return PeakMemory(before, _high_water_mark_bytes(), "CPU resident set, high-water mark")
 
 
 def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
@@ -122,7 +131,7 @@ def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _status_kib("VmRSS") * 1024)
+            peak[0] = max(peak[0], _resident_bytes())
             done.wait(0.001)
 
     watcher = threading.Thread(target=sample, daemon=True)
@@ -132,7 +141,7 @@ def _sampled_peak(fn: Callable[[], Any], before: int) -> PeakMemory:
     finally:
         done.set()
         watcher.join()
-    return PeakMemory(before, max(peak[0], _status_kib("VmRSS") * 1024), "CPU resident set, sampled")
+    return PeakMemory(before, max(peak[0], _resident_bytes()), "CPU resident set, sampled")
 
 
 def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> PeakMemory:

@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import bitsandbytes as bnb
 import pytest
 import torch
 
-from helpers import limits
+from helpers import limits, memory
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth, peak_flops_16bit
-from helpers.memory import analytic_size, model_footprint, parameter_count, peak_memory
+from helpers.memory import PeakMemory, analytic_size, model_footprint, parameter_count, peak_memory
 
 
 @pytest.mark.parametrize(("dtype", "bytes_per_weight"), [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)])
@@ -39,14 +41,38 @@ def test_analytic_size():
     assert analytic_size(1_000_000, 4) == 500_000
 
 
-def test_cpu_peak_sees_a_temporary_allocation():
-    def allocate():
-        block = torch.ones(200 * 2**20 // 4)
-        return block.sum()
+def allocate_200_mib() -> torch.Tensor:
+    """Allocate 200 MiB, touch every byte, and free it again before returning."""
+    block = torch.ones(200 * 2**20 // 4)
+    return block.sum()
 
-    peak = peak_memory(allocate)
-    assert peak.added >= 190 * 2**20
-    assert peak.added < 600 * 2**20
+
+def saw_200_mib(peak: PeakMemory) -> bool:
+    """Whether a measured peak shows the 200 MiB temporary allocation (and not much more)."""
+    return 190 * 2**20 <= peak.added < 600 * 2**20
+
+
+def without_linux_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Make /proc/self unreadable to helpers.memory, as on macOS and Windows."""
+    monkeypatch.setattr(memory, "STATUS", tmp_path / "no-proc" / "status")
+    monkeypatch.setattr(memory, "CLEAR_REFS", tmp_path / "no-proc" / "clear_refs")
+
+
+def test_cpu_peak_sees_a_temporary_allocation():
+    assert saw_200_mib(peak_memory(allocate_200_mib))
+
+
+def test_cpu_peak_without_proc_samples_and_still_sees_it(monkeypatch, tmp_path):
+    without_linux_proc(monkeypatch, tmp_path)
+    peak = peak_memory(allocate_200_mib)
+    assert peak.kind == "CPU resident set, sampled"
+    assert saw_200_mib(peak), peak
+
+
+def test_cpu_peak_check_fails_on_a_measurement_that_misses_the_allocation(monkeypatch, tmp_path):
+    without_linux_proc(monkeypatch, tmp_path)
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: 300 * 2**20)  # a reading that never moves
+    assert not saw_200_mib(peak_memory(allocate_200_mib))
 
 
 def test_decode_bound_and_bandwidth():
