@@ -103,10 +103,7 @@ def benchmark_interleaved(
 
 
 def decode_step_ms(run: Callable[[int], Any], new_tokens: int, device: str | torch.device) -> Callable[[], float]:
-    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1.
-
-    The difference removes the prefill and the first token, which both runs share.
-    """
+    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1."""
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2 to separate decode steps from the prefill")
 
@@ -134,14 +131,9 @@ class GenerationTiming:
     batch: int
 
     @property
-    def decode_ms_per_token(self) -> float:
-        """Median time of one decode step after the first token, in ms."""
-        return self.decode.median
-
-    @property
     def decode_tokens_per_s(self) -> float:
-        """Decode speed of one sequence in tokens per second."""
-        return 1e3 / self.decode_ms_per_token
+        """Decode speed of one sequence in tokens per second (from the median ms of one decode step)."""
+        return 1e3 / self.decode.median
 
     def __str__(self) -> str:
         return (
@@ -164,20 +156,11 @@ def generate_run(
 
 
 def benchmark_generation(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    *,
-    new_tokens: int,
-    warmup: int = 1,
-    repeats: int = 3,
-    attention_mask: torch.Tensor | None = None,
-    device: str | torch.device | None = None,
-    **generate_options: Any,
+    model: torch.nn.Module, input_ids: torch.Tensor, *, new_tokens: int, warmup: int = 1, repeats: int = 3,
+    attention_mask: torch.Tensor | None = None, device: str | torch.device | None = None, **generate_options: Any,
 ) -> GenerationTiming:
-    """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups.
-
-    `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs).
-    """
+    """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups."""
+    # `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs)
     device = device or input_ids.device
     run = generate_run(model, input_ids, attention_mask, **generate_options)
     step = decode_step_ms(run, new_tokens, device)
