@@ -11,10 +11,8 @@ from typing import Any
 
 import torch
 
-__all__ = [
-    "ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
-    "interleaved", "paired_ratio", "spread", "tally", "verdict"
-]
+__all__ = ["ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
+           "interleaved", "paired_ratio", "spread", "tally", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +38,8 @@ class Timing:
         return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
 
 
-# Two runs of one lesson on two machines of the same GPU kind moved headline ratios by up to 7.7% (lesson 05's
-# compiled decode 4.34x, then 4.03x; lesson 01's BERT-base fast path 1.83x, then 1.92x), more than one run's rounds
-# vary: a recorded ratio's interval is its rounds' range widened by this fraction on each side. A second run of
-# lessons 01 and 05 with the same code on the same host fell inside the first run's intervals (results/gpu-rerun).
+# a recorded ratio's interval is its rounds' range widened by this on each side: two runs on two machines of one GPU
+# kind moved headline ratios by up to 7.7% (lesson 05's compiled decode 4.34x, then 4.03x); README "Results" says more
 RUN_TO_RUN = 0.10
 
 ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
