@@ -19,10 +19,8 @@ from helpers.parallel_decode import quartiles
 from helpers.tables import table
 from helpers.timing import compare
 
-__all__ = [
-    "RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements", "run_placements",
-    "stored_results"
-]
+__all__ = ["RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements",
+           "run_placements", "stored_results"]
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED_RUN = "gpu-x2"  # results/<run>/ holds the two-GPU measurements that other machines show

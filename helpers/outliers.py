@@ -7,10 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = [
-    "capture_linear_inputs", "feature_magnitudes", "int8_matmul", "llm_int8_matmul", "outlier_features",
-    "quantize_rows", "relative_error"
-]
+__all__ = ["capture_linear_inputs", "feature_magnitudes", "int8_matmul", "llm_int8_matmul", "outlier_features",
+           "quantize_rows", "relative_error"]
 
 
 @torch.inference_mode()
