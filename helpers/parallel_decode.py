@@ -167,16 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.model, args.placement, getattr(torch, args.dtype)).eval()
     load_s = time.perf_counter() - began
     result = {
-        "placement": args.placement,
-        "model": str(args.model),
-        "world_size": world_size,
-        "dtype": args.dtype,
-        "load_s": load_s,
-        "new_tokens": args.new_tokens,
-        "decode_prompt": args.decode_prompt,
+        "placement": args.placement, "model": str(args.model), "world_size": world_size, "dtype": args.dtype,
+        "load_s": load_s, "new_tokens": args.new_tokens, "decode_prompt": args.decode_prompt,
         "device_map": {k: str(v) for k, v in getattr(model, "hf_device_map", {}).items()},
-        **measure(model, args, world_size),
-        "memory": memory_report(world_size),
+        **measure(model, args, world_size), "memory": memory_report(world_size),
     }
     if rank == 0:
         result["stamp"] = os.environ.get(STAMP_ENV) or machine()
