@@ -1,9 +1,4 @@
-"""Quality: perplexity on a fixed evaluation text that ships with the course, and greedy answers to prompts.
-
-The evaluation text (helpers/data/eval_text.txt) is the docstrings of fifteen standard-library modules
-(textwrap, json, collections, ...) as CPython 3.11 prints them, frozen into the package so every machine
-scores the same words.
-"""
+"""Quality: perplexity on a fixed evaluation text that ships with the course, and greedy answers to prompts."""
 
 from __future__ import annotations
 
@@ -15,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["PROMPTS", "ask", "chat_inputs", "evaluation_text", "greedy_answers", "input_device", "perplexity"]
 
+# the docstrings of fifteen standard-library modules (textwrap, json, ...) as CPython 3.11 prints them, frozen here
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
 PROMPTS = ("What is the capital of France?", "Name three primary colors.", "What is 12 plus 30?")
 
