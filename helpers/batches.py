@@ -14,20 +14,11 @@ __all__ = ["padded_batch", "padding_fraction", "sentences"]
 
 
 def padded_batch(
-    vocab_size: int,
-    batch: int,
-    length: int,
-    padding: float,
-    seed: int = 0,
-    device: str = "cpu",
+    vocab_size: int, batch: int, length: int, padding: float, seed: int = 0, device: str = "cpu",
     shortest: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (input_ids, attention_mask) of `batch` rows padded to `length`, about `padding` of the slots being padding.
-
-    One row always fills the width. With `shortest` unset, the other rows' lengths are spread evenly over the widest
-    range the padding allows (at half padding or more, down to 1 token); with `shortest` set, they are spread evenly
-    from that many tokens up, so two batches with the same share of padding can differ in their layout.
-    """
+    """Return (input_ids, attention_mask) of `batch` rows padded to `length`, about `padding` of the slots being padding."""
+    # one row fills the width; the others spread evenly as widest_spread or (with `shortest`) spread_from lays them out
     if not 0 <= padding < 1:
         raise ValueError(f"padding {padding!r}: it is the share of padded slots, a fraction in [0, 1) such as 0.5")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 2:

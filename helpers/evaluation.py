@@ -46,15 +46,8 @@ REPORT_HEADER = f"{'variant':<32}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}
 
 
 def evaluate_decoder(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase | None,
-    *,
-    eval_tokens: int,
-    prompt_tokens: int,
-    new_tokens: int,
-    warmup: int,
-    repeats: int,
-    question: str = "What is the capital of France?",
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, *, eval_tokens: int, prompt_tokens: int,
+    new_tokens: int, warmup: int, repeats: int, question: str = "What is the capital of France?",
 ) -> DecoderReport:
     """Measure footprint, perplexity and a greedy answer (real weights only), then prefill ms and decode tokens/s."""
     real = tokenizer is not None

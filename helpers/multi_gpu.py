@@ -19,17 +19,13 @@ from helpers.parallel_decode import quartiles
 from helpers.tables import one_of, table
 from helpers.timing import compare
 
-__all__ = [
-    "RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements", "run_placements",
-    "stored_results"
-]
+__all__ = ["RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements",
+           "run_placements", "stored_results"]
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED_RUN = "gpu-x2"  # results/<run>/ holds the two-GPU measurements that other machines show
 RESULT_FILE = "parallel-06.json"
 PLACEMENT_NAMES = {"one-gpu": "one GPU", "pipeline": "pipeline split (device_map)", "tensor-parallel": "tensor parallel"}
-
-
 LINK_KINDS = {"NV": "NVLink", "PIX": "PCIe, one switch", "PXB": "PCIe, several switches", "PHB": "PCIe, through the CPU",
               "NODE": "PCIe, across a NUMA node", "SYS": "PCIe, across CPU sockets"}
 
@@ -85,11 +81,8 @@ def pooled_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_placements(placements: list[str], model: str, folder: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run each placement twice, in counterbalanced order (A B C, then C B A), and pool each one's two passes.
-
-    Each placement is its own process (tensor parallel needs one per GPU), so rounds cannot alternate inside one
-    run; the reversed second pass gives every placement the same average position in the session instead.
-    """
+    """Run each placement twice, in counterbalanced order (A B C, then C B A), and pool each one's two passes."""
+    # each placement is its own process, so rounds cannot alternate: the reversed pass evens out session position
     runs: dict[str, list[dict[str, Any]]] = {one_of("placement", name, PLACEMENT_NAMES): [] for name in placements}
     for index, order in enumerate((placements, placements[::-1])):
         for name in order:
@@ -145,12 +138,9 @@ def placements_table(placements: dict[str, dict[str, Any]]) -> str:
 
 
 def decode_bound(result: dict[str, Any], bandwidth: float) -> float:
-    """Return the batch-1 decode bound of a placement: the busiest GPU must read its share of the weights per token.
-
-    A pipeline's GPUs read their halves one after the other, so its bound is one GPU reading all the weights.
-    """
+    """Return the batch-1 decode bound of a placement: the busiest GPU must read its share of the weights per token."""
     shares = [m["allocated_gib"] * 2**30 for m in gpus_used(result)]
-    per_token = max(shares) if result["placement"] == "tensor-parallel" else sum(shares)
+    per_token = max(shares) if result["placement"] == "tensor-parallel" else sum(shares)  # a pipeline's GPUs take turns
     return bandwidth / per_token
 
 
@@ -201,10 +191,8 @@ def plot_placements(placements: dict[str, dict[str, Any]], title: str) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
     for name, result in placements.items():
-        lengths = [int(n) for n in result["prefill_ms"]]
-        left.plot(lengths, [v["median"] for v in result["prefill_ms"].values()], "o-", label=PLACEMENT_NAMES[name])
-        batches = [int(b) for b in result["decode"]]
-        right.plot(batches, [v["median"] for v in result["decode"].values()], "o-", label=PLACEMENT_NAMES[name])
+        for ax, key in ((left, "prefill_ms"), (right, "decode")):  # prompt lengths, then batches
+            ax.plot([int(n) for n in result[key]], [v["median"] for v in result[key].values()], "o-", label=PLACEMENT_NAMES[name])
     left.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="prefill ms (lower is better)")
     right.set(xscale="log", xlabel="batch", ylabel="decode tok/s per sequence")
     left.legend(frameon=False)

@@ -37,15 +37,10 @@ def export_encoder(name: str, model: nn.Module) -> Path:
             # the tracer notes each Python condition on a shape; the lesson runs other shapes to check dynamic axes
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Keywords(copy.deepcopy(model).float().cpu()).eval(),
-                example,
-                staging / "model.onnx",
-                input_names=["input_ids", "attention_mask"],
-                output_names=["last_hidden_state"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                              "last_hidden_state": {0: "batch", 1: "tokens"}},
-                opset_version=OPSET,
-                dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript
+                _Keywords(copy.deepcopy(model).float().cpu()).eval(), example, staging / "model.onnx",
+                input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "last_hidden_state")},
+                opset_version=OPSET, dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript
             )
     return target / "model.onnx"
 

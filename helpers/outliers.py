@@ -7,10 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = [
-    "capture_linear_inputs", "feature_magnitudes", "int8_matmul", "llm_int8_matmul", "outlier_features",
-    "quantize_rows", "relative_error"
-]
+__all__ = ["capture_linear_inputs", "feature_magnitudes", "int8_matmul", "llm_int8_matmul", "outlier_features",
+           "quantize_rows", "relative_error"]
 
 
 @torch.inference_mode()
@@ -60,19 +58,13 @@ def int8_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
-    """LLM.int8(): outlier columns of x in 16-bit, the rest in int8; the weight is stored once, in int8.
-
-    The 16-bit part multiplies the outlier columns of x by those columns of the dequantized int8 weight, because an
-    int8 model keeps no 16-bit copy of its weights (this is also what bitsandbytes does).
-    """
+    """LLM.int8(): outlier columns of x in 16-bit, the rest in int8; the weight is stored once, in int8."""
     wq, w_scale = quantize_rows(weight.float())
     outliers = outlier_features(x, threshold)
     regular_x = x.float().clone()
     regular_x[:, outliers] = 0  # outlier columns leave the int8 part (and its row scales)
-    xq, x_scale = quantize_rows(regular_x)
-    result = (xq.float() @ wq.float().T) * x_scale * w_scale.T
-    dequantized = wq[:, outliers].float() * w_scale
-    return result + x[:, outliers].half().float() @ dequantized.half().float().T
+    dequantized = wq[:, outliers].float() * w_scale  # no 16-bit weights kept: the int8 ones, dequantized (as bitsandbytes)
+    return int8_matmul(regular_x, weight) + x[:, outliers].half().float() @ dequantized.half().float().T
 
 
 def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:

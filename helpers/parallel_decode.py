@@ -28,10 +28,6 @@ __all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_dec
 
 STAMP_ENV = "COURSE_STAMP"  # the lesson's stamp, which start_lesson sets for the processes it starts
 PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
-RESULT_FIELDS = (
-    "placement", "model", "stamp", "world_size", "dtype", "load_s", "memory", "prefill_ms", "decode", "greedy_tokens",
-    "allreduce"
-)
 
 
 def machine() -> str:
@@ -72,10 +68,8 @@ def placement_problem(placement: str, world_size: int, gpus: int) -> str | None:
     """Return why this placement cannot run with these processes and GPUs, or None when it can."""
     if placement == "tensor-parallel":
         if world_size < 2:
-            return (
-                "tensor parallel runs one process per GPU: launch it with "
-                "`torchrun --nproc-per-node 2 -m helpers.parallel_decode ...` on a machine with at least 2 GPUs"
-            )
+            return ("tensor parallel runs one process per GPU: launch it with "
+                    "`torchrun --nproc-per-node 2 -m helpers.parallel_decode ...` on a machine with at least 2 GPUs")
         if 0 < gpus < world_size:
             return f"torchrun started {world_size} processes but this machine has {gpus} GPU(s): one process per GPU"
         return None
@@ -104,24 +98,20 @@ def memory_report(world_size: int) -> list[dict[str, float]]:
     """Return the weights (allocated after loading) and peak memory of every GPU this run used, in GiB."""
     if not torch.cuda.is_available():
         return []
+
+    def gpu(i: int) -> dict[str, float]:
+        return {"gpu": i, "allocated_gib": torch.cuda.memory_allocated(i) / 2**30,
+                "peak_gib": torch.cuda.max_memory_allocated(i) / 2**30}
+
     if world_size > 1:
-        local = torch.cuda.current_device()
-        mine = {"gpu": local, "allocated_gib": torch.cuda.memory_allocated(local) / 2**30,
-                "peak_gib": torch.cuda.max_memory_allocated(local) / 2**30}
         gathered: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(gathered, mine)
+        torch.distributed.all_gather_object(gathered, gpu(torch.cuda.current_device()))
         return gathered
-    return [
-        {"gpu": i, "allocated_gib": torch.cuda.memory_allocated(i) / 2**30,
-         "peak_gib": torch.cuda.max_memory_allocated(i) / 2**30}
-        for i in range(torch.cuda.device_count())
-    ]
+    return [gpu(i) for i in range(torch.cuda.device_count())]
 
 
 def allreduce_cost(model: Any, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
     """Time one all-reduce of a decode step's and of the longest prefill's activations (tensor parallel only)."""
-    from helpers.timing import benchmark
-
     hidden = model.config.hidden_size
     report: dict[str, Any] = {"per_token": 2 * model.config.num_hidden_layers}
     for name, tokens in (("decode", 1), ("prefill", max(args.prompt_lens))):
@@ -177,16 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.model, args.placement, getattr(torch, args.dtype)).eval()
     load_s = time.perf_counter() - began
     result = {
-        "placement": args.placement,
-        "model": str(args.model),
-        "world_size": world_size,
-        "dtype": args.dtype,
-        "load_s": load_s,
-        "new_tokens": args.new_tokens,
-        "decode_prompt": args.decode_prompt,
+        "placement": args.placement, "model": str(args.model), "world_size": world_size, "dtype": args.dtype,
+        "load_s": load_s, "new_tokens": args.new_tokens, "decode_prompt": args.decode_prompt,
         "device_map": {k: str(v) for k, v in getattr(model, "hf_device_map", {}).items()},
-        **measure(model, args, world_size),
-        "memory": memory_report(world_size),
+        **measure(model, args, world_size), "memory": memory_report(world_size),
     }
     if rank == 0:
         result["stamp"] = os.environ.get(STAMP_ENV) or machine()
@@ -198,15 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return 0
-
-
-def read_result(path: Path) -> dict[str, Any]:
-    """Return one run's results, with an error naming what is missing when the file is not one of this script's."""
-    result = json.loads(Path(path).read_text())
-    missing = [name for name in RESULT_FIELDS if name not in result]
-    if missing:
-        raise ValueError(f"{path} is not a helpers.parallel_decode result: it lacks {missing}")
-    return result
 
 
 if __name__ == "__main__":

@@ -27,21 +27,15 @@ def histogram(values: Sequence[float], title: str, unit: str, bins: int | str = 
     """Show how many values fall in each range of `unit`, one bar per range."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist(list(values), bins=bins, edgecolor="white")
-    ax.set_xlabel(unit)
-    ax.set_ylabel("count")
+    ax.set(xlabel=unit, ylabel="count")
     ax.set_title(title, loc="left")
     fig.tight_layout()
     plt.show()
 
 
 def line_chart(
-    x: Sequence[float],
-    series: dict[str, Sequence[float | None]],
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    logx: bool = False,
-    logy: bool = False,
+    x: Sequence[float], series: dict[str, Sequence[float | None]], title: str, xlabel: str, ylabel: str,
+    logx: bool = False, logy: bool = False,
 ) -> None:
     """Show one line per series against x; None values (e.g. out of memory) leave gaps."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -49,8 +43,7 @@ def line_chart(
         points = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, loc="left")
     if logx:
         ax.set_xscale("log", base=2)

@@ -1,9 +1,4 @@
-"""Quality: perplexity on a fixed evaluation text that ships with the course, and greedy answers to prompts.
-
-The evaluation text (helpers/data/eval_text.txt) is the docstrings of fifteen standard-library modules
-(textwrap, json, collections, ...) as CPython 3.11 prints them, frozen into the package so every machine
-scores the same words.
-"""
+"""Quality: perplexity on a fixed evaluation text that ships with the course, and greedy answers to prompts."""
 
 from __future__ import annotations
 
@@ -15,12 +10,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["PROMPTS", "ask", "chat_inputs", "evaluation_text", "greedy_answers", "input_device", "perplexity"]
 
+# the docstrings of fifteen standard-library modules (textwrap, json, ...) as CPython 3.11 prints them, frozen here
 EVAL_TEXT = Path(__file__).parent / "data" / "eval_text.txt"
-PROMPTS = (
-    "What is the capital of France?",
-    "Name three primary colors.",
-    "What is 12 plus 30?",
-)
+PROMPTS = ("What is the capital of France?", "Name three primary colors.", "What is 12 plus 30?")
 
 
 def evaluation_text() -> str:
@@ -34,9 +26,7 @@ def input_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def perplexity(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 1024, window: int = 512
-) -> float:
+def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 1024, window: int = 512) -> float:
     """Return the perplexity of the model on the first `max_tokens` tokens of the evaluation text, in windows."""
     ids = tokenizer(evaluation_text(), return_tensors="pt").input_ids[0, :max_tokens]
     device = input_device(model)
@@ -66,17 +56,12 @@ def chat_inputs(tokenizer: PreTrainedTokenizerBase, question: str, device: torch
 def ask(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, question: str, max_new_tokens: int = 24) -> str:
     """Return the model's greedy answer to one question."""
     inputs = chat_inputs(tokenizer, question, input_device(model))
-    output = model.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-    )
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def greedy_answers(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: tuple[str, ...] = PROMPTS,
-    max_new_tokens: int = 24,
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: tuple[str, ...] = PROMPTS, max_new_tokens: int = 24
 ) -> dict[str, str]:
     """Return the greedy answer to each prompt."""
     return {prompt: ask(model, tokenizer, prompt, max_new_tokens) for prompt in prompts}

@@ -11,10 +11,8 @@ from typing import Any
 
 import torch
 
-__all__ = [
-    "ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
-    "interleaved", "paired_ratio", "spread", "tally", "verdict"
-]
+__all__ = ["ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
+           "interleaved", "paired_ratio", "spread", "tally", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +38,8 @@ class Timing:
         return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
 
 
-# Two runs of one lesson on two machines of the same GPU kind moved headline ratios by up to 7.7% (lesson 05's
-# compiled decode 4.34x, then 4.03x; lesson 01's BERT-base fast path 1.83x, then 1.92x), more than one run's rounds
-# vary: a recorded ratio's interval is its rounds' range widened by this fraction on each side. A second run of
-# lessons 01 and 05 with the same code on the same host fell inside the first run's intervals (results/gpu-rerun).
+# a recorded ratio's interval is its rounds' range widened by this on each side: two runs on two machines of one GPU
+# kind moved headline ratios by up to 7.7% (lesson 05's compiled decode 4.34x, then 4.03x); README "Results" says more
 RUN_TO_RUN = 0.10
 
 ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
@@ -103,10 +99,7 @@ def benchmark_interleaved(
 
 
 def decode_step_ms(run: Callable[[int], Any], new_tokens: int, device: str | torch.device) -> Callable[[], float]:
-    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1.
-
-    The difference removes the prefill and the first token, which both runs share.
-    """
+    """Return a measurement of ms per decode step: time run(new_tokens) and run(1); their difference over new_tokens - 1."""
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2 to separate decode steps from the prefill")
 
@@ -134,14 +127,9 @@ class GenerationTiming:
     batch: int
 
     @property
-    def decode_ms_per_token(self) -> float:
-        """Median time of one decode step after the first token, in ms."""
-        return self.decode.median
-
-    @property
     def decode_tokens_per_s(self) -> float:
-        """Decode speed of one sequence in tokens per second."""
-        return 1e3 / self.decode_ms_per_token
+        """Decode speed of one sequence in tokens per second (from the median ms of one decode step)."""
+        return 1e3 / self.decode.median
 
     def __str__(self) -> str:
         return (
@@ -164,20 +152,11 @@ def generate_run(
 
 
 def benchmark_generation(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    *,
-    new_tokens: int,
-    warmup: int = 1,
-    repeats: int = 3,
-    attention_mask: torch.Tensor | None = None,
-    device: str | torch.device | None = None,
-    **generate_options: Any,
+    model: torch.nn.Module, input_ids: torch.Tensor, *, new_tokens: int, warmup: int = 1, repeats: int = 3,
+    attention_mask: torch.Tensor | None = None, device: str | torch.device | None = None, **generate_options: Any,
 ) -> GenerationTiming:
-    """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups.
-
-    `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs).
-    """
+    """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups."""
+    # `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs)
     device = device or input_ids.device
     run = generate_run(model, input_ids, attention_mask, **generate_options)
     step = decode_step_ms(run, new_tokens, device)

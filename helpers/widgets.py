@@ -48,10 +48,8 @@ def explore(view: Callable[..., None], **controls: tuple[Sequence[Any], Any]) ->
         ipywidgets.interact(show, **{name: control(*spec) for name, spec in controls.items()})
         return
     shown = ", ".join(f"{name}={value}" for name, value in start.items())
-    print(
-        f"static view at {shown}: run the notebook in Jupyter or Colab to move the controls "
-        f"({', '.join(f'{name} over {list(options)}' for name, (options, _) in controls.items())})"
-    )
+    print(f"static view at {shown}: run the notebook in Jupyter or Colab to move the controls "
+          f"({', '.join(f'{name} over {list(options)}' for name, (options, _) in controls.items())})")
     view(**start)
 
 
