@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("helpers", "coursetools")
 MAX_DEPTH = 5  # modules in the longest import chain inside helpers
-MAX_LINES = 2650  # lines of helpers/*.py (the issue aims at about 2,500; helpers.parallel_decode adds 220)
+MAX_LINES = 2700  # lines of helpers/*.py (issue 27 aims at about 2,500; helpers.parallel_decode adds 190)
 
 
 def modules(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:
