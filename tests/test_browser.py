@@ -1,8 +1,9 @@
 """Seen in a real browser: ./course lab serves the lessons, and headless Chromium runs their first cells in JupyterLab.
 
 The test starts `./course lab` the way a learner does (the lessons' folder, this checkout on the kernels' PYTHONPATH,
-COURSE_PROFILE=cpu and HF_HUB_OFFLINE=1 so it runs offline on a CPU), opens lesson 00 in JupyterLab's own UI and runs
-its cells from the top, one at a time through JupyterLab's command registry (what Shift+Enter does), until the first
+COURSE_PROFILE=cpu and HF_HUB_OFFLINE=1 so it runs offline on a CPU), opens lesson 00 in JupyterLab's own UI, clears the
+outputs stored in the file (Edit > Clear Outputs of All Cells: what the page shows next is live) and runs its cells
+from the top, one at a time through JupyterLab's command registry (what Shift+Enter does), until the first
 cell whose output is a table: the machine report printed as aligned columns in a <pre>. Lesson 00 draws no figure, so
 it then opens lesson 01 and runs it from the top until its first figure, a matplotlib PNG shown as an <img> in the
 output area. It asserts both are rendered in the page and saves a screenshot of each (lesson-00.png, lesson-01.png in
@@ -10,10 +11,12 @@ BROWSER_SCREENSHOTS, else in the test's temporary folder); docs/lab-lesson-00.pn
 README are those two.
 
 It needs Chromium and its driver on PATH (Debian: apt-get install chromium chromium-driver) and Selenium in the
-environment (pip install selenium; not pinned: CI has no browser and skips the test). It takes about a minute and a
-half on two CPU cores (two kernels start and import torch), so it is opt-in:
+environment (pip install selenium; not pinned: CI has no browser and skips the test). Where they are, `./course test`
+runs it with the rest; alone:
 
-    BROWSER_TESTS=1 .venv/bin/python -m pytest -q tests/test_browser.py
+    .venv/bin/python -m pytest -q tests/test_browser.py
+
+It takes about 50 to 65 seconds on two shared CPU cores (two kernels start and import torch), so it is not marked slow.
 
 The notebooks on disk stay as they are: autosave is off in the lab's own settings folder, and the test checks the two
 files afterwards.
@@ -46,8 +49,6 @@ STARTUP_SECONDS = 120  # ./course lab answers in about five seconds once Jupyter
 PAGE_SECONDS = 90  # JupyterLab's page and the notebook's widgets
 CELL_SECONDS = 180  # one cell: the first waits for the kernel to start, and a lesson's first imports load torch
 MAX_CELLS = 12  # the first table and the first figure are within a lesson's first dozen code cells
-
-pytestmark = pytest.mark.skipif(not os.environ.get("BROWSER_TESTS"), reason="opt-in: BROWSER_TESTS=1 (about 90 s)")
 
 
 def free_port() -> int:
@@ -152,19 +153,32 @@ return {ready: panel.context.isReady && panel.content.widgets.length > 0, kernel
         cells: panel.content.widgets.map(cell => cell.model.type)};
 """
 
-# Select the cell at arguments[1] and run it the way Shift+Enter does (through the command registry), without waiting.
+# The lesson's stored outputs and prompt numbers go (Edit > Clear Outputs of All Cells), so all the page shows is live.
+CLEAR = PANEL + """
+app.commands.execute('notebook:clear-all-cell-outputs');
+return panel.content.widgets.every(cell => cell.model.type !== 'code' || cell.model.outputs.length === 0);
+"""
+
+# Select the cell at arguments[1] and run it the way Shift+Enter does (through the command registry); the command's
+# promise settles once the kernel has answered and the outputs are in, and then marks the cell done.
 RUN = PANEL + """
-panel.content.activeCellIndex = arguments[1];
-app.commands.execute('notebook:run-cell');
+const index = arguments[1];
+window.courseRan = window.courseRan || {};
+window.courseRan[index] = false;
+panel.content.activeCellIndex = index;
+app.commands.execute('notebook:run-cell').then(() => { window.courseRan[index] = true; },
+                                                 error => { window.courseRan[index] = String(error); });
 return true;
 """
 
-# The cell at arguments[1] once it ran: its prompt holds a number, not "*" (queued or running), and the kernel is idle.
+# The cell at arguments[1] once it ran: the run command settled, its prompt holds a number, and the kernel is idle.
 DONE = PANEL + r"""
+const ran = window.courseRan && window.courseRan[arguments[1]];
+if (typeof ran === 'string') return {texts: [], images: [], errors: ['the run command failed: ' + ran]};
 const cell = panel.content.widgets[arguments[1]];
 const prompt = cell.node.querySelector('.jp-InputArea-prompt');
 const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-if (!prompt || !/\[\d+\]/.test(prompt.textContent) || !kernel || kernel.status !== 'idle') return null;
+if (ran !== true || !prompt || !/\[\d+\]/.test(prompt.textContent) || !kernel || kernel.status !== 'idle') return null;
 const outputs = [...cell.node.querySelectorAll('.jp-OutputArea-output')];
 return {
   texts: outputs.flatMap(o => [...o.querySelectorAll('pre')].map(pre => pre.textContent)),
@@ -194,6 +208,7 @@ def run_until(driver: Any, url: str, notebook: str, found: Callable[[dict[str, A
     driver.get(url.format(notebook))
     state = wait_for(f"JupyterLab to open {notebook} with a kernel", PAGE_SECONDS,
                      lambda: (s := driver.execute_script(STATE, notebook)) and s["ready"] and s["kernel"] and s)
+    wait_for(f"{notebook}'s stored outputs to clear", PAGE_SECONDS, lambda: driver.execute_script(CLEAR, notebook))
     code_cells = 0
     for index, kind in enumerate(state["cells"]):
         driver.execute_script(RUN, notebook, index)  # a markdown cell renders, a code cell runs
@@ -218,7 +233,7 @@ def screenshot(driver: Any, notebook: str, index: int, block: str, path: Path) -
     assert driver.save_screenshot(str(path)), path
 
 
-def test_lessons_render_their_first_table_and_figure(lab: str, browser: Any, tmp_path: Path) -> None:
+def test_lessons_render_their_first_table_and_figure(browser: Any, lab: str, tmp_path: Path) -> None:
     lessons = {name: NOTEBOOKS / name for name in ("00_tour.ipynb", "01_encoder_fast_path.ipynb")}
     before = {name: digest(path) for name, path in lessons.items()}
     shots = Path(os.environ.get("BROWSER_SCREENSHOTS", tmp_path))
@@ -227,7 +242,7 @@ def test_lessons_render_their_first_table_and_figure(lab: str, browser: Any, tmp
     table = next(text for text in outputs["texts"] if is_table(text))
     # the machine report of start_lesson: one row per probe, this run's CPU profile in it
     assert re.search(r"^device\s+cpu$", table, re.M) and re.search(r"^torch\s+\S+", table, re.M), table
-    screenshot(browser, "00_tour.ipynb", index, "end", shots / "lesson-00.png")
+    screenshot(browser, "00_tour.ipynb", index, "start", shots / "lesson-00.png")  # the table, not the stderr above
 
     index, outputs = run_until(browser, lab, "01_encoder_fast_path.ipynb", lambda out: bool(out["images"]))
     figure = outputs["images"][0]
