@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+from colab.badges import KERNELSPEC
 from coursetools.profiles import PROFILES
 from coursetools.syllabus import SYLLABUS, lesson_record
 
@@ -95,10 +96,13 @@ LESSON = [
     ("markdown", "[badge]", ["colab-badge"]),
     ("code", "# Set-up for Colab", ["colab-setup"]),
     ("code", "from coursetools.lesson import start_lesson\n\nlesson = start_lesson('99')", []),
+    ("markdown", "Exercise: in the notebook, `%load ../workshop/solutions/99.py` loads a solution.", []),
     ("code", "answer = ...  # your answer", ["exercise"]),
     ("code", "from coursetools.exercises import check\n\ncheck(\"99\", answer, n=lesson.size('n'))", []),
+    ("markdown", "Write the call: `%load ../workshop/solutions/99-call.py` loads a solution.", []),
     ("code", "answer_call = ...  # the call", ["exercise"]),
     ("code", "check(\"99-call\", answer_call)", []),
+    ("markdown", "Predict: `%load ../workshop/solutions/99-predict.py` loads a solution.", []),
     ("code", "prediction = ...  # True or False", ["exercise"]),
     ("code", "measured = lesson.size('n') > 2", []),
     ("code", "check(\"99-predict\", prediction, big=measured)", []),
@@ -112,7 +116,7 @@ def test_a_new_lesson_is_a_notebook_a_record_and_a_solution(tmp_path):
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "build", "results", "*.ipynb", ".stage"))
     with (copy / "coursetools" / "syllabus.py").open("a") as syllabus:
         syllabus.write(RECORD)
-    notebook = nbformat.v4.new_notebook()
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
     for kind, source, tags in LESSON:
         cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = tags
