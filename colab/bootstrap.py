@@ -114,7 +114,10 @@ def plan(home: Path, present: dict[str, str]) -> tuple[list[Step], list[str]]:
     # an exact requirement on the installed torch: pip keeps it, or fails rather than replacing it
     requirements, missing, replaced, skipped = [f"torch=={torch}"], [], [], []
     for name in [*dependencies(home), *ALSO_PINNED]:
-        if name in RUNTIME_OWNED:
+        if name in RUNTIME_OWNED:  # the runtime's own copy stays; one it lacks comes at pyproject's range
+            if name not in present:
+                requirements.append(dependencies(home)[name])
+                missing.append(f"{name} (any version pyproject allows)")
             continue
         if not fits_torch(name, torch):
             skipped.append(f"{name} {pinned[name]} (it needs torch >= {dotted(NEEDS_TORCH[name])})")

@@ -50,6 +50,13 @@ def test_a_recent_torch_is_kept_and_every_course_library_pinned():
     assert [step.arguments[:2] for step in steps] == [("--no-deps", "-e"), ("torch==2.11.0+cu128", f"transformers=={pinned['transformers']}"), ("--no-deps", "-r")]
 
 
+def test_a_runtime_library_is_kept_when_present_and_installed_when_missing():
+    _, steps, lines = decided("2.11.0+cu128", nbformat="5.10.0")
+    libraries = steps[1].arguments
+    assert "nbformat" not in libraries and "ipykernel" in libraries  # Colab's nbformat stays; a lacking kernel comes
+    assert "ipykernel (any version pyproject allows)" in " ".join(lines) and "nbformat (" not in " ".join(lines)
+
+
 def test_an_old_torch_is_kept_too_and_torchao_left_out():
     wanted, _, lines = decided("2.6.0+cpu")
     assert wanted["torch"] == "2.6.0+cpu" and "torchao" not in wanted and "bitsandbytes" in wanted
