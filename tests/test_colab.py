@@ -156,7 +156,7 @@ def test_setup_cell_in_a_fresh_venv_keeps_its_torch_installs_the_rest_and_runs_l
     for name in ("00_tour.ipynb",):
         executed = nbformat.read(build / "notebooks" / name, as_version=4)
         setup_output = "".join(o.get("text", "") for o in executed.cells[1].outputs)
-        assert "course already installed" in setup_output, setup_output
+        assert "already installed in this runtime" in setup_output, setup_output
         outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not [o for o in outputs if o.output_type == "error"]
 
