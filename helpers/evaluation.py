@@ -83,17 +83,9 @@ def allowing(model: PreTrainedModel, implementation: str, backend: str | None) -
     return sdpa_kernel([BACKENDS[one_of("SDPA backend", backend, BACKENDS)]]) if backend else nullcontext()
 
 
-RETRIES = 5  # a round whose longer generate was not the slower one is timed again (noise on a busy machine)
-
-
 def decode_round(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, **options: Any) -> float:
     """Return the decode speed of one round in tokens/s over all rows: `generate` of `new_tokens` minus that of 1."""
-    step = decode_step_ms(generate_run(model, prompt, **options), new_tokens, prompt.device)
-    for _ in range(RETRIES):
-        ms = step()
-        if ms > 0:
-            return prompt.shape[0] * 1e3 / ms
-    raise RuntimeError(f"decode time not measurable: {new_tokens} new tokens took no longer than 1 in {RETRIES} tries")
+    return prompt.shape[0] * 1e3 / decode_step_ms(generate_run(model, prompt, **options), new_tokens, prompt.device)()
 
 
 def interleaved_decode(

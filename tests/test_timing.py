@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from helpers.models import build_synthetic
-from helpers.timing import Timing, benchmark, benchmark_generation
+from helpers.timing import DECODE_RETRIES, Timing, benchmark, benchmark_generation, decode_step_ms
 
 
 def test_warmup_calls_are_not_timed():
@@ -64,3 +64,15 @@ def test_spread_is_median_lowest_highest():
 
     assert spread([3.0, 1.0, 10.0, 2.0]) == (2.5, 1.0, 10.0)
     assert spread([4.0]) == (4.0, 4.0, 4.0)
+
+
+def test_decode_step_ms_times_a_round_again_when_the_short_run_took_longer_and_gives_up_after_its_retries():
+    waits = iter([0.05])  # the first one-token run stalls; later ones take no time
+
+    def run(count: int) -> None:
+        time.sleep(0.002 * count if count > 1 else next(waits, 0.0))
+
+    assert decode_step_ms(run, 6, "cpu")() > 0  # the stalled round was measured again
+    stalled = decode_step_ms(lambda count: time.sleep(0.01 if count == 1 else 0.0), 3, "cpu")
+    with pytest.raises(RuntimeError, match=f"not measurable: 3 new tokens took no longer than 1 in {DECODE_RETRIES}"):
+        stalled()
