@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 
+# Below this share of its bandwidth bound, a decode step's time is mostly work around its kernels (launches, Python,
+# waits for the GPU): a difference measured there is the loop's, and names no kernel or weight format as its cause.
+OVERHEAD_BOUND_SHARE = 0.20
+
+
 def kv_cache_bytes(config: PretrainedConfig, tokens: int, batch: int = 1, element_bytes: int = 2) -> int:
     """Return the KV cache's bytes: layers x 2 (keys, values) x kv_heads x head_dim x element bytes x tokens x batch."""
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads

@@ -1,3 +1,5 @@
+import copy
+
 import nbformat
 import pytest
 
@@ -112,3 +114,16 @@ def test_publish_rejects_an_unknown_run_listing_the_runs(tmp_path):
     with pytest.raises(ValueError, match=r"unknown run 'h100'; choose one of \['cpu', 'gpu', 'gpu-x2', 't4'\]"):
         publish(tmp_path / "build", "h100", notebooks=False, root=tmp_path)
     assert list(tmp_path.iterdir()) == []  # rejected before reading or writing anything
+
+
+def test_placements_markdown_calls_the_decode_columns_host_bound_only_when_every_share_is_below_a_fifth():
+    from coursetools.publish import placements_markdown
+    from helpers.multi_gpu import stored_results
+
+    stored = stored_results()  # every share of the stored run is below a fifth of its bound
+    assert "each is below a fifth of its bound" in placements_markdown(stored)
+    fast = copy.deepcopy(stored)
+    fast["placements"]["one-gpu"]["decode"] = {b: {**d, "median": d["median"] * 10} for b, d in
+                                               fast["placements"]["one-gpu"]["decode"].items()}
+    text = placements_markdown(fast)  # one GPU at ten times its stored speed: above a fifth of its bound
+    assert "each is below a fifth" not in text and "names no placement as the cause" in text
