@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
+import shutil
 import socket
+import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -16,11 +19,12 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from helpers.models import hub_offline
-from helpers.multi_gpu import gpu_link
 
 SDPA_BACKENDS = ("MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION")
 LIBRARIES = ("torch", "transformers", "accelerate", "bitsandbytes", "torchao", "gguf", "numpy")
 HUB_HOST = "huggingface.co"
+LINK_KINDS = {"NV": "NVLink", "PIX": "PCIe, one switch", "PXB": "PCIe, several switches", "PHB": "PCIe, through the CPU",
+              "NODE": "PCIe, across a NUMA node", "SYS": "PCIe, across CPU sockets"}
 
 
 def library_versions() -> dict[str, str]:
@@ -77,6 +81,26 @@ def hub_status() -> str:
     except OSError as err:
         return f"unreachable ({type(err).__name__})"
     return "reachable"
+
+
+def gpu_link(topology: str | None = None) -> str:
+    """Return how GPU 0 and GPU 1 are connected, read from `nvidia-smi topo -m` (e.g. "NV18 (NVLink, 18 links)")."""
+    if topology is None:
+        if torch.cuda.device_count() < 2:
+            return "one GPU or none: no link between GPUs"
+        if shutil.which("nvidia-smi") is None:
+            return "unknown (nvidia-smi not found)"
+        topology = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, check=False).stdout
+    topology = re.sub(r"\x1b\[[0-9;]*m", "", topology)  # nvidia-smi underlines the header with escape codes
+    rows = [line.split() for line in topology.splitlines() if line.strip()]
+    header = next((i for i, row in enumerate(rows) if row[:2] == ["GPU0", "GPU1"]), None)
+    gpu0 = next((row for row in rows[(header or 0) + 1 :] if row[0] == "GPU0"), None)
+    if header is None or gpu0 is None:
+        return "unknown (nvidia-smi topo -m gave no GPU matrix)"
+    entry = gpu0[2]  # the row reads: GPU0, X (itself), then its link to GPU1
+    if entry.startswith("NV"):
+        return f"{entry} (NVLink, {entry[2:]} links)"
+    return f"{entry} ({LINK_KINDS.get(entry, 'see nvidia-smi topo -m')})"
 
 
 @dataclass

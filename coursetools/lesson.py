@@ -13,8 +13,8 @@ import torch
 from coursetools.environment import EnvironmentReport, environment_report
 from coursetools.profiles import Profile, use_profile
 from coursetools.results import HIGH, LOW, record, widened
+from coursetools.settings import STAMP
 from coursetools.syllabus import lesson_record
-from helpers.parallel_decode import STAMP_ENV
 
 __all__ = ["Lesson", "start_lesson"]
 
@@ -126,7 +126,7 @@ def start_lesson(lesson_id: str, profile: str | None = None) -> Lesson:
     quiet_optional_kernels()
     chosen = use_profile(profile)
     lesson = Lesson(lesson_record(lesson_id).id, chosen, environment_report(probe_hub=False))
-    os.environ[STAMP_ENV] = lesson.stamp  # the processes a lesson starts (helpers.parallel_decode) write it too
+    os.environ[STAMP] = lesson.stamp  # the placement runs a lesson starts (coursetools.placements) record it too
     print(f"Lesson {lesson_id} | {lesson.stamp}")
     return lesson
 

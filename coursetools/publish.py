@@ -195,8 +195,8 @@ def plot_results(results: list[dict], path: Path) -> Path:
 def sections(root: Path = ROOT) -> dict[str, str]:
     """Return every generated section by its marker name."""
     from coursetools.api import api_reference
+    from coursetools.placements import STORED_RUN, stored_results
     from coursetools.settings import SETTINGS
-    from helpers.multi_gpu import STORED_RUN, stored_results
 
     generated = {
         "api": api_reference(root),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from helpers.cache import CACHE_ENV as CACHE
-from helpers.parallel_decode import STAMP_ENV as STAMP
 from helpers.widgets import STATIC_ENV as STATIC
 
 PROFILE = "COURSE_PROFILE"
+STAMP = "COURSE_STAMP"
 RESULTS_DIR = "COURSE_RESULTS_DIR"
 EXERCISES_STRICT = "COURSE_EXERCISES_STRICT"
 HOME = "COURSE_HOME"
@@ -20,7 +20,7 @@ SETTINGS = {
     CACHE: "converted and synthetic checkpoints (default ~/.cache/efficient-inference-course)",
     RESULTS_DIR: "where lessons record their results (default: the cache's results/ folder)",
     STATIC: "any value: widgets are drawn once as static views (the runner and the tests set it)",
-    STAMP: "set by each lesson: the stamp that the processes it starts write into their results",
+    STAMP: "set by each lesson: its stamp, which the placement runs it starts record in their results",
     EXERCISES_STRICT: "any value: a wrong exercise answer raises an error (the tests set it)",
     HOME: "Colab set-up cell: where the course is cloned (default /content/efficient-inference-course)",
     BOOTSTRAP_FROM: "Colab set-up cell: a path or URL to clone from; set, it runs outside Colab too",

@@ -1,101 +1,15 @@
-"""Several GPUs: run the placement script, read its results (live or stored), tabulate, plot and explain them."""
+"""Several GPUs: the placement runs' results (pipeline split, tensor parallel, one GPU) tabulated, plotted and explained."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import torch
-
-from helpers import parallel_decode
-from helpers.parallel_decode import quartiles
-from helpers.tables import one_of, table
+from helpers.tables import table
 from helpers.timing import compare
 
-__all__ = ["RESULT_FILE", "explain", "gpu_link", "placement_script", "placements_table", "plot_placements",
-           "run_placements", "stored_results"]
+__all__ = ["explain", "placements_table", "plot_placements"]
 
-ROOT = Path(__file__).resolve().parent.parent
-STORED_RUN = "gpu-x2"  # results/<run>/ holds the two-GPU measurements that other machines show
-RESULT_FILE = "parallel-06.json"
 PLACEMENT_NAMES = {"one-gpu": "one GPU", "pipeline": "pipeline split (device_map)", "tensor-parallel": "tensor parallel"}
-LINK_KINDS = {"NV": "NVLink", "PIX": "PCIe, one switch", "PXB": "PCIe, several switches", "PHB": "PCIe, through the CPU",
-              "NODE": "PCIe, across a NUMA node", "SYS": "PCIe, across CPU sockets"}
-
-
-def gpu_link(topology: str | None = None) -> str:
-    """Return how GPU 0 and GPU 1 are connected, read from `nvidia-smi topo -m` (e.g. "NV18 (NVLink, 18 links)")."""
-    if topology is None:
-        if torch.cuda.device_count() < 2:
-            return "one GPU or none: no link between GPUs"
-        if shutil.which("nvidia-smi") is None:
-            return "unknown (nvidia-smi not found)"
-        topology = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, check=False).stdout
-    topology = re.sub(r"\x1b\[[0-9;]*m", "", topology)  # nvidia-smi underlines the header with escape codes
-    rows = [line.split() for line in topology.splitlines() if line.strip()]
-    header = next((i for i, row in enumerate(rows) if row[:2] == ["GPU0", "GPU1"]), None)
-    gpu0 = next((row for row in rows[(header or 0) + 1 :] if row[0] == "GPU0"), None)
-    if header is None or gpu0 is None:
-        return "unknown (nvidia-smi topo -m gave no GPU matrix)"
-    entry = gpu0[2]  # the row reads: GPU0, X (itself), then its link to GPU1
-    if entry.startswith("NV"):
-        return f"{entry} (NVLink, {entry[2:]} links)"
-    return f"{entry} ({LINK_KINDS.get(entry, 'see nvidia-smi topo -m')})"
-
-
-def placement_script() -> ModuleType:
-    """Return the placement module, helpers.parallel_decode, so a lesson can show its code."""
-    return parallel_decode
-
-
-def launch(placement: str, model: str, out: Path, gpus: int = 2, options: tuple[str, ...] = ()) -> list[str]:
-    """Return the command that runs the placement module: python -m for one process, torchrun -m for tensor parallel."""
-    script = ["-m", parallel_decode.__name__, "--model", str(model), "--placement", placement, "--out", str(out), *options]
-    if placement == "tensor-parallel":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus), *script]
-    return [sys.executable, *script]
-
-
-def run_placement(placement: str, model: str, out: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run the placement script, show its last error lines if it fails, and return its JSON results."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(launch(placement, model, out, options=options), capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-15:]))
-    return json.loads(out.read_text())
-
-
-def pooled_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge passes of one placement: timings pooled over every pass, the rest (tokens, memory) from the first pass."""
-    merged = {**runs[0], "passes": len(runs)}
-    for key in ("prefill_ms", "decode"):
-        merged[key] = {size: quartiles([t for run in runs for t in run[key][size]["times"]]) for size in runs[0][key]}
-    return merged
-
-
-def run_placements(placements: list[str], model: str, folder: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run each placement twice, in counterbalanced order (A B C, then C B A), and pool each one's two passes."""
-    # each placement is its own process, so rounds cannot alternate: the reversed pass evens out session position
-    runs: dict[str, list[dict[str, Any]]] = {one_of("placement", name, PLACEMENT_NAMES): [] for name in placements}
-    for index, order in enumerate((placements, placements[::-1])):
-        for name in order:
-            runs[name].append(run_placement(name, model, folder / f"{name}-{index}.json", options))
-    return {name: pooled_runs(passes) for name, passes in runs.items()}
-
-
-def stored_results(run: str = STORED_RUN, root: Path = ROOT) -> dict[str, Any]:
-    """Return the stored two-GPU results of lesson 06, with an error that says how to make them when missing."""
-    path = root / "results" / run / RESULT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run lesson 06 on a machine with 2 GPUs and publish it as {run}")
-    return json.loads(path.read_text())
 
 
 def interval_text(summary: dict[str, float]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -24,16 +23,9 @@ import torch
 
 from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
 
-__all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_decode); lesson 06 shows it via multi_gpu
+__all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_decode); lesson 06 shows its code
 
-STAMP_ENV = "COURSE_STAMP"  # the lesson's stamp, which start_lesson sets for the processes it starts
 PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
-
-
-def machine() -> str:
-    """Return a short stamp of this machine (GPU or CPU, torch version) for a run started outside a lesson."""
-    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU {platform.machine()}"
-    return f"{where} | torch {torch.__version__}"
 
 
 def quartiles(times: list[float]) -> dict[str, Any]:
@@ -173,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         **measure(model, args, world_size), "memory": memory_report(world_size),
     }
     if rank == 0:
-        result["stamp"] = os.environ.get(STAMP_ENV) or machine()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         partial = args.out.with_suffix(".partial")
         partial.write_text(json.dumps(result, indent=1))

@@ -38,10 +38,6 @@ class Timing:
         return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
 
 
-# a recorded ratio's interval is its rounds' range widened by this on each side: two runs on two machines of one GPU
-# kind moved headline ratios by up to 7.7% (lesson 05's compiled decode 4.34x, then 4.03x); README "Results" says more
-RUN_TO_RUN = 0.10
-
 ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
 
 

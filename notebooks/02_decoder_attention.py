@@ -388,7 +388,7 @@ print("math failed at:", math_failed_at or "no length in this sweep",
 
 # %%
 from helpers.attention import draw_attention_memory
-from helpers.widgets import explore
+from coursetools.sliders import explore
 
 explore(partial(draw_attention_memory, batch=batch, heads=heads, head_dim=head_dim, element=element,
                 score_element=score_element, limit_bytes=lesson.memory_limit_bytes, sweep=sweep),

@@ -123,7 +123,7 @@ for precision in ("bf16", "4-bit"):
 from functools import partial
 
 from helpers.placement import draw_plan
-from helpers.widgets import explore
+from coursetools.sliders import explore
 
 budgets = list(range(4, 81, 4))
 explore(partial(draw_plan, big), gpu0_gib=(budgets, 48), gpu1_gib=(budgets, 80), cpu_gib=([0, 16, 64, 128, 256], 64),
@@ -394,7 +394,7 @@ prediction = ...  # True or False
 # %%
 import gc
 
-from helpers.multi_gpu import stored_results
+from coursetools.placements import stored_results
 from helpers.placement import check_budget, to_bytes
 from helpers.tables import table
 from helpers.timing import tally, verdict
@@ -534,9 +534,10 @@ import inspect
 import json
 from pathlib import Path
 
-from helpers.multi_gpu import gpu_link
+from coursetools.environment import gpu_link
 from helpers.limits import memory_bandwidth
-from helpers.multi_gpu import RESULT_FILE, explain, placement_script, placements_table, plot_placements, run_placements
+from helpers.multi_gpu import explain, placements_table, plot_placements
+from coursetools.placements import RESULT_FILE, placement_script, run_placements
 from coursetools.results import results_dir
 
 print(inspect.getsource(placement_script().load))

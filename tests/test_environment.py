@@ -34,7 +34,7 @@ def test_doctor_command(capsys):
 
 
 def test_gpu_link_reads_nvidia_smi_topology_with_escape_codes():
-    from helpers.multi_gpu import gpu_link
+    from coursetools.environment import gpu_link
 
     topo = "\t\x1b[4mGPU0\tGPU1\tCPU Affinity\x1b[0m\nGPU0\t X \tNV18\t0-31\nGPU1\tNV18\t X \t0-31\n"
     assert gpu_link(topo) == "NV18 (NVLink, 18 links)"

@@ -1,31 +1,13 @@
-"""The placement script of lesson 06: its argument checks, a real run on the CPU, and the results it writes."""
+"""The placement script of lesson 06 (its argument checks) and the reading of its results (table, verdicts)."""
 
-import json
 import subprocess
 import sys
 
-import pytest
-
-import helpers.multi_gpu
+from coursetools.placements import stored_results
+from helpers import parallel_decode as script
 from helpers.models import pretrained_path
-from helpers.multi_gpu import (
-    explain,
-    launch,
-    placement_script,
-    placements_table,
-    pooled_runs,
-    run_placements,
-    stored_results,
-)
+from helpers.multi_gpu import explain, placements_table
 from helpers.timing import compare, tally, verdict
-
-script = placement_script()
-QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3", "--warmup", "0", "--repeats", "2")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return str(pretrained_path("llama-tiny-shape"))
 
 
 def test_placement_rules_say_what_to_do():
@@ -37,32 +19,14 @@ def test_placement_rules_say_what_to_do():
     assert "not torchrun" in script.placement_problem("pipeline", 2, 2)
 
 
-def test_tensor_parallel_without_torchrun_is_a_clear_message_not_a_traceback(tmp_path, tiny):
+def test_tensor_parallel_without_torchrun_is_a_clear_message_not_a_traceback(tmp_path):
+    tiny = str(pretrained_path("llama-tiny-shape"))
     done = subprocess.run([sys.executable, "-m", "helpers.parallel_decode", "--model", tiny, "--placement", "tensor-parallel",
                            "--out", str(tmp_path / "x.json")], capture_output=True, text=True)
     assert done.returncode == 2
     assert "launch it with `torchrun --nproc-per-node 2 -m helpers.parallel_decode" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.json").exists()
-
-
-def test_one_device_and_tensor_parallel_runs_write_comparable_results(tmp_path, tiny):
-    results = {}
-    for placement in ("one-gpu", "tensor-parallel"):  # tensor parallel runs on two CPU processes (gloo) here
-        out = tmp_path / f"{placement}.json"
-        done = subprocess.run(launch(placement, tiny, out, options=QUICK), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-        results[placement] = json.loads(out.read_text())
-    one, tp = results["one-gpu"], results["tensor-parallel"]
-    fields = {"placement", "model", "stamp", "world_size", "dtype", "load_s", "memory", "prefill_ms", "decode",
-              "greedy_tokens", "allreduce"}
-    assert fields <= set(one) and fields <= set(tp)
-    assert (one["world_size"], tp["world_size"]) == (1, 2)
-    assert list(one["prefill_ms"]) == ["16", "32"] and list(one["decode"]) == ["1", "2"]
-    assert all(v["q1"] <= v["median"] <= v["q3"] for v in one["prefill_ms"].values())
-    assert one["allreduce"] is None and tp["allreduce"]["per_token"] == 2 * 4  # two per layer, 4 layers
-    assert len(one["greedy_tokens"]) == 8 == len(tp["greedy_tokens"])
-    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_stored_two_gpu_results_read_and_explain_consistently():
@@ -84,17 +48,6 @@ def test_compare_calls_a_tie_only_when_the_interval_holds_one():
 def test_script_is_runnable_on_its_own():
     done = subprocess.run([sys.executable, "-m", "helpers.parallel_decode", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--placement" in done.stdout
-
-
-def test_pooled_runs_pools_every_pass_timings_and_keeps_the_first_pass_tokens():
-    def run(times, tokens):
-        summary = {"median": 0, "q1": 0, "q3": 0, "times": times}
-        return {"placement": "one-gpu", "greedy_tokens": tokens, "prefill_ms": {"512": summary}, "decode": {"1": summary}}
-
-    merged = pooled_runs([run([1.0, 2.0, 3.0], [5]), run([10.0, 20.0, 30.0], [6])])
-    assert merged["passes"] == 2 and merged["greedy_tokens"] == [5]
-    assert merged["decode"]["1"]["times"] == [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]
-    assert merged["prefill_ms"]["512"]["median"] == 6.5
 
 
 def summary(median, q1, q3):
@@ -149,13 +102,3 @@ def test_multi_gpu_tally_names_only_the_verdicts_that_occur():
     assert tally([slower, slower, tie]) == "2 measurably slower, 1 tied (interval spans 1)"
     assert tally([tie, faster]) == "1 tied (interval spans 1), 1 measurably faster"
     assert tally([]) == "none measured"
-
-
-def test_run_placements_rejects_an_unknown_placement_listing_the_placements(tmp_path, monkeypatch):
-    ran = []
-    monkeypatch.setattr(helpers.multi_gpu, "run_placement", lambda name, *_: ran.append(name) or {"prefill_ms": {}, "decode": {}})
-    run_placements(["one-gpu", "pipeline"], "model", tmp_path)
-    assert ran == ["one-gpu", "pipeline", "pipeline", "one-gpu"]
-    with pytest.raises(ValueError, match=r"unknown placement 'tp'; choose one of \['one-gpu', 'pipeline', 'tensor-parallel'\]"):
-        run_placements(["one-gpu", "tp"], "model", tmp_path)
-    assert len(ran) == 4  # rejected before running any

@@ -117,8 +117,8 @@ def test_publish_rejects_an_unknown_run_listing_the_runs(tmp_path):
 
 
 def test_placements_markdown_calls_the_decode_columns_host_bound_only_when_every_share_is_below_a_fifth():
+    from coursetools.placements import stored_results
     from coursetools.publish import placements_markdown
-    from helpers.multi_gpu import stored_results
 
     stored = stored_results()  # every share of the stored run is below a fifth of its bound
     assert "each is below a fifth of its bound" in placements_markdown(stored)
