@@ -18,18 +18,12 @@ from helpers.tables import one_of
 from helpers.timing import benchmark, decode_step_ms, generate_run, interleaved
 from helpers.widgets import progress
 
-__all__ = [
-    "HEADINGS", "allowed_backends", "attention_flops", "decode_rounds", "default_backend", "draw_attention_memory",
-    "math_score_dtype", "priority_order", "probe_backends", "run_with_backend", "sweep_prefill",
-    "sweep_sequence_lengths", "without_location"
-]
+__all__ = ["HEADINGS", "allowed_backends", "attention_flops", "decode_rounds", "default_backend",
+           "draw_attention_memory", "math_score_dtype", "priority_order", "probe_backends", "run_with_backend",
+           "sweep_prefill", "sweep_sequence_lengths", "without_location"]
 
-BACKENDS = {
-    "math": SDPBackend.MATH,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-}
+BACKENDS = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION}
 # When every allowed backend refuses, PyTorch's sdp_utils warns one of these headings per backend, each followed by
 # that backend's reasons (select_sdp_backend in aten/src/ATen/native/transformers/cuda/sdp_utils.cpp; the CPU's
 # sdp_utils_cpp.cpp heads flash the same way).
@@ -83,14 +77,8 @@ class Verdict:
         return f"{self.backend:<10} runs" if self.runs else f"{self.backend:<10} refused: " + " | ".join(self.reasons)
 
 
-def run_with_backend(
-    backend: str,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    is_causal: bool = False,
-) -> torch.Tensor:
+def run_with_backend(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
     """Run scaled_dot_product_attention allowing only one backend; raises RuntimeError when it cannot run."""
     with sdpa_kernel([BACKENDS[one_of("SDPA backend", backend, BACKENDS)]]):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
@@ -151,12 +139,9 @@ def priority_order() -> list[str]:
 
 def allowed_backends() -> list[str]:
     """Return the SDPA backends allowed now (global switches, `sdpa_kernel`), in the order SDPA tries them."""
-    enabled = {
-        "math": torch.backends.cuda.math_sdp_enabled(),
-        "efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
-        "flash": torch.backends.cuda.flash_sdp_enabled(),
-        "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
-    }
+    cuda = torch.backends.cuda
+    enabled = {"math": cuda.math_sdp_enabled(), "efficient": cuda.mem_efficient_sdp_enabled(),
+               "flash": cuda.flash_sdp_enabled(), "cudnn": cuda.cudnn_sdp_enabled()}
     return [name for name in priority_order() if enabled[name]]
 
 
@@ -167,9 +152,8 @@ class SoftmaxDtypes(TorchDispatchMode):
         super().__init__()
         self.dtypes: set[torch.dtype] = set()
 
-    def __torch_dispatch__(
-        self, func: torch._ops.OpOverload, types: tuple[type, ...], args: tuple = (), kwargs: dict | None = None
-    ) -> object:
+    def __torch_dispatch__(self, func: torch._ops.OpOverload, types: tuple[type, ...], args: tuple = (),
+                           kwargs: dict | None = None) -> object:
         """Run the operation and note its output's dtype if it is a softmax."""
         out = func(*args, **(kwargs or {}))
         if "softmax" in func.__name__:
@@ -178,11 +162,8 @@ class SoftmaxDtypes(TorchDispatchMode):
 
 
 def math_score_dtype(dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """Return the dtype the math backend computes scores in: float32 for half inputs unless half reduction is allowed.
-
-    Observed, not read from the switch: the math backend runs on a small input of this dtype on this device, and the
-    dtype its softmax (scores into weights) ran in is returned.
-    """
+    """Return the dtype the math backend computes scores in: float32 for half inputs unless half reduction is allowed."""
+    # observed, not read from the switch: the dtype its softmax ran in on a small input of this dtype and device
     q = torch.randn(1, 1, 16, 8, dtype=dtype, device=device)
     seen = SoftmaxDtypes()
     with sdpa_kernel([SDPBackend.MATH]), seen:
@@ -198,19 +179,9 @@ def attention_flops(batch: int, heads: int, seq: int, head_dim: int, causal: boo
     return flops / 2 if causal else flops
 
 
-def sweep_sequence_lengths(
-    backends: list[str],
-    seq_lens: list[int],
-    *,
-    batch: int,
-    heads: int,
-    head_dim: int,
-    dtype: torch.dtype,
-    device: str,
-    warmup: int,
-    repeats: int,
-    causal: bool = True,
-) -> dict[str, list[SweepPoint]]:
+def sweep_sequence_lengths(backends: list[str], seq_lens: list[int], *, batch: int, heads: int, head_dim: int,
+                           dtype: torch.dtype, device: str, warmup: int, repeats: int,
+                           causal: bool = True) -> dict[str, list[SweepPoint]]:
     """Time each backend and measure its peak memory at each sequence length; failures (OOM, refusal) are recorded."""
     results: dict[str, list[SweepPoint]] = {one_of("SDPA backend", name, BACKENDS): [] for name in backends}
     for seq in progress(seq_lens, desc="sequence lengths"):
@@ -222,16 +193,8 @@ def sweep_sequence_lengths(
     return results
 
 
-def sweep_prefill(
-    models: dict[str, torch.nn.Module],
-    seq_lens: list[int],
-    *,
-    vocab_size: int,
-    device: str,
-    warmup: int,
-    repeats: int,
-    batch: int = 1,
-) -> dict[str, list[SweepPoint]]:
+def sweep_prefill(models: dict[str, torch.nn.Module], seq_lens: list[int], *, vocab_size: int, device: str, warmup: int,
+                  repeats: int, batch: int = 1) -> dict[str, list[SweepPoint]]:
     """Time a prompt's forward pass (prefill, last position's logits only) and its peak memory for each model."""
     results: dict[str, list[SweepPoint]] = {name: [] for name in models}
     for seq in progress(seq_lens, desc="prompt lengths"):
@@ -242,14 +205,10 @@ def sweep_prefill(
     return results
 
 
-def decode_rounds(
-    models: dict[str, torch.nn.Module], input_ids: torch.Tensor, *, new_tokens: int, warmup: int, rounds: int
-) -> dict[str, list[float]]:
-    """Time greedy decoding of each model in interleaved rounds; return each one's ms per decode step, one value a round.
-
-    A round times `generate` for 1 token (prefill) and for `new_tokens` tokens; a decode step is their difference
-    divided by `new_tokens - 1`.
-    """
+def decode_rounds(models: dict[str, torch.nn.Module], input_ids: torch.Tensor, *, new_tokens: int, warmup: int,
+                  rounds: int) -> dict[str, list[float]]:
+    """Time greedy decoding of each model in interleaved rounds; return each one's ms per decode step, one value a round."""
+    # a round: generate of new_tokens minus generate of 1 token (the prefill), over new_tokens - 1 (decode_step_ms)
     steps = {name: decode_step_ms(generate_run(model, input_ids), new_tokens, input_ids.device)
              for name, model in models.items()}
     for step in steps.values():
@@ -258,21 +217,10 @@ def decode_rounds(
     return interleaved(steps, rounds)
 
 
-def draw_attention_memory(
-    seq: int,
-    *,
-    batch: int,
-    heads: int,
-    head_dim: int,
-    element: int,
-    score_element: int,
-    limit_bytes: float,
-    sweep: dict[str, list[SweepPoint]] | None = None,
-) -> None:
-    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit.
-
-    `element` is the bytes of one input value, `score_element` those of one score as the math kernel stores it.
-    """
+def draw_attention_memory(seq: int, *, batch: int, heads: int, head_dim: int, element: int, score_element: int,
+                          limit_bytes: float, sweep: dict[str, list[SweepPoint]] | None = None) -> None:
+    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit."""
+    # element: the bytes of one input value; score_element: those of one score as the math kernel stores it
     import matplotlib.pyplot as plt
 
     bars = {

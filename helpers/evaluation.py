@@ -45,10 +45,9 @@ class DecoderReport:
 REPORT_HEADER = f"{'variant':<32}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
 
 
-def evaluate_decoder(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, *, eval_tokens: int, prompt_tokens: int,
-    new_tokens: int, warmup: int, repeats: int, question: str = "What is the capital of France?",
-) -> DecoderReport:
+def evaluate_decoder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, *, eval_tokens: int,
+                     prompt_tokens: int, new_tokens: int, warmup: int, repeats: int,
+                     question: str = "What is the capital of France?") -> DecoderReport:
     """Measure footprint, perplexity and a greedy answer (real weights only), then prefill ms and decode tokens/s."""
     real = tokenizer is not None
     device = input_device(model)
@@ -88,9 +87,8 @@ def decode_round(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, 
     return prompt.shape[0] * 1e3 / decode_step_ms(generate_run(model, prompt, **options), new_tokens, prompt.device)()
 
 
-def interleaved_decode(
-    runs: dict[str, tuple[PreTrainedModel, torch.Tensor, dict[str, Any]]], *, new_tokens: int, warmup: int, rounds: int
-) -> dict[str, list[float]]:
+def interleaved_decode(runs: dict[str, tuple[PreTrainedModel, torch.Tensor, dict[str, Any]]], *, new_tokens: int,
+                       warmup: int, rounds: int) -> dict[str, list[float]]:
     """Time decode tokens/s of several (model, prompt, generate options) runs, one of each per round, by name."""
     calls = {name: partial(decode_round, model, prompt, new_tokens, **options) for name, (model, prompt, options) in runs.items()}
     with torch.inference_mode():
@@ -99,12 +97,10 @@ def interleaved_decode(
         return interleaved(calls, rounds)
 
 
-def measure_matrix(
-    variants: dict[Hashable, Variant], contexts: list[int], *, new_tokens: int, batches: tuple[int, ...], warmup: int,
-    rounds: int,
-) -> dict[Hashable, CombinationResult]:
-    """Measure each variant's footprint and prefill peak at each context once, then prefill ms and decode tokens/s at
-    each batch in interleaved rounds (every variant once per round); a refused kernel is recorded as the error."""
+def measure_matrix(variants: dict[Hashable, Variant], contexts: list[int], *, new_tokens: int, batches: tuple[int, ...],
+                   warmup: int, rounds: int) -> dict[Hashable, CombinationResult]:
+    """Measure each variant's footprint and prefill peak per context, then its prefill ms and decode tokens/s in rounds."""
+    # the peaks once; the timings in interleaved rounds (every variant once a round); a refused kernel is the error
     inputs, peaks, errors = {}, {}, {}
     for key, (model, implementation, backend) in variants.items():
         device = input_device(model)
@@ -154,8 +150,8 @@ def measure_matrix(
 
 
 def leaders(per_round: dict[Hashable, Sequence[float]], *, lower_is_better: bool, tolerance: float = 0.0) -> list:
-    """Return the best variant by median and every other one tied with it: its per-round ratios to the best (widened by
-    `tolerance`, e.g. 0.01 for deterministic memory figures) hold 1. Rounds pair up by position (interleaved runs)."""
+    """Return the best variant by median, then every other one whose per-round ratios to it hold 1 (a tie)."""
+    # rounds pair up by position (interleaved runs); `tolerance` widens the ratios, e.g. 0.01 for deterministic memory
     pick = min if lower_is_better else max
     best = pick(per_round, key=lambda key: statistics.median(per_round[key]))
     tied = []

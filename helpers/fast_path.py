@@ -21,13 +21,10 @@ def check_convertible(model: PreTrainedModel) -> None:
     """Raise FastPathUnsupportedError naming the first reason this model cannot use the fast path."""
     config = model.config
     if config.model_type not in SUPPORTED_TYPES:
-        raise FastPathUnsupportedError(
-            f"model type {config.model_type!r} is not supported; supported: {SUPPORTED_TYPES}"
-        )
+        raise FastPathUnsupportedError(f"model type {config.model_type!r} is not supported; supported: {SUPPORTED_TYPES}")
     if config.hidden_act not in FAST_PATH_ACTIVATIONS:
-        raise FastPathUnsupportedError(
-            f"activation {config.hidden_act!r}: the fused encoder layer only has {FAST_PATH_ACTIVATIONS}"
-        )
+        raise FastPathUnsupportedError(f"activation {config.hidden_act!r}: the fused encoder layer only has "
+                                       f"{FAST_PATH_ACTIVATIONS}")
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         raise FastPathUnsupportedError("relative position embeddings change attention scores; the fast path has none")
     if config.num_attention_heads % 2 == 1:

@@ -28,10 +28,7 @@ VENDOR_PREFIXES = ("NVIDIA ", "Tesla ")
 
 def data_sheet_name(device_name: str) -> str:
     """Return a device name as the data-sheet tables key it: without the vendor prefix."""
-    for prefix in VENDOR_PREFIXES:
-        if device_name.startswith(prefix):
-            return device_name[len(prefix) :]
-    return device_name
+    return next((device_name[len(prefix) :] for prefix in VENDOR_PREFIXES if device_name.startswith(prefix)), device_name)
 
 
 def _lookup(position: int, device: str | torch.device) -> tuple[str, float] | None:

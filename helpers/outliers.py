@@ -12,9 +12,8 @@ __all__ = ["capture_linear_inputs", "feature_magnitudes", "int8_matmul", "llm_in
 
 
 @torch.inference_mode()
-def capture_linear_inputs(
-    model: nn.Module, input_ids: torch.Tensor, names: Iterable[str] | None = None
-) -> dict[str, torch.Tensor]:
+def capture_linear_inputs(model: nn.Module, input_ids: torch.Tensor,
+                          names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
     """Run the model once and return, per linear layer (all, or those named), its input as a (tokens, features) tensor."""
     wanted = set(names) if names is not None else None
     captured: dict[str, torch.Tensor] = {}

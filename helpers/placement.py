@@ -12,15 +12,11 @@ from transformers import PreTrainedModel
 from helpers.memory import GiB
 from helpers.tables import one_of
 
-__all__ = [
-    "BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan", "to_bytes"
-]
+__all__ = ["BudgetError", "check_budget", "device_totals", "draw_device_map", "draw_plan", "model_bytes", "plan",
+           "to_bytes"]
 
-PRECISIONS: dict[str, torch.dtype | CustomDtype] = {
-    "bf16": torch.bfloat16,
-    "int8": torch.int8,
-    "4-bit": CustomDtype.INT4,
-}
+PRECISIONS: dict[str, torch.dtype | CustomDtype] = {"bf16": torch.bfloat16, "int8": torch.int8,
+                                                    "4-bit": CustomDtype.INT4}
 STRATEGIES = ("sequential", "balanced", "balanced_low_0", "auto")  # "auto": balanced, as device_map="auto" is
 
 
@@ -32,16 +28,8 @@ def to_bytes(value: int | str) -> int:
     """Return a max_memory entry ("600MB", "2GiB" or bytes) in bytes."""
     if isinstance(value, int):
         return value
-    units = {
-        "KIB": 2**10,
-        "MIB": 2**20,
-        "GIB": 2**30,
-        "TIB": 2**40,
-        "KB": 10**3,
-        "MB": 10**6,
-        "GB": 10**9,
-        "TB": 10**12,
-    }
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+             "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
     text = value.strip().upper()
     for unit, factor in units.items():
         if text.endswith(unit):
@@ -72,12 +60,8 @@ def check_budget(model: PreTrainedModel, max_memory: dict[int | str, int | str],
         )
 
 
-def plan(
-    model: PreTrainedModel,
-    max_memory: dict[int | str, int | str],
-    precision: str = "bf16",
-    strategy: str = "sequential",
-) -> dict[str, int | str]:
+def plan(model: PreTrainedModel, max_memory: dict[int | str, int | str], precision: str = "bf16",
+         strategy: str = "sequential") -> dict[str, int | str]:
     """Return accelerate's device map for imagined or real devices: "sequential", "balanced" ("auto") or "balanced_low_0"."""
     strategy = one_of("strategy", strategy, STRATEGIES)  # before the budget: a wrong name is no budget problem
     check_budget(model, max_memory, precision)
@@ -100,9 +84,8 @@ def device_totals(model: PreTrainedModel, device_map: dict[str, int | str], prec
     return dict(totals)
 
 
-def draw_device_map(
-    model: PreTrainedModel, device_map: dict[str, int | str], title: str, precision: str = "bf16"
-) -> None:
+def draw_device_map(model: PreTrainedModel, device_map: dict[str, int | str], title: str,
+                    precision: str = "bf16") -> None:
     """Show the model's modules, in order, as one bar coloured by the device each lands on."""
     import matplotlib.pyplot as plt
 
@@ -115,22 +98,17 @@ def draw_device_map(
         width = sizes[module] / GiB
         ax.barh(0, width, left=left, color=colours[device], edgecolor="white", linewidth=0.3)
         left += width
+    totals = device_totals(model, device_map, precision)
     for device in devices:
-        ax.barh(
-            0,
-            0,
-            color=colours[device],
-            label=f"{device}: {device_totals(model, device_map, precision)[device] / GiB:.1f} GiB",
-        )
+        ax.barh(0, 0, color=colours[device], label=f"{device}: {totals[device] / GiB:.1f} GiB")
     ax.set(yticks=[], xlabel="GiB of weights, modules in order (embedding → layers → head)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=len(devices), frameon=False)
     fig.tight_layout()
     plt.show()
 
 
-def draw_plan(
-    model: PreTrainedModel, gpu0_gib: int, gpu1_gib: int, cpu_gib: int, precision: str, strategy: str
-) -> None:
+def draw_plan(model: PreTrainedModel, gpu0_gib: int, gpu1_gib: int, cpu_gib: int, precision: str,
+              strategy: str) -> None:
     """Plan the model onto two imagined GPUs and the CPU at these budgets and draw the map, or say why it cannot fit."""
     budget = {0: f"{gpu0_gib}GiB", 1: f"{gpu1_gib}GiB", "cpu": f"{cpu_gib}GiB"}
     try:
@@ -138,9 +116,5 @@ def draw_plan(
     except BudgetError as err:
         print(f"BudgetError: {err}")
         return
-    draw_device_map(
-        model,
-        device_map,
-        f"{precision}, {strategy}: GPU 0 {gpu0_gib} GiB, GPU 1 {gpu1_gib} GiB, CPU {cpu_gib} GiB",
-        precision,
-    )
+    title = f"{precision}, {strategy}: GPU 0 {gpu0_gib} GiB, GPU 1 {gpu1_gib} GiB, CPU {cpu_gib} GiB"
+    draw_device_map(model, device_map, title, precision)

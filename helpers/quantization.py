@@ -13,10 +13,8 @@ from transformers.quantizers.quantizers_utils import should_convert_module
 from helpers.memory import extra_bytes
 from helpers.tables import one_of
 
-__all__ = [
-    "bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "predicted_footprint",
-    "quantize_from_scratch"
-]
+__all__ = ["bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint_by_kind", "predicted_footprint",
+           "quantize_from_scratch"]
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
 QUANT_TYPES = ("fp4", "nf4")  # bitsandbytes' 4-bit code books
@@ -93,22 +91,17 @@ def quantized_weight_bytes(weight: torch.Tensor, scheme: str) -> int:
 
 
 def unconverted_modules(model: torch.nn.Module, skip_modules: list[str] | None = None) -> list[str]:
-    """Return the module names transformers' bitsandbytes quantizers leave unconverted, as `from_pretrained` decides them.
-
-    `skip_modules` (`llm_int8_skip_modules`) replaces the default list (the output head and weights tied to it) when
-    given; the model's `_keep_in_fp32_modules` are added either way. Match names with `should_convert_module`.
-    """
+    """Return the module names transformers' bitsandbytes quantizers leave unconverted, as `from_pretrained` decides them."""
+    # skip_modules (llm_int8_skip_modules), given, replaces the default (the output head and weights tied to it); the
+    # model's _keep_in_fp32_modules are added either way. Match names with should_convert_module.
     return HfQuantizer.get_modules_to_not_convert(model, skip_modules, getattr(model, "_keep_in_fp32_modules", None))
 
 
 def predicted_footprint(model: torch.nn.Module, scheme: str, skip_modules: list[str] | None = None) -> dict[str, int]:
-    """Return the bytes of a model's weights loaded under a scheme, split into "quantized" and "unquantized".
-
-    The model may live on the meta device. "fp32" and "bf16" store every parameter at 4 or 2 bytes; "int8", "nf4" and
-    "nf4-dq" quantize what transformers' bitsandbytes quantizer converts (every `nn.Linear` outside `skip_modules`;
-    None: its default, the output head and weights tied to it) and keep the rest at 2 bytes. Tied weights count once;
-    buffers count at their own size.
-    """
+    """Return the bytes of a model's weights loaded under a scheme, split into "quantized" and "unquantized"."""
+    # the model may be on the meta device. fp32 and bf16 store every parameter at 4 or 2 bytes; int8, nf4 and nf4-dq
+    # quantize each nn.Linear outside skip_modules (unconverted_modules) and keep the rest at 2 bytes. Tied weights
+    # count once; buffers at their own size.
     one_of("scheme", scheme, BITS_PER_WEIGHT)
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
     quantizing = scheme in ("int8", "nf4", "nf4-dq")

@@ -50,9 +50,7 @@ def synchronize(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def benchmark(
-    fn: Callable[[], Any], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
-) -> Timing:
+def benchmark(fn: Callable[[], Any], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5) -> Timing:
     """Time fn after `warmup` untimed calls: CUDA events on one GPU, else perf_counter (after syncing for ALL_GPUS)."""
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -82,9 +80,8 @@ def time_once(fn: Callable[[], Any], device: str | torch.device) -> float:
     return benchmark(fn, device=device, warmup=0, repeats=1).times_ms[0]
 
 
-def benchmark_interleaved(
-    calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1, repeats: int = 5
-) -> dict[str, Timing]:
+def benchmark_interleaved(calls: dict[str, Callable[[], Any]], *, device: str | torch.device = "cpu", warmup: int = 1,
+                          repeats: int = 5) -> dict[str, Timing]:
     """Time several calls in turn, one of each per round (A, B, A, B, ...) after `warmup` untimed rounds, by name."""
     with torch.inference_mode():
         for _ in range(warmup):
@@ -142,9 +139,8 @@ class GenerationTiming:
         )
 
 
-def generate_run(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **generate_options: Any
-) -> Callable[[int], Any]:
+def generate_run(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 **generate_options: Any) -> Callable[[int], Any]:
     """Return run(count): greedy `generate` of exactly `count` new tokens from these inputs, as decode_step_ms times it."""
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
 
@@ -155,10 +151,9 @@ def generate_run(
     return run
 
 
-def benchmark_generation(
-    model: torch.nn.Module, input_ids: torch.Tensor, *, new_tokens: int, warmup: int = 1, repeats: int = 3,
-    attention_mask: torch.Tensor | None = None, device: str | torch.device | None = None, **generate_options: Any,
-) -> GenerationTiming:
+def benchmark_generation(model: torch.nn.Module, input_ids: torch.Tensor, *, new_tokens: int, warmup: int = 1,
+                         repeats: int = 3, attention_mask: torch.Tensor | None = None,
+                         device: str | torch.device | None = None, **generate_options: Any) -> GenerationTiming:
     """Time greedy `generate` for 1 token (prefill), then `repeats` decode steps with decode_step_ms, after warm-ups."""
     # `device` is where the timing clock runs: the inputs' device unless given (ALL_GPUS for a model split over GPUs)
     device = device or input_ids.device
