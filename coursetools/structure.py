@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("helpers", "coursetools")
 MAX_DEPTH = 5  # modules in the longest import chain inside helpers
-MAX_LINES = 2700  # lines of helpers/*.py (issue 27 aims at about 2,500; helpers.parallel_decode adds 190)
+MAX_LINES = 2500  # lines of helpers/*.py: issue 27's "about 2,500 or less", reached by moving machinery to coursetools
 
 
 def modules(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:

@@ -27,11 +27,8 @@ BACKENDS = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION
 # When every allowed backend refuses, PyTorch's sdp_utils warns one of these headings per backend, each followed by
 # that backend's reasons (select_sdp_backend in aten/src/ATen/native/transformers/cuda/sdp_utils.cpp; the CPU's
 # sdp_utils_cpp.cpp heads flash the same way).
-HEADINGS = {
-    "Memory efficient kernel not used because:": "efficient",
-    "Flash attention kernel not used because:": "flash",
-    "cuDNN attention kernel not used because:": "cudnn",
-}
+HEADINGS = {"Memory efficient kernel not used because:": "efficient", "Flash attention kernel not used because:": "flash",
+            "cuDNN attention kernel not used because:": "cudnn"}
 
 # backends an emulated GPU lacks, with why (coursetools.profiles fills it for T4 emulation); probe_backends reports them
 MISSING_SDPA_BACKENDS: dict[str, str] = {}
@@ -47,19 +44,15 @@ class SweepPoint:
     error: str = ""
 
 
-def is_out_of_memory(err: Exception) -> bool:
-    """Return whether an exception is an out-of-memory failure (CUDA or CPU allocator)."""
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
 def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int, repeats: int) -> SweepPoint:
     """Measure one call's peak memory and median time; an out-of-memory or refused call becomes a point with its reason."""
     try:
         peak = peak_memory(call, device)
         timing = benchmark(call, device=device, warmup=warmup, repeats=repeats)
         point = SweepPoint(seq, timing.median, peak.added)
-    except (RuntimeError, torch.OutOfMemoryError) as err:
-        point = SweepPoint(seq, None, None, "out of memory" if is_out_of_memory(err) else str(err).split("\n")[0])
+    except (RuntimeError, torch.OutOfMemoryError) as err:  # out of memory (CUDA or CPU allocator), or refused
+        oom = isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+        point = SweepPoint(seq, None, None, "out of memory" if oom else str(err).split("\n")[0])
     if device == "cuda":
         torch.cuda.empty_cache()
     return point
@@ -84,9 +77,8 @@ def run_with_backend(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Te
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
 
 
-def probe_backends(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
-) -> dict[str, Verdict]:
+def probe_backends(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                   is_causal: bool = False) -> dict[str, Verdict]:
     """Try every SDPA backend on these inputs; for each refused one, keep PyTorch's warnings that say why."""
     verdicts = {}
     for name in BACKENDS:
@@ -123,9 +115,8 @@ def reasons_by_backend(messages: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return {name: tuple(dict.fromkeys(reasons)) for name, reasons in grouped.items()}
 
 
-def default_backend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
-) -> str:
+def default_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                    is_causal: bool = False) -> str:
     """Return the backend SDPA picks by itself for these inputs on this machine (its priority order, global switches)."""
     choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
     return next(name for name, backend in BACKENDS.items() if int(backend) == choice)
@@ -223,10 +214,8 @@ def draw_attention_memory(seq: int, *, batch: int, heads: int, head_dim: int, el
     # element: the bytes of one input value; score_element: those of one score as the math kernel stores it
     import matplotlib.pyplot as plt
 
-    bars = {
-        "math: scores (b·h·n²)": batch * heads * seq * seq * score_element,
-        "fused: q, k, v, out (4·b·h·n·d)": 4 * batch * heads * seq * head_dim * element,
-    }
+    bars = {"math: scores (b·h·n²)": batch * heads * seq * seq * score_element,
+            "fused: q, k, v, out (4·b·h·n·d)": 4 * batch * heads * seq * head_dim * element}
     for name, points in (sweep or {}).items():
         for point in points:
             if point.seq == seq and point.peak_bytes:

@@ -13,19 +13,15 @@ from helpers.quality import evaluation_text
 __all__ = ["padded_batch", "padding_fraction", "sentences"]
 
 
-def padded_batch(
-    vocab_size: int, batch: int, length: int, padding: float, seed: int = 0, device: str = "cpu",
-    shortest: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_batch(vocab_size: int, batch: int, length: int, padding: float, seed: int = 0, device: str = "cpu",
+                 shortest: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (input_ids, attention_mask) of `batch` rows padded to `length`, about `padding` of the slots being padding."""
     # one row fills the width; the others spread evenly as widest_spread or (with `shortest`) spread_from lays them out
     if not 0 <= padding < 1:
         raise ValueError(f"padding {padding!r}: it is the share of padded slots, a fraction in [0, 1) such as 0.5")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 2:
-        raise ValueError(
-            f"vocab_size {vocab_size!r}: pass the number of token ids as a whole number of at least 2 (id 0 is "
-            "padding), e.g. tokenizer.vocab_size, or model.config.vocab_size for a model without a tokenizer"
-        )
+        raise ValueError(f"vocab_size {vocab_size!r}: pass the number of token ids as a whole number of at least 2 (id 0 "
+                         "is padding), e.g. tokenizer.vocab_size, or model.config.vocab_size for a model without a tokenizer")
     for name, value in (("batch", batch), ("length", length)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} {value!r}: pass a whole number of at least 1")
@@ -62,11 +58,10 @@ def spread_from(batch: int, length: int, padding: float, shortest: int) -> torch
     if not shortest <= others or top > length:
         low, high = max(1, 2 * others - length), others
         reachable = f"between {math.ceil(low)} and {math.floor(high)}" if low <= high else "no value"
-        raise ValueError(
-            f"shortest {shortest}: {padding:.0%} padding in a batch of {batch} rows of {length} slots cannot be reached "
-            f"with rows spread evenly from {shortest} tokens up to at most {length} (the other rows must average "
-            f"{others:.1f} tokens); for this padding choose shortest {reachable}, or leave it unset"
-        )
+        raise ValueError(f"shortest {shortest}: {padding:.0%} padding in a batch of {batch} rows of {length} slots cannot "
+                         f"be reached with rows spread evenly from {shortest} tokens up to at most {length} (the other "
+                         f"rows must average {others:.1f} tokens); for this padding choose shortest {reachable}, or "
+                         "leave it unset")
     lengths = torch.cat([torch.linspace(shortest, top, batch - 1), torch.tensor([float(length)])])
     return lengths.round().clamp(shortest, length).long()
 

@@ -20,9 +20,8 @@ def cache_dir() -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OSError(
-            f"the course cache {folder} cannot be created ({err.strerror}): set {CACHE_ENV} to a folder you can write"
-        ) from err
+        raise OSError(f"the course cache {folder} cannot be created ({err.strerror}): set {CACHE_ENV} to a folder you "
+                      "can write") from err
     return folder
 
 

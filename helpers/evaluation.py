@@ -36,10 +36,8 @@ class DecoderReport:
     def row(self, name: str) -> str:
         """Return this report as one aligned text row."""
         ppl = f"{self.perplexity:8.2f}" if self.perplexity is not None else "       -"
-        return (
-            f"{name:<32}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}{self.decode_tokens_per_s:>9.1f}"
-            f"  {self.answer[:60]!r}"
-        )
+        return (f"{name:<32}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}"
+                f"{self.decode_tokens_per_s:>9.1f}  {self.answer[:60]!r}")
 
 
 REPORT_HEADER = f"{'variant':<32}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
@@ -53,13 +51,9 @@ def evaluate_decoder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase 
     device = input_device(model)
     prompt = torch.randint(0, model.config.vocab_size, (1, prompt_tokens), device=device)
     speed = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=warmup, repeats=repeats)
-    return DecoderReport(
-        footprint_bytes=model_footprint(model),
-        perplexity=perplexity(model, tokenizer, max_tokens=eval_tokens) if real else None,
-        answer=ask(model, tokenizer, question) if real else "(synthetic weights: no meaningful text)",
-        prefill_ms=speed.prefill.median,
-        decode_tokens_per_s=speed.decode_tokens_per_s,
-    )
+    return DecoderReport(model_footprint(model), perplexity(model, tokenizer, max_tokens=eval_tokens) if real else None,
+                         ask(model, tokenizer, question) if real else "(synthetic weights: no meaningful text)",
+                         speed.prefill.median, speed.decode_tokens_per_s)
 
 
 Variant = tuple[PreTrainedModel, str, str | None]  # a model, its attention implementation, the one SDPA backend allowed
@@ -137,16 +131,11 @@ def measure_matrix(variants: dict[Hashable, Variant], contexts: list[int], *, ne
                         prefill[key][context].append(ms)
                     for rows, speed in speeds.items():
                         decode[key][rows].append(speed)
-    return {
-        key: CombinationResult(
-            model_footprint(variants[key][0]),
-            peaks[key],
-            {c: tuple(prefill[key][c]) for c in prefill[key]} if key in live else {},
-            {rows: tuple(decode[key][rows]) for rows in decode[key]} if key in live else {},
-            errors.get(key, ""),
-        )
-        for key in variants
-    }
+    return {key: CombinationResult(model_footprint(variants[key][0]), peaks[key],
+                                   {c: tuple(prefill[key][c]) for c in prefill[key]} if key in live else {},
+                                   {rows: tuple(decode[key][rows]) for rows in decode[key]} if key in live else {},
+                                   errors.get(key, ""))
+            for key in variants}
 
 
 def leaders(per_round: dict[Hashable, Sequence[float]], *, lower_is_better: bool, tolerance: float = 0.0) -> list:

@@ -28,11 +28,10 @@ def check_convertible(model: PreTrainedModel) -> None:
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         raise FastPathUnsupportedError("relative position embeddings change attention scores; the fast path has none")
     if config.num_attention_heads % 2 == 1:
-        raise FastPathUnsupportedError(
-            f"{config.num_attention_heads} attention heads: PyTorch runs an odd head count without its fused layer "
-            "and without nested tensors ('num_head is odd' in nn.TransformerEncoderLayer), computing the padding; "
-            'keep this model on attn_implementation="sdpa"'
-        )
+        raise FastPathUnsupportedError(f"{config.num_attention_heads} attention heads: PyTorch runs an odd head count "
+                                       "without its fused layer and without nested tensors ('num_head is odd' in "
+                                       'nn.TransformerEncoderLayer), computing the padding; keep this model on '
+                                       'attn_implementation="sdpa"')
     if config.is_decoder or getattr(config, "add_cross_attention", False):
         raise FastPathUnsupportedError("decoders and cross-attention are not encoder self-attention")
     if model.training:
@@ -122,9 +121,8 @@ def from_fast_path(fast: FastPathEncoder) -> PreTrainedModel:
             attention = layer.attention
             weights = fused.self_attn.in_proj_weight.chunk(3)
             biases = fused.self_attn.in_proj_bias.chunk(3)
-            for projection, weight, bias in zip(
-                (attention.self.query, attention.self.key, attention.self.value), weights, biases, strict=True
-            ):
+            projections = (attention.self.query, attention.self.key, attention.self.value)
+            for projection, weight, bias in zip(projections, weights, biases, strict=True):
                 projection.weight.copy_(weight)
                 projection.bias.copy_(bias)
             attention.output.dense.load_state_dict(fused.self_attn.out_proj.state_dict())

@@ -26,16 +26,12 @@ BANDWIDTH, FLOPS_16BIT = 0, 1  # positions in a DATA_SHEETS entry
 VENDOR_PREFIXES = ("NVIDIA ", "Tesla ")
 
 
-def data_sheet_name(device_name: str) -> str:
-    """Return a device name as the data-sheet tables key it: without the vendor prefix."""
-    return next((device_name[len(prefix) :] for prefix in VENDOR_PREFIXES if device_name.startswith(prefix)), device_name)
-
-
 def _lookup(position: int, device: str | torch.device) -> tuple[str, float] | None:
     """Return (name, figure at position) of the data sheet named exactly like this CUDA device, or None."""
     if torch.device(device).type != "cuda":
         return None
-    key = data_sheet_name(torch.cuda.get_device_name(device))
+    name = torch.cuda.get_device_name(device)
+    key = next((name[len(prefix) :] for prefix in VENDOR_PREFIXES if name.startswith(prefix)), name)
     return (key, DATA_SHEETS[key][position]) if key in DATA_SHEETS else None
 
 

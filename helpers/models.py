@@ -83,9 +83,7 @@ def available_models() -> str:
     for name, packaged in PACKAGED.items():
         here = "installed" if importlib.util.find_spec(packaged.package) else f"not installed: {packaged.install}"
         lines.append(f"  {name:<18} real weights of {packaged.hub_id} ({here})")
-    lines += [
-        f"  {name:<18} synthetic weights, shape of a {config.model_type} model" for name, config in SYNTHETIC.items()
-    ]
+    lines += [f"  {name:<18} synthetic weights, shape of a {config.model_type} model" for name, config in SYNTHETIC.items()]
     lines.append("Or a local checkpoint folder, or a Hub id such as 'facebook/opt-350m' when the Hub is reachable.")
     return "\n".join(lines)
 
@@ -169,10 +167,8 @@ def resolve_source(name: str, model_class: type, needs_checkpoint: bool) -> tupl
         return Path(name), "local folder"
     if "/" in name:
         if hub_offline() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise UnknownModelError(
-                f"{name!r} is not in the Hub cache and HF_HUB_OFFLINE is set: unset it to download, or use a course "
-                f"model.\n{available_models()}"
-            )
+            raise UnknownModelError(f"{name!r} is not in the Hub cache and HF_HUB_OFFLINE is set: unset it to download, "
+                                    f"or use a course model.\n{available_models()}")
         return name, "Hub"
     raise UnknownModelError(f"Unknown model {name!r}.\n{available_models()}")
 
@@ -211,11 +207,9 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase | None:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        warnings.warn(
-            f"{name}: {source} has no usable tokenizer ({first}); the model itself loads. Cells that need text (ask, "
-            "perplexity) need one: copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder.",
-            stacklevel=2,
-        )
+        warnings.warn(f"{name}: {source} has no usable tokenizer ({first}); the model itself loads. Cells that need text "
+                      "(ask, perplexity) need one: copy the tokenizer files (tokenizer.json, tokenizer_config.json) into "
+                      "the folder.", stacklevel=2)
         return None
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and type(backend.model).__name__ == "BPE":

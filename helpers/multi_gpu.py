@@ -36,13 +36,9 @@ def placement_rows(placements: dict[str, dict[str, Any]]) -> tuple[list[str], li
     rows = []
     for name, result in placements.items():
         used = gpus_used(result)
-        rows.append([
-            PLACEMENT_NAMES[name],
-            *[interval_text(result["prefill_ms"][n]) for n in lengths],
-            *[interval_text(result["decode"][b]) for b in batches],
-            " / ".join(f"{m['allocated_gib']:.1f}" for m in used),
-            " / ".join(f"{m['peak_gib']:.1f}" for m in used),
-        ])
+        rows.append([PLACEMENT_NAMES[name], *[interval_text(result["prefill_ms"][n]) for n in lengths],
+                     *[interval_text(result["decode"][b]) for b in batches],
+                     " / ".join(f"{m['allocated_gib']:.1f}" for m in used), " / ".join(f"{m['peak_gib']:.1f}" for m in used)])
     return headers, rows
 
 
@@ -77,11 +73,9 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
         lines.append(f"{PLACEMENT_NAMES[result['placement']]}: batch-{batch} decode {rate:.1f} tok/s = "
                      f"{100 * rate / bound:.0f}% of its bandwidth bound {bound:.0f} tok/s")
     pipeline = ratio_interval(pipe["decode"][batch], one["decode"][batch])
-    why = {
-        True: "; both read all the weights per token, one GPU after the other; the extra time (copies between the "
-        "GPUs, or accelerate's hooks on every submodule) is not measured apart here",
-        False: "; the GPUs take turns, so the second GPU adds memory, not speed",
-    }
+    why = {True: "; both read all the weights per token, one GPU after the other; the extra time (copies between the "
+                 "GPUs, or accelerate's hooks on every submodule) is not measured apart here",
+           False: "; the GPUs take turns, so the second GPU adds memory, not speed"}
     lines.append("pipeline vs one GPU, decode: " + compare(pipeline) + ("" if pipeline[1] > 1 else why[pipeline[2] < 1]))
     lines += prefill_lines("pipeline", pipe, one, (lengths[0], lengths[-1]))
     lines.append("tensor parallel vs one GPU, decode: " + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))

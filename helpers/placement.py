@@ -53,11 +53,10 @@ def check_budget(model: PreTrainedModel, max_memory: dict[int | str, int | str],
     if need > have:
         smaller = {p: model_bytes(model, p) / GiB for p in PRECISIONS if model_bytes(model, p) < need}
         hint = ", ".join(f"{p} needs {size:.1f} GiB" for p, size in smaller.items())
-        raise BudgetError(
-            f"the weights need {need / GiB:.1f} GiB at {precision} but max_memory gives {have / GiB:.1f} GiB "
-            f"({', '.join(f'{k}: {to_bytes(v) / GiB:.1f} GiB' for k, v in max_memory.items())}). Raise a budget, "
-            f"add 'disk' (offload_folder=...) for the rest, or quantize" + (f": {hint}." if hint else ".")
-        )
+        budgets = ", ".join(f"{k}: {to_bytes(v) / GiB:.1f} GiB" for k, v in max_memory.items())
+        raise BudgetError(f"the weights need {need / GiB:.1f} GiB at {precision} but max_memory gives {have / GiB:.1f} "
+                          f"GiB ({budgets}). Raise a budget, add 'disk' (offload_folder=...) for the rest, or quantize"
+                          + (f": {hint}." if hint else "."))
 
 
 def plan(model: PreTrainedModel, max_memory: dict[int | str, int | str], precision: str = "bf16",

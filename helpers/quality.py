@@ -44,9 +44,8 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, ma
 def chat_inputs(tokenizer: PreTrainedTokenizerBase, question: str, device: torch.device) -> dict[str, torch.Tensor]:
     """Return model inputs for one user question, through the chat template when the tokenizer has one."""
     if tokenizer.chat_template:
-        encoded = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        encoded = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                return_tensors="pt", return_dict=True)
     else:
         encoded = tokenizer(question, return_tensors="pt")
     return {key: value.to(device) for key, value in encoded.items()}
@@ -60,8 +59,7 @@ def ask(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, question: st
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
-def greedy_answers(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: tuple[str, ...] = PROMPTS, max_new_tokens: int = 24
-) -> dict[str, str]:
+def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: tuple[str, ...] = PROMPTS,
+                   max_new_tokens: int = 24) -> dict[str, str]:
     """Return the greedy answer to each prompt."""
     return {prompt: ask(model, tokenizer, prompt, max_new_tokens) for prompt in prompts}

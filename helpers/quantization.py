@@ -18,13 +18,9 @@ __all__ = ["bits_per_weight", "bitsandbytes_round_trip", "code_book", "footprint
 
 BLOCK = 64  # bitsandbytes' default 4-bit block size
 QUANT_TYPES = ("fp4", "nf4")  # bitsandbytes' 4-bit code books
-BITS_PER_WEIGHT = {  # storage bits per quantized weight, scales included, for each scheme
-    "fp32": 32.0,
-    "bf16": 16.0,
-    "int8": 8.0 + 32 / 4096,  # one fp32 scale per row; rows are thousands of weights long
-    "nf4": 4.0 + 32 / BLOCK,
-    "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256),
-}
+# storage bits per quantized weight, scales included, per scheme; int8 has one fp32 scale per row of thousands of weights
+BITS_PER_WEIGHT = {"fp32": 32.0, "bf16": 16.0, "int8": 8.0 + 32 / 4096, "nf4": 4.0 + 32 / BLOCK,
+                   "nf4-dq": 4.0 + 8 / BLOCK + 32 / (BLOCK * 256)}
 
 
 def code_book(quant_type: str) -> torch.Tensor:
@@ -48,17 +44,13 @@ def bitsandbytes_round_trip(weight: torch.Tensor, quant_type: str, block: int = 
     return bnbf.dequantize_4bit(packed, state)
 
 
+KINDS = ((bnb.nn.Linear4bit, "4-bit linear"), (bnb.nn.Linear8bitLt, "int8 linear"), (torch.nn.Embedding, "embedding"),
+         (torch.nn.Linear, "linear (unquantized)"))  # the first that matches names a module (a 4-bit linear is a Linear)
+
+
 def module_kind(module: torch.nn.Module) -> str:
     """Name the kind of a leaf module for footprint tables."""
-    if isinstance(module, bnb.nn.Linear4bit):
-        return "4-bit linear"
-    if isinstance(module, bnb.nn.Linear8bitLt):
-        return "int8 linear"
-    if isinstance(module, torch.nn.Embedding):
-        return "embedding"
-    if isinstance(module, torch.nn.Linear):
-        return "linear (unquantized)"
-    return "norms and other"
+    return next((name for kind, name in KINDS if isinstance(module, kind)), "norms and other")
 
 
 def footprint_by_kind(model: torch.nn.Module) -> dict[str, int]:

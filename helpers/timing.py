@@ -133,10 +133,8 @@ class GenerationTiming:
         return 1e3 / self.decode.median
 
     def __str__(self) -> str:
-        return (
-            f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
-            f"(batch {self.batch}, {self.new_tokens} new tokens)"
-        )
+        return (f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
+                f"(batch {self.batch}, {self.new_tokens} new tokens)")
 
 
 def generate_run(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
