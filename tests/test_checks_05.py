@@ -104,7 +104,7 @@ def test_measure_matrix_times_each_variant_per_round_and_records_a_refused_kerne
 
     model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
     variants = {"eager": (model, "eager", None), "sdpa math": (model, "sdpa", "math"), "cudnn": (model, "sdpa", "cudnn")}
-    matrix = measure_matrix(variants, [8, 16], new_tokens=4, batches=(1, 2), warmup=0, rounds=2)
+    matrix = measure_matrix(variants, [8, 16], new_tokens=24, batches=(1, 2), warmup=0, rounds=2)
     assert matrix["cudnn"].error  # no cuDNN attention on a CPU
     for key in ("eager", "sdpa math"):
         result = matrix[key]
