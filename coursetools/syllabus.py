@@ -73,7 +73,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             Measure("decode_tok_s", "decode, batch 1", "tok/s"),
             Measure("footprint_mib", "weights", "MiB"),
             Measure("forward_ms", "forward pass", "ms"),
-            Measure("perplexity", "perplexity"),
+            Measure("perplexity", "perplexity, SmolLM2 from its Q4_1 GGUF"),
             Measure("prefill_ms", "prefill", "ms"),
         ),
     ),
@@ -171,7 +171,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             Measure("large_nf4_vs_half_decode", "large shape: nf4 decode tok/s vs 16-bit", "x"),
             Measure("nf4_vs_half_footprint", "SmolLM2: nf4 weights vs 16-bit", "x"),
             Measure("nf4_vs_half_decode", "SmolLM2: nf4 decode tok/s vs 16-bit", "x"),
-            Measure("*_ppl", "perplexity, {}"),
+            Measure("*_ppl", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
     ),
     LessonRecord(
@@ -210,7 +210,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
-            Measure("ppl_*", "perplexity, {}"),
+            Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
     ),
     LessonRecord(
@@ -247,7 +247,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         recorded=(
             Measure("compiled_static_vs_dynamic_decode", "decode: compiled static cache vs plain generate (dynamic cache)", "x"),
             Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
-            Measure("ppl_*", "perplexity, {}"),
+            Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
     ),
     LessonRecord(
@@ -367,7 +367,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         t4={"shapes": ["llama-1b-shape"], "dtype": "float16", "eval_tokens": 2048},
         recorded=(
             Measure("*_decode", "decode speed, {}", "x"),
-            Measure("ppl_*", "perplexity, {}"),
+            Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
     ),
 )
