@@ -163,8 +163,8 @@ print("the four lines and SDPA agree")
 # allowed). The CPU's math kernel is the same code and follows the same switch. The cell below predicts the scores'
 # dtype from that rule, for this lesson's dtype and for float16 (on a CPU this lesson computes in float32, where there
 # is nothing to convert), and checks it: `math_score_dtype` does not read the switch, it runs the math kernel on a
-# small input of a given dtype on this device and returns the dtype its softmax ran in. The check fails where the math
-# kernel keeps half precision.
+# small input of a given dtype on this device and returns the dtype its softmax ran in. The check fails where the dtype
+# the math kernel used differs from the rule's prediction.
 
 # %%
 from helpers.attention import math_score_dtype
@@ -189,8 +189,8 @@ for seq in lesson.size("seq_lens"):
 
 # %% [markdown]
 # ### Exercise
-# How many bytes does the math kernel's score matrix take at 8192 tokens, with this lesson's `batch`, `heads` and
-# `score_element` (bytes per score as the math kernel stores it)?
+# How many bytes would the math kernel's score matrix take at 65536 tokens (longer than any sweep here), with this
+# lesson's `batch`, `heads` and `score_element` (bytes per score as the math kernel stores it)?
 # Write it as `answer = ...` and run the check below it. A solution is in
 # [`workshop/solutions/02.py`](../workshop/solutions/02.py).
 # In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/02.py` and run
@@ -222,8 +222,8 @@ check("02", answer, batch=batch, heads=heads, element=score_element)
 # | `EFFICIENT_ATTENTION` | CUDA sm50 to sm121 | fp16 and fp32; bf16 needs sm80; accepts masks |
 # | `CUDNN_ATTENTION` | CUDA sm80 to sm121, cuDNN 9 or newer | fp16/bf16, head dim a multiple of 8 and ≤ 128 (256 on sm90/sm100 with a recent cuDNN) |
 #
-# SDPA tries the allowed backends in a priority order: flash, memory-efficient, math, cuDNN, except on sm90 and
-# sm100 GPUs with a cuDNN newer than 9.15, where PyTorch puts cuDNN first (`check_prefer_cudnn_attention`;
+# SDPA tries the allowed backends in a priority order: flash, memory-efficient, math, cuDNN, except on GPUs of
+# compute capability 9.x and 10.x (Hopper, data-centre Blackwell) with cuDNN 9.15.1 or newer, where PyTorch puts cuDNN first (`check_prefer_cudnn_attention`;
 # `TORCH_CUDNN_SDPA_DEPRIORITIZED=1` turns that off). Which backends run on *this* machine, for the inputs of this
 # lesson, and which one SDPA picks by itself:
 
@@ -271,8 +271,8 @@ assert picked[True] == next(name for name in listed if name in runs_here)
 
 # %% [markdown]
 # ### Exercise: write the call
-# On sm 9.0 and newer GPUs with a recent cuDNN (H100, H200; the priority order printed above is this machine's)
-# PyTorch tries cuDNN before flash. Write the `sdpa_kernel` call that allows only the flash and cuDNN
+# On GPUs of compute capability 9.x and 10.x (H100, H200, B200) with cuDNN 9.15.1 or newer (the priority order printed
+# above is this machine's) PyTorch tries cuDNN before flash; on other GPUs, sm 12.x ones included, flash comes first. Write the `sdpa_kernel` call that allows only the flash and cuDNN
 # kernels and tries **flash first** (how you rule cuDNN out when you suspect it, without losing it as a fallback).
 # Write it as `answer_call = sdpa_kernel(...)`, without `with`: the check enters it, reads which backends are
 # allowed and in which order, and leaves it. A solution is in
@@ -341,9 +341,9 @@ check("02-predict", answer_predict, peak_bytes=math_at_headline.peak_bytes,
 
 # %% [markdown]
 # The N × N cell predicted the dtype of the math kernel's scores. While its softmax runs, the scores and the weights
-# are both held, so its peak is at least two score matrices in that dtype: the check below. Where the inputs are in
-# half precision, scores and weights kept in half precision would take half those bytes, so there the check would
-# likely fail where the scores were not upcast. (On a CPU, whose inputs here are float32, the two dtypes agree, and
+# are both held, so its peak is at least two score matrices in that dtype: the check below. It takes that dtype from
+# the N × N cell, whose probe already checked it, so it does not test the upcast again: it checks only that the math
+# kernel holds scores and weights at the same time. (On a CPU, whose inputs here are float32, the two dtypes agree, and
 # only the dtype probe above tells them apart.) At every length where the math kernel ran:
 
 # %%
@@ -357,6 +357,10 @@ assert all(p.peak_bytes >= 2 * batch * heads * p.seq * p.seq * score_element for
 # %% [markdown]
 # The headline: the kernel SDPA picks by itself against the math kernel at the headline length, timed in
 # interleaved rounds (one call of each per round); the interval is the lowest to highest per-round ratio.
+# The sweep above gives a second estimate of the same ratio (math's ms over the picked kernel's at the headline length,
+# each backend timed alone in its own repeats). In the stored GPU run it lies above the interval below, and these
+# outputs do not say why the two timing methods differ; the figure recorded (and quoted in the README) is the
+# interleaved one.
 
 # %%
 from functools import partial
@@ -384,7 +388,9 @@ print("math failed at:", math_failed_at or "no length in this sweep",
 # ### Explore: attention memory against sequence length
 # Move the slider. The math kernel's score matrix grows with the *square* of the sequence, the fused kernels'
 # working set (q, k, v and the output) only linearly. The dashed line is the memory this run may use (the profile's
-# cap under T4 emulation); grey bars are the peaks measured above, where the sweep reached that length.
+# cap under T4 emulation); grey bars are the peaks measured above, where the sweep reached that length. Those peaks
+# count only what a call allocated on top of its inputs, so they leave q, k and v out: set a fused kernel's grey bar
+# against a quarter of the green bar (the output alone), not against the whole of it.
 
 # %%
 from helpers.attention import draw_attention_memory

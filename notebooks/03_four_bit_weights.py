@@ -200,7 +200,7 @@ plt.show()
 # |---|---|---|
 # | `load_in_4bit` | replace linear layers with bitsandbytes `Linear4bit` | `False` (nothing is quantized) |
 # | `bnb_4bit_quant_type` | the code book: `"fp4"` or `"nf4"` | `"fp4"` |
-# | `bnb_4bit_compute_dtype` | each 4-bit weight is expanded to this dtype for the matrix product; the layer's output is cast back to the input's dtype (`Linear4bit.forward`, `bitsandbytes/nn/modules.py` lines 609-637) | `None`, which becomes `torch.float32` |
+# | `bnb_4bit_compute_dtype` | the dtype the matrix product runs in: each 4-bit weight is decoded to it (inside bitsandbytes' fused kernel for a few input rows, into a dequantized copy of the whole weight for many); the layer's output is cast back to the input's dtype (`Linear4bit.forward`, `bitsandbytes/nn/modules.py` lines 609-637) | `None`, which becomes `torch.float32` |
 # | `bnb_4bit_use_double_quant` | quantize the absmax scales themselves: 8-bit codes, one float32 scale per 256 of them (`quantize_4bit`, `bitsandbytes/functional.py` lines 938-940) | `False` |
 # | `bnb_4bit_quant_storage` | the dtype the packed 4-bit pairs are stored in (two codes a byte in `uint8`) | `None`, which becomes `torch.uint8` |
 # | `llm_int8_skip_modules` | module names kept unquantized (despite its name, 4-bit uses it too) | `None`: the output head, the module of the model's last parameter and weights tied to them (`get_keys_to_not_convert`, `transformers/quantizers/base.py` lines 39-63) |
@@ -429,15 +429,16 @@ print("the module-by-module prediction matches SmolLM2's measured footprint with
 
 # %% [markdown]
 # ## At scale, measured (GPU)
-# The same comparison on a synthetic Llama-3-8B-shaped model (random weights: footprint and speed are real,
-# there is no text quality to measure). Llama-3-8B's input embedding and output head (128 256 × 4 096 each) stay in
+# The same comparison on a synthetic Llama-3-8B-shaped model (random weights: footprint and speed are real, speed
+# printed as a ratio to the 16-bit model, not in tokens/s; there is no text quality to measure). Llama-3-8B's input embedding and output head (128 256 × 4 096 each) stay in
 # bf16 by default, about 2 GB. The third variant also quantizes the output head (`llm_int8_skip_modules=[]`
 # replaces the default skip list) and uses double quantization: every `nn.Linear` in 4 bits, at a
 # quality cost that random weights cannot show (the head turns hidden states into token scores). A model that
 # **ties** its head to the input embedding (the T4 profile's Llama-3.2-1B shape does) cannot take that variant: the
 # head's weight *is* the embedding's, so after loading the 4-bit head layer holds the embedding's 16-bit weight, and the
-# first forward pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (seen in the course's
-# T4-emulation run, not in this run's outputs; in bitsandbytes 0.50.2 that function asserts `module.weight.shape[1] == 1`,
+# first forward pass fails with an `AssertionError` in `fix_4bit_weight_quant_state_from_module` (an earlier version of
+# this cell failed so under T4 emulation; no output of that run is kept, and since this cell skips the variant for tied
+# models no run of it can show the error; in bitsandbytes 0.50.2 that function asserts `module.weight.shape[1] == 1`,
 # which a 16-bit weight does not meet). The cell skips that variant for tied models. It checks each footprint against the prediction.
 
 # %%
@@ -483,7 +484,12 @@ else:
 # and a 4-bit weight is 4.5 bits with its scale against 16 (the ratio `bf16 / nf4` after "per weight:" under the GPU
 # table above). Fewer bytes read *could* mean that many times more tokens/s for the linear layers, less for the whole
 # model, whose embedding, head and norms stay 16-bit (the last line below prints the bound for the 8B shape); but each
-# 4-bit weight must first be expanded (dequantized) to the compute dtype. bitsandbytes' 0.40 release notes expected 4-bit
+# 4-bit weight must still be decoded (code-book value × block absmax) to the compute dtype. At decode, one input row a
+# step, bitsandbytes 0.50.2 does this inside one fused kernel (`bitsandbytes::gemm_4bit`: always for up to 4 rows, up
+# to 1536 where its per-GPU heuristic prefers it; `matmul_4bit` in `bitsandbytes/autograd/_functions.py`, the dispatch
+# in `bitsandbytes/backends/cuda/ops.py`), so no 16-bit copy of the weight goes to memory; longer inputs, such as a long
+# prefill, dequantize the whole weight first. How close that kernel comes to the bytes bound is what the ratios below
+# show. bitsandbytes' 0.40 release notes expected 4-bit
 # batch-1 *matrix multiplications* to be 3.4× faster than 16-bit on Ampere and 4.0× on Ada/Hopper, for an inner
 # dimension of at least 4096 (the 8B shape's hidden size; SmolLM2's inner dimensions are 576 and 1536); end-to-end `generate` includes much more (attention, norms, Python,
 # kernel launches), and users have reported 4-bit decode slower than bf16 (bitsandbytes #611, transformers #24762).

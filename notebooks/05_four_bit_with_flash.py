@@ -69,7 +69,8 @@ lesson = start_lesson("05")
 # it), `load_in_4bit` is no longer a keyword of `from_pretrained` at all (it reaches the model's constructor, which
 # refuses it), and `sdp_kernel` is deprecated in favour of `torch.nn.attention.sdpa_kernel`. The old context also has
 # a fourth switch the seed did not set, `enable_cudnn`, which defaults to `True`: its "flash only" call still allows
-# cuDNN attention, which sm 9.0 and newer GPUs with a recent cuDNN (H100, H200) try first: lesson 02 prints which
+# cuDNN attention, which GPUs of compute capability 9.x and 10.x with cuDNN 9.15.1 or newer (H100, H200) try first:
+# lesson 02 prints which
 # kernel runs on this machine. The cell prints what each backend switch reads inside that context.
 
 # %%

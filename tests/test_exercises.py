@@ -32,7 +32,7 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch):
     [
         ("00", 1e12 / 250, 1e12 / 1000, {"footprint": 1000, "bits": 16, "bandwidth": 1e12}),
         ("01", 1 - (4 + 16) / (2 * 16), 1 - 6 / 8, {"lengths": [2, 4], "padded_to": 4}),
-        ("02", 1 * 2 * 8192 * 8192 * 4, 1 * 2 * 8192 * 4, {"batch": 1, "heads": 2, "element": 4}),
+        ("02", 1 * 2 * 65536 * 65536 * 4, 1 * 2 * 65536 * 4, {"batch": 1, "heads": 2, "element": 4}),
         ("03", 10, 11, {}),
     ],
 )
