@@ -6,10 +6,10 @@ import importlib
 import importlib.metadata
 import re
 
-# The oldest torch each library works with: transformers 5 turns its torch support off below 2.6
-# (transformers/utils/import_utils.py), bitsandbytes 0.50 requires torch>=2.4 (its METADATA), and torchao 0.17 and
-# later load their kernels only on torch >= 2.11 (torchao/__init__.py).
-NEEDS_TORCH = {"transformers": (2, 6), "bitsandbytes": (2, 4), "torchao": (2, 11)}
+# The oldest torch each pinned library works with: transformers 5.17 turns its torch support off below 2.5
+# (is_torch_available, transformers/utils/import_utils.py), bitsandbytes 0.50 requires torch>=2.4 (its METADATA), and
+# torchao 0.17 and later load their kernels only on torch >= 2.11 (torchao/__init__.py).
+NEEDS_TORCH = {"transformers": (2, 5), "bitsandbytes": (2, 4), "torchao": (2, 11)}
 TORCHAO_OLDEST = (0, 17)  # pyproject.toml's floor: the torchao whose configs lesson 08 was written and run with
 
 
