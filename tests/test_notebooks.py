@@ -76,6 +76,11 @@ def test_the_stored_outputs_name_every_library_the_pins_must_share():
     assert set(STAMPED) - {"torchao"} <= named, named
 
 
+def test_the_readme_names_the_pinned_versions():
+    versions = (ROOT / "README.md").read_text().split("### One set of versions")[1].split("###")[0]
+    assert [name for name in STAMPED if f"{name} {pins(ROOT)[name]}" not in versions] == []
+
+
 def test_a_stored_version_other_than_the_pin_is_caught(tmp_path):
     pinned = {"torch": "2.11.0", "transformers": "5.17.0", "accelerate": "1.15.0", "bitsandbytes": "0.50.2", "torchao": "0.18.0"}
     stamp = ("Lesson 01 | NVIDIA H200 (sm 9.0) | 140 GiB | torch 2.11.0+cu130 | transformers 5.23.0 | bitsandbytes 0.50.2 | "
