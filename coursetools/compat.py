@@ -6,11 +6,13 @@ import importlib
 import importlib.metadata
 import re
 
-# The oldest torch each library works with: transformers 5 turns its torch support off below 2.6
-# (transformers/utils/import_utils.py), bitsandbytes 0.50 requires torch>=2.4 (its METADATA), and torchao 0.17 and
-# later load their kernels only on torch >= 2.11 (torchao/__init__.py).
-NEEDS_TORCH = {"transformers": (2, 6), "bitsandbytes": (2, 4), "torchao": (2, 11)}
+# The oldest torch each pinned library works with: transformers 5.17 turns its torch support off below 2.5
+# (is_torch_available, transformers/utils/import_utils.py), bitsandbytes 0.50 requires torch>=2.4 (its METADATA), and
+# torchao 0.17 and later load their kernels only on torch >= 2.11 (torchao/__init__.py).
+NEEDS_TORCH = {"transformers": (2, 5), "bitsandbytes": (2, 4), "torchao": (2, 11)}
 TORCHAO_OLDEST = (0, 17)  # pyproject.toml's floor: the torchao whose configs lesson 08 was written and run with
+# The libraries whose versions the stored outputs and requirements/pins.txt must share (one set of versions, issue 30).
+STAMPED = ("torch", "transformers", "accelerate", "bitsandbytes", "torchao")
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -68,3 +70,22 @@ def torchao_unusable() -> str | None:
     except Exception as error:  # noqa: BLE001 - a broken build fails in many ways; the lesson only needs the reason
         return f"torchao {torchao} does not import here: {type(error).__name__}: {error}"
     return None
+
+
+def stamped_versions(text: str) -> list[tuple[str, str]]:
+    """Return each (library, version) of STAMPED that a stamp ('| torch 2.11.0+cu130 |') or a report line names."""
+    found = []
+    for name in STAMPED:
+        # a stamp's part "| name version", or a line of the machine report: "name", two or more spaces, "version"
+        pattern = rf"(?:(?<=\| ){name} |^{name}  +)(\d[\w.+-]*)(?= \||$)"
+        found += [(name, version) for version in re.findall(pattern, text, re.MULTILINE)]
+    return found
+
+
+def unpinned(found: list[tuple[str, str]], pinned: dict[str, str]) -> list[str]:
+    """Return each found version whose release numbers differ from the pin's, as 'torch 2.13.0 (pinned 2.11.0)'."""
+    return [
+        f"{name} {version} (pinned {pinned.get(name)})"
+        for name, version in found
+        if name not in pinned or version_tuple(version) != version_tuple(pinned[name])
+    ]

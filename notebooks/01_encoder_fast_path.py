@@ -585,7 +585,7 @@ print(f"the fast path's gain over HF sdpa {sweep_verdict} (sweep above)")
 #   tensor API they use a prototype (its warning is silenced in these lessons), and no longer prioritises nested tensors
 #   (pytorch #155065). The direction it points to is *variable-length attention*
 #   (`torch.nn.attention.varlen.varlen_attn`): pack real tokens end to end and pass their offsets, no padding at
-#   all. It runs Flash attention (torch 2.13's `varlen.py` also holds a cuDNN branch, disabled there), so it needs
+#   all. It runs Flash attention (torch 2.11's `varlen.py` also holds a cuDNN branch, disabled there), so it needs
 #   a CUDA GPU and half precision; the check below only says whether
 #   this torch has the module. transformers' `flash_attention_2` does the same unpadding but needs the flash-attn package or Hub kernels.
 #   Build new code on unpadded (varlen) attention; use the fast path for today's speed on existing encoders.

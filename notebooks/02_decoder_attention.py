@@ -446,7 +446,7 @@ if lesson.device == "cuda":
 
 # %% [markdown]
 # ## A real decoder: `attn_implementation="eager"` vs `"sdpa"`
-# The call that loads a decoder with a chosen attention, written out (transformers 5.23's `modeling_utils.py`; the
+# The call that loads a decoder with a chosen attention, written out (transformers 5.17's `modeling_utils.py`; the
 # stamp at the top says which version this run used):
 #
 # * `pretrained_path(decoder)`: what to load, from the course's helpers: a Hub id when the Hub answers, else the

@@ -87,10 +87,10 @@ print(f"today: quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...); i
 
 # %% [markdown]
 # The installed `from_pretrained` no longer reads `load_in_4bit` (the name is gone from
-# `transformers/modeling_utils.py`; file and line numbers in this lesson are those of transformers 5.23 and
-# bitsandbytes 0.50.2, while the stored outputs come from transformers 5.17, which refused the keyword the same way,
-# as printed above): keywords that the model's configuration does not take are passed on to the
-# model's constructor (`model_kwargs`, lines 4279-4292 and 4382 of that file), which refuses them. The same request today is a
+# `transformers/modeling_utils.py`; file and line numbers in this lesson are those of transformers 5.17 and
+# bitsandbytes 0.50.2, the pinned versions and those of the stored outputs): keywords that the model's configuration
+# does not take are passed on to the model's constructor (`model_kwargs`, lines 4178-4192 and 4267 of that file),
+# which refuses them. The same request today is a
 # `quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...)`, written out below once we know what each of its
 # keywords means.
 #
@@ -203,15 +203,15 @@ plt.show()
 # | `bnb_4bit_compute_dtype` | the dtype the matrix product runs in: each 4-bit weight is decoded to it (inside bitsandbytes' fused kernel for a few input rows, into a dequantized copy of the whole weight for many); the layer's output is cast back to the input's dtype (`Linear4bit.forward`, `bitsandbytes/nn/modules.py` lines 609-637) | `None`, which becomes `torch.float32` |
 # | `bnb_4bit_use_double_quant` | quantize the absmax scales themselves: 8-bit codes, one float32 scale per 256 of them (`quantize_4bit`, `bitsandbytes/functional.py` lines 938-940) | `False` |
 # | `bnb_4bit_quant_storage` | the dtype the packed 4-bit pairs are stored in (two codes a byte in `uint8`) | `None`, which becomes `torch.uint8` |
-# | `llm_int8_skip_modules` | module names kept unquantized (despite its name, 4-bit uses it too) | `None`: the output head, the module of the model's last parameter and weights tied to them (`get_keys_to_not_convert`, `transformers/quantizers/base.py` lines 39-63) |
+# | `llm_int8_skip_modules` | module names kept unquantized (despite its name, 4-bit uses it too) | `None`: the output head, the module of the model's last parameter and weights tied to them (`get_keys_to_not_convert`, `transformers/quantizers/base.py` lines 38-62) |
 #
 # Only modules whose type is exactly `torch.nn.Linear` (or GPT-2's `Conv1D`) are replaced (`replace_with_bnb_linear`,
 # `isinstance(module, Conv1D) or type(module) is nn.Linear`, line 189 of `integrations/bitsandbytes.py`): embeddings and norms are never quantized, and the output head
 # is skipped by default. In `from_pretrained`, `dtype` (default `"auto"`: the checkpoint's `config.json` dtype;
-# `modeling_utils.py` lines 4024 and 4177-4178) is the dtype of everything that stays unquantized, and `device_map`
+# `modeling_utils.py` lines 3946 and 4099-4100) is the dtype of everything that stays unquantized, and `device_map`
 # (default `None`, which the 4-bit quantizer turns into the current GPU, else another accelerator if present, else the
 # CPU: `update_device_map`, lines
-# 94-111 of `quantizer_bnb_4bit.py`) is where the weights are quantized and kept. The call of this
+# 102-119 of `quantizer_bnb_4bit.py`) is where the weights are quantized and kept. The call of this
 # lesson, for NF4 with the lesson's 16-bit dtype as compute dtype:
 
 # %%

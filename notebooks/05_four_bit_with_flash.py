@@ -99,7 +99,7 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 
 # %% [markdown]
 # ### Today's call: quantization and attention in one `from_pretrained`
-# Each keyword, with its default in transformers 5.23 and bitsandbytes 0.50.2 (the pinned versions; the stamp at the
+# Each keyword, with its default in transformers 5.17 and bitsandbytes 0.50.2 (the pinned versions; the stamp at the
 # top says which versions this run used):
 #
 # - `quantization_config=BitsAndBytesConfig(...)`: how to quantize while loading (default `None`: no quantization).
@@ -114,7 +114,7 @@ print("backends allowed inside the seed's 'flash only' context:", [k for k, on i
 # - `attn_implementation="sdpa"`: PyTorch's `scaled_dot_product_attention`, which picks a kernel (flash, cuDNN,
 #   memory-efficient, math) per call; `torch.nn.attention.sdpa_kernel([...])` restricts the choice (lesson 02).
 #   Default `None`, which means `"sdpa"` where the model supports it and `"eager"` otherwise.
-#   `"flash_attention_2"` needs the separate flash-attn package (transformers 5.23, the pinned version, falls back to a
+#   `"flash_attention_2"` needs the separate flash-attn package (transformers 5.17, the pinned version, falls back to a
 #   prebuilt Hub kernel when the separate `kernels` package is installed instead).
 #   `model.set_attn_implementation("eager")` switches a loaded model.
 # - `dtype=half`: the dtype of everything that stays unquantized (embeddings, norms, output head) and so of the hidden

@@ -383,8 +383,9 @@ prediction = ...  # True or False
 # - `BitsAndBytesConfig(load_in_8bit=True)`: LLM.int8() with the default outlier threshold 6.0 (lesson 04).
 # - `max_memory={0: ..., 1: ...}`: a cap per GPU; transformers keeps 10% of it free for quantization buffers. With
 #   `"auto"` (planned as `"balanced"`) every GPU but the last is also capped at an even share plus a buffer of 1.25
-#   times the largest layer or module (`get_balanced_memory` in transformers 5), so a GPU's budget only matters where
-#   it is the smaller number, and the split is rarely even: the table shows where the weights landed.
+#   times the largest decoder layer, or of the mean size of a leaf module where that is larger (`get_balanced_memory`
+#   in transformers 5.17), so a GPU's budget only matters where it is the smaller number, and the split is rarely
+#   even: the table shows where the weights landed.
 #
 # Two models: SmolLM2 (real weights, so the answer is text you can read) and the Llama-3-8B shape (synthetic weights,
 # so memory and speed are those of a real 8B model, and the answer is token ids). Each is loaded split over both GPUs
@@ -497,8 +498,10 @@ check("06-predict", prediction, rows=recipe_rows)
 #
 # Why SmolLM2 uses `device_map="sequential"`: `"sequential"` fills GPU 0 up to its budget first, so a small budget
 # guarantees a split. With `"auto"` ("balanced") the planner caps each GPU but the last at about an even share plus a
-# buffer of 1.25 times the largest module, so for a model this small a split is not guaranteed: the planner may put
-# the whole model on one GPU. An 8B model is split either way.
+# buffer (1.25 times the largest decoder layer in transformers 5.17) and keeps room for the largest module on each GPU
+# it fills, so for a model this small where the split falls depends on those margins, which differ between
+# transformers versions; a small budget on GPU 0 with `"sequential"` splits it whatever they are. An 8B model is split
+# either way.
 
 # %%
 # Checks of what the table claims (on the stored run when this machine has fewer than 2 GPUs).
@@ -520,7 +523,7 @@ print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer
 #   distributed_config=DistributedConfig(tp_plan="auto"))`, one process per GPU, started with
 #   `torchrun --nproc-per-node 2 -m helpers.parallel_decode ...`. Every layer's matrices are cut in two; both GPUs work on
 #   every token, and after the attention and the MLP block of each layer an **all-reduce** adds the two halves over
-#   the GPU link. (`tp_plan="auto"` as a keyword of `from_pretrained` still works in transformers 5.17 to 5.23 with a
+#   the GPU link. (`tp_plan="auto"` as a keyword of `from_pretrained` still works in transformers 5.17, with a
 #   FutureWarning; `DistributedConfig` is the current spelling.)
 #
 # The module [`helpers/parallel_decode.py`](../helpers/parallel_decode.py) holds those calls (`load`) and the measurements; this cell

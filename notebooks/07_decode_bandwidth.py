@@ -217,7 +217,7 @@ check("07-predict", answer_predict, ratio=paired_ratio(speeds[largest][dynamic],
 # - `max_cache_len`: default `None`, the static cache is sized to this call's prompt + `max_new_tokens` (or to the
 #   length of an earlier static-cache call on the same model, if longer). Set, the cache is sized to at least this many
 #   tokens, so later calls with a longer prompt or more new tokens (up to it) get a cache of the same length and do not
-#   compile again (in transformers 5.23, `_prepare_static_cache` still allocates a fresh `StaticCache` of that length
+#   compile again (in transformers 5.17, `_prepare_static_cache` still allocates a fresh `StaticCache` of that length
 #   each call). Ignored, with a warning, without a static cache.
 # - `compile_config`: default `None`, which means `CompileConfig()`: `backend="inductor"`, `mode="reduce-overhead"`
 #   (CUDA graphs), `fullgraph=False`, `dynamic=None`. A dict is refused: it must be a `transformers.CompileConfig`.

@@ -20,11 +20,12 @@ def test_version_tuple_reads_release_numbers_and_refuses_what_is_no_version():
 def test_library_floors_on_torch():
     assert fits_torch("torchao", "2.11.0+cu128") and not fits_torch("torchao", "2.10.0+cu126")
     assert fits_torch("bitsandbytes", "2.4.0") and not fits_torch("bitsandbytes", "2.3.1")
+    assert fits_torch("transformers", "2.5.1") and not fits_torch("transformers", "2.4.1")
     assert fits_torch("gguf", "1.0.0")  # no floor
 
 
 def test_torchao_problem_names_what_lesson_08_needs_and_what_is_here():
-    assert torchao_problem("2.13.0+cpu", "0.18.0") is None
+    assert torchao_problem("2.11.0+cpu", "0.18.0") is None
     old_torch = torchao_problem("2.9.0+cu126", None)
     assert "torch >= 2.11" in old_torch and "torch 2.9.0+cu126" in old_torch
     assert "not installed" in torchao_problem("2.11.0", None)

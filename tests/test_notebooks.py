@@ -8,6 +8,8 @@ import nbformat
 import pytest
 
 from colab.badges import KERNELSPEC
+from colab.bootstrap import pins
+from coursetools.compat import STAMPED, stamped_versions, unpinned
 from coursetools.exercises import exercise_ids
 from coursetools.syllabus import SYLLABUS
 
@@ -47,6 +49,50 @@ def test_stored_outputs_carry_a_stamp_and_no_errors(path):
         assert not setup.outputs, "outside Colab the set-up cell prints nothing"
         assert lesson.outputs and "| torch " in lesson.outputs[0]["text"]
         assert all(cell.execution_count for cell in code), "stored outputs must come from one full run"
+
+
+def stored_versions(path: Path) -> list[tuple[str, str]]:
+    """Return the library versions a notebook's stored outputs name: its stamp's, and lesson 00's machine report's."""
+    cells = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    outputs = [output for cell in cells for output in cell.outputs]
+    return stamped_versions("\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_ran_on_the_pinned_versions(path):
+    found = stored_versions(path)
+    if not any(cell.get("outputs") for cell in nbformat.read(path, as_version=4).cells):
+        return  # not executed: nothing stored to disagree with the pins
+    assert {"torch", "transformers", "bitsandbytes"} <= {name for name, _ in found}, f"{path.name}: no full stamp"
+    assert unpinned(found, pins(ROOT)) == [], (
+        f"{path.name}: its stored outputs ran on other versions than requirements/pins.txt: pin the versions of the "
+        "stored run, or run the lessons again on the pinned ones (README: Refreshing the stored runs)"
+    )
+
+
+def test_the_stored_outputs_name_every_library_the_pins_must_share():
+    named = {name for path in NOTEBOOKS for name, _ in stored_versions(path)}
+    # torchao joined the stamp after the stored run: its version is checked from the next run on
+    assert set(STAMPED) - {"torchao"} <= named, named
+
+
+def test_the_readme_names_the_pinned_versions():
+    versions = (ROOT / "README.md").read_text().split("### One set of versions")[1].split("###")[0]
+    assert [name for name in STAMPED if f"{name} {pins(ROOT)[name]}" not in versions] == []
+
+
+def test_a_stored_version_other_than_the_pin_is_caught(tmp_path):
+    pinned = {"torch": "2.11.0", "transformers": "5.17.0", "accelerate": "1.15.0", "bitsandbytes": "0.50.2", "torchao": "0.18.0"}
+    stamp = ("Lesson 01 | NVIDIA H200 (sm 9.0) | 140 GiB | torch 2.11.0+cu130 | transformers 5.23.0 | bitsandbytes 0.50.2 | "
+             "torchao 0.18.0 | profile gpu | 2026-11-26\n")
+    report = "bitsandbytes         works\ntorch                2.13.0+cpu\naccelerate           1.15.0\n"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("stream", text=stamp + report)])]
+    nbformat.write(notebook, tmp_path / "01_x.ipynb")
+    assert unpinned(stored_versions(tmp_path / "01_x.ipynb"), pinned) == [
+        "torch 2.13.0+cpu (pinned 2.11.0)", "transformers 5.23.0 (pinned 5.17.0)"]
+    assert unpinned(stamped_versions(stamp.replace("5.23.0", "5.17.0")), pinned) == []
+    assert unpinned([("torchao", "0.17.0")], pinned) == ["torchao 0.17.0 (pinned 0.18.0)"]
 
 
 EXERCISE_KINDS = ("", "-call", "-predict")  # the lesson's first exercise, write-the-call, predict-then-measure
