@@ -9,19 +9,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from colab.bootstrap import pins
 from coursetools.bundle import PINS, bundle, course_requirements, download_command, model_requirements, platform_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["mdit-py-plugins", "packaging"]  # pure Python, pinned, with pinned dependencies (markdown-it-py, mdurl)
-
-
-def pins() -> dict[str, str]:
-    """Return requirements/pins.txt as {canonical name: version}."""
-    lines = [Requirement(line) for line in PINS.read_text().splitlines() if "==" in line]
-    return {canonicalize_name(pin.name): str(pin.specifier).removeprefix("==") for pin in lines}
 
 
 def offline_env() -> dict[str, str]:
@@ -43,7 +37,7 @@ def test_partial_bundle_installs_with_the_index_off_into_a_fresh_venv(tmp_path):
     assert f"COURSE_WHEELS={wheels}" in done.stdout
     found = {parse_wheel_filename(path.name)[:2] for path in wheels.glob("*.whl")}
     names = {canonicalize_name(name) for name in [*SMALL, "markdown-it-py", "mdurl"]}
-    assert {(name, str(version)) for name, version in found} == {(name, pins()[name]) for name in names}
+    assert {(name, str(version)) for name, version in found} == {(name, pins(ROOT)[name]) for name in names}
     assert "A partial bundle: only mdit-py-plugins, packaging" in (wheels / "README.md").read_text()
 
     venv = tmp_path / "venv"
@@ -54,7 +48,7 @@ def test_partial_bundle_installs_with_the_index_off_into_a_fresh_venv(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     script = "import mdit_py_plugins, markdown_it, packaging, importlib.metadata as m; print(m.version('packaging'))"
     done = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0 and done.stdout.strip() == pins()["packaging"], done.stderr[-3000:]
+    assert done.returncode == 0 and done.stdout.strip() == pins(ROOT)["packaging"], done.stderr[-3000:]
 
 
 def test_course_with_course_wheels_looks_in_the_bundle_alone(tmp_path):
@@ -78,7 +72,7 @@ def test_foreign_target_gets_its_python_and_any_older_manylinux():
 def test_foreign_wheel_downloads_for_that_python_and_platform(tmp_path):
     (wheel,) = bundle(tmp_path, "3.12", ["manylinux_2_28_x86_64"], only=["rpds-py"])  # compiled, tagged manylinux_2_17
     name, version, _, tags = parse_wheel_filename(wheel.name)
-    assert (name, str(version)) == ("rpds-py", pins()["rpds-py"])
+    assert (name, str(version)) == ("rpds-py", pins(ROOT)["rpds-py"])
     assert {tag.interpreter for tag in tags} == {"cp312"}
     assert {tag.platform for tag in tags} <= set(platform_tags("manylinux_2_28_x86_64"))
 
