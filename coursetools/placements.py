@@ -38,7 +38,9 @@ def run_placement(placement: str, model: str, out: Path, options: tuple[str, ...
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(launch(placement, model, out, options=options), capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(done.stderr.splitlines()[-15:]))
+        lines = done.stderr.splitlines()  # torchrun's summary ends stderr: keep the processes' own errors too
+        causes = [line for line in lines if "terminate" in line or "Error:" in line][:10]
+        raise RuntimeError(f"{placement} failed (exit {done.returncode}):\n" + "\n".join(causes + lines[-15:]))
     return {**json.loads(out.read_text()), "stamp": os.environ.get(STAMP, "no lesson started: no stamp")}
 
 

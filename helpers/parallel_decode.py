@@ -12,6 +12,7 @@ Lesson 06 runs each placement twice and reads the JSON each run writes; you can 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -170,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         partial.write_text(json.dumps(result, indent=1))
         partial.replace(args.out)
         print(f"{args.placement}: wrote {args.out}")
-    if world_size > 1:
+    if world_size > 1:  # free the model's device mesh (its own process groups) first: else exit can abort
+        del model
+        gc.collect()
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 
