@@ -171,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         partial.write_text(json.dumps(result, indent=1))
         partial.replace(args.out)
         print(f"{args.placement}: wrote {args.out}")
-    if world_size > 1:  # free the model's device mesh (its own process groups) first: else exit can abort
+    if world_size > 1:  # every collective done on both ranks, then free the model's device mesh (its own process
+        torch.distributed.barrier()  # groups) before the default group: left to the exit, gloo's threads can abort it
         del model
         gc.collect()
-        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 

@@ -10,10 +10,20 @@ from helpers.models import pretrained_path
 QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3", "--warmup", "0", "--repeats", "2")
 
 
+def run_twice_at_most(placement: str, model: str, out, options: tuple[str, ...]) -> dict:
+    """Run a placement; once more if gloo's two CPU processes failed (a teardown race seen about once in 20 loaded runs)."""
+    try:
+        return run_placement(placement, model, out, options)
+    except RuntimeError as first:
+        if "gloo" not in str(first) and "terminate" not in str(first):
+            raise
+        return run_placement(placement, model, out, options)  # a real fault fails this second run too
+
+
 def test_one_device_and_tensor_parallel_runs_write_comparable_stamped_results(tmp_path, monkeypatch):
     monkeypatch.setenv(STAMP, "a lesson's stamp")
     tiny = str(pretrained_path("llama-tiny-shape"))
-    results = {p: run_placement(p, tiny, tmp_path / f"{p}.json", QUICK) for p in ("one-gpu", "tensor-parallel")}
+    results = {p: run_twice_at_most(p, tiny, tmp_path / f"{p}.json", QUICK) for p in ("one-gpu", "tensor-parallel")}
     one, tp = results["one-gpu"], results["tensor-parallel"]  # tensor parallel ran on two CPU processes (gloo) here
     fields = {"placement", "model", "stamp", "world_size", "dtype", "load_s", "memory", "prefill_ms", "decode",
               "greedy_tokens", "allreduce"}
