@@ -11,7 +11,7 @@ QUICK = ("--prompt-lens", "16", "32", "--batches", "1", "2", "--new-tokens", "3"
 
 
 def run_twice_at_most(placement: str, model: str, out, options: tuple[str, ...]) -> dict:
-    """Run a placement; once more if gloo's two CPU processes failed (a teardown race seen about once in 20 loaded runs)."""
+    """Run a placement; once more if gloo's two CPU processes failed (a teardown race, seen once in a loaded full suite)."""
     try:
         return run_placement(placement, model, out, options)
     except RuntimeError as first:
