@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-from coursetools.checks.lesson04 import EXERCISES, kept_in_16_bit
+from coursetools.checks.lesson04 import EXERCISES, kept_in_16_bit, step_change
 from coursetools.exercises import STRICT_ENV, check, is_right
 
 
@@ -55,20 +55,37 @@ def test_each_typical_mistake_gets_its_hint(model, answer, expected):
     assert found is not None and expected in found, found
 
 
-def test_a_prediction_agrees_or_is_contradicted_by_the_per_round_ratios():
+def test_a_prediction_agrees_inside_the_recorded_interval_and_says_when_the_step_is_overhead_bound():
     compare = EXERCISES["04-predict"].compare
-    slower, faster, tie = (0.28, 0.26, 0.30), (1.3, 1.2, 1.4), (0.98, 0.9, 1.05)
-    assert compare(True, ratio=slower)[0] and not compare(False, ratio=slower)[0]
-    assert compare(False, ratio=faster)[0] and not compare(True, ratio=faster)[0]
-    agrees, sentence = compare(True, ratio=tie)
-    assert not agrees and "no measurable difference" in sentence
-    assert compare(False, ratio=tie)[0]
-    assert "slower" in compare(True, ratio=slower)[1] and "faster" in compare(False, ratio=faster)[1]
+    ratio = (0.32, 0.30, 0.33)  # int8 / float16 per round; recorded interval 0.30 / 1.1 to 0.33 * 1.1
+    agrees, sentence = compare(0.3, ratio=ratio, base_share=0.05, byte_ratio=1.7)
+    assert agrees and "0.32x" in sentence and "1.70x" in sentence
+    assert "overhead-bound" in sentence and "not the bytes read" in sentence and "quartiles" in sentence
+    assert "how fast int8 products run" not in sentence  # an overhead-bound step does not tell the kernels' speed apart
+    assert compare(0.36, ratio=ratio, base_share=0.05, byte_ratio=1.7)[0]  # inside the run-to-run margin
+    for wrong in (2.0, 1.0, 0.15):  # the bytes-alone guess, "no difference", too low a guess
+        assert not compare(wrong, ratio=ratio, base_share=0.05, byte_ratio=1.7)[0], wrong
+    near_bound = compare(0.3, ratio=ratio, base_share=0.5, byte_ratio=1.7)[1]
+    assert "overhead-bound" not in near_bound and "50%" in near_bound
 
 
 def test_a_prediction_of_the_wrong_form_fails_a_strict_run(monkeypatch):
     monkeypatch.setenv(STRICT_ENV, "1")
-    with pytest.raises(AssertionError, match="True, False"):
-        check("04-predict", "slower", ratio=(0.3, 0.2, 0.4))
-    check("04-predict", False, ratio=(0.3, 0.2, 0.4))  # contradicted: a result, not an error
-    assert not is_right("04-predict", False, ratio=(0.3, 0.2, 0.4))
+    with pytest.raises(AssertionError, match="number"):
+        check("04-predict", True, ratio=(0.3, 0.2, 0.4), base_share=0.05, byte_ratio=1.7)
+    check("04-predict", 1.5, ratio=(0.3, 0.2, 0.4), base_share=0.05, byte_ratio=1.7)  # contradicted: a result, not an error
+    assert not is_right("04-predict", 1.5, ratio=(0.3, 0.2, 0.4), base_share=0.05, byte_ratio=1.7)
+
+
+def test_a_step_over_more_rows_reads_less_only_where_the_rounds_quartiles_do_not_overlap():
+    # tok/s over all rows, one value a round; a step is rows / (rows/s)
+    h100 = {1: {"int8": [16.1, 16.3, 16.4, 16.6, 16.9]}, 16: {"int8": [258.0, 262.0, 264.0, 266.0, 270.0]}}
+    change, fewest, most = step_change(h100)["int8"]  # the H100 run's medians (61.0, 60.6 ms), rounds made up around them
+    # the old rule compared medians alone and read "less"; the rounds' quartiles overlap: flat
+    assert most[0] < fewest[0] and change == "flat"
+    assert fewest == pytest.approx((1000 / 16.4, 1000 / 16.6, 1000 / 16.3))
+    cheaper = {1: {"float16": [44.0, 45.0, 45.1, 45.5, 46.0]}, 16: {"float16": [1200.0, 1230.0, 1240.0, 1250.0, 1280.0]}}
+    assert step_change(cheaper)["float16"][0] == "less"  # 22.2 against 12.9 ms, far beyond the quartiles
+    steady = {1: {"float16": [44.0, 45.1, 46.0], "int8": [17.0, 18.0, 19.0]},
+              16: {"float16": [590.0, 600.0, 610.0], "int8": [270.0, 280.0, 290.0]}}  # ms: float16 22 then 27, int8 56 then 57
+    assert {label: change for label, (change, _, _) in step_change(steady).items()} == {"float16": "more", "int8": "flat"}

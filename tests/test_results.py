@@ -15,7 +15,7 @@ def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
     record("00", "CPU", decode_tok_s=12.25)
     results = load_results(tmp_path)
     assert [r["lesson"] for r in results] == ["00", "01"]
-    assert results[1]["values"]["note"] == "fp16"
+    assert results[1]["values"]["note"] == "fp16" and results[1]["interval"] == "quartiles"  # what the brackets span
     table = results_markdown(results)
     assert "Measured on: GPU | torch\n" in table and "Measured on: CPU\n" in table
     assert "| 01 | MiniLM: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
@@ -91,6 +91,42 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     assert "T4 emulation: GPU | torch" in lesson_table(root)
     assert "| 00_tour | the course tools | not run | 2.5 min | not run | 20 min |" in (root / "workshop" / "agenda.md").read_text()
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"
+
+
+def test_publishing_a_few_lessons_keeps_the_other_lessons_run_times_each_with_its_stamp(tmp_path):
+    import json
+
+    from coursetools.publish import merged_runtimes, stamp_text
+
+    stored = tmp_path / "runtimes.json"  # a file from before per-notebook stamps: one stamp for all
+    stored.write_text(json.dumps({"stamp": "H200 | torch 2.11 | profile gpu | 2026-11-26",
+                                  "seconds": {"00_tour.ipynb": 50.0, "07_decode.ipynb": 285.0}}))
+    later = {"stamp": "H100 | torch 2.11 | profile gpu | 2026-12-05", "seconds": {"07_decode.ipynb": 900.0}}
+    merged = merged_runtimes(later, stored)
+    assert merged["seconds"] == {"00_tour.ipynb": 50.0, "07_decode.ipynb": 900.0}
+    assert merged["stamps"] == {"00_tour.ipynb": "H200 | torch 2.11 | profile gpu | 2026-11-26",
+                                "07_decode.ipynb": "H100 | torch 2.11 | profile gpu | 2026-12-05"}
+    assert stamp_text(merged) == ("lessons 00 on H200 | torch 2.11 | profile gpu | 2026-11-26; "
+                                  "lessons 07 on H100 | torch 2.11 | profile gpu | 2026-12-05")
+    alone = merged_runtimes(later, tmp_path / "none.json")
+    assert alone["seconds"] == later["seconds"] and stamp_text(alone) == later["stamp"] and stamp_text({}) == "not run yet"
+
+
+def test_publish_stores_results_only_of_the_notebooks_that_finished(tmp_path):
+    import json
+
+    from coursetools.publish import publish
+
+    build, root = tmp_path / "build", tmp_path / "repo"
+    (build / "results").mkdir(parents=True)
+    for lesson in ("00", "01"):  # 01 stopped midway: it recorded results but has no run time
+        (build / "results" / f"{lesson}.json").write_text(json.dumps({"lesson": lesson, "stamp": "GPU", "values": {}}))
+    (build / "runtimes.json").write_text(json.dumps({"stamp": "GPU | torch", "seconds": {"00_tour.ipynb": 150.0}}))
+    for path in ("README.md", "workshop/instructor_guide.md", "workshop/agenda.md", "helpers/README.md"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("")
+    publish(build, "t4", notebooks=False, root=root)
+    assert sorted(path.name for path in (root / "results" / "t4").glob("*.json")) == ["00.json", "runtimes.json"]
 
 
 def test_a_second_run_is_set_against_the_first_runs_recorded_interval():

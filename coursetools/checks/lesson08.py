@@ -63,12 +63,12 @@ def compare_decode(
     faster = ratio[1] > 1.0
     said = f"on {shape}, {variant} against {base} at batch 1: {compare(ratio)}, reading {byte_ratio:.2f}x fewer bytes"
     if faster:
-        why = "its kernels turn enough of the saved bytes into time"
+        why = "its step turns enough of the saved bytes into time (the step split below says how much of it is kernels)"
     elif ratio[2] < 1.0:
-        why = ("slower in every round: its kernels read the fewer bytes more slowly than the base's read its own, or "
-               "its step spends more time outside them (the sections below say which)")
+        why = ("slower (quartiles below 1x): its kernels read the fewer bytes more slowly than the base's read its "
+               "own, or its step spends more time outside them (the sections below say which)")
     else:
-        why = "the rounds fall on both sides of 1x: the saved bytes did not turn into time (the sections below say where)"
+        why = "its quartiles hold 1x: the saved bytes did not turn into time (the sections below say where)"
     return answer is faster, f"{said}: {why}."
 
 
@@ -87,7 +87,7 @@ EXERCISES = {
     "08-call": Call(check_call),
     "08-predict": Prediction(
         "On the largest shape, does the first quantized variant measured here (variants[0]: int4 on a GPU that runs "
-        "it) decode measurably faster than the 16-bit base at batch 1, faster in every round? True or False",
+        "it) decode measurably faster than the 16-bit base at batch 1 (the middle half of its rounds faster)? True or False",
         compare_decode,
     ),
 }
