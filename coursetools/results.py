@@ -13,12 +13,10 @@ from pathlib import Path
 
 from coursetools.settings import RESULTS_DIR as RESULTS_ENV
 from helpers.cache import cache_dir
+from helpers.timing import RUN_TO_RUN  # README "Results" says more
 
 LOW, HIGH = "_low", "_high"
 INTERVAL = "quartiles"  # what a recorded interval spans: the middle half of the rounds (helpers.timing.spread)
-# a recorded ratio's interval is its rounds' quartiles widened by this on each side: two runs on two machines of one GPU
-# kind moved headline ratios by up to 7.7% (lesson 05's compiled decode 4.34x, then 4.03x); README "Results" says more
-RUN_TO_RUN = 0.10
 
 
 def results_dir() -> Path:

@@ -35,6 +35,7 @@ class Timing:
         return high - low
 
 
+RUN_TO_RUN = 0.10  # how far two runs on two machines of one GPU kind moved a headline ratio (7.7%): README "Results"
 ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
 
 
@@ -181,14 +182,16 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
-    """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
+    """Return how a ratio reads ('N.NNx faster', 'N.NNx slower', 'no measurable difference'), flagging one within RUN_TO_RUN."""
     median, low, high = ratio
     reading = verdict(ratio)
+    small = f"; measurable in this run's rounds, smaller than the {100 * RUN_TO_RUN:.0f}% by which separate runs moved"
+    small = small if reading != "tie" and 1 / (1 + RUN_TO_RUN) < median < 1 + RUN_TO_RUN else ""
     if reading == "tie":
         return f"no measurable difference ({median:.2f}x, quartiles {low:.2f}-{high:.2f})"
     if reading == "faster":
-        return f"{median:.2f}x {faster} (quartiles {low:.2f}-{high:.2f})"
-    return f"{1 / median:.2f}x {slower} (quartiles {1 / high:.2f}-{1 / low:.2f})"
+        return f"{median:.2f}x {faster} (quartiles {low:.2f}-{high:.2f}{small})"
+    return f"{1 / median:.2f}x {slower} (quartiles {1 / high:.2f}-{1 / low:.2f}{small})"
 
 
 def verdict(ratio: tuple[float, float, float]) -> str:

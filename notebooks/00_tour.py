@@ -395,7 +395,7 @@ print(f"under the {lesson.profile.name} profile, the lessons that evaluate on th
 # ## Recording results
 # Each lesson records a few headline numbers; `./course run` gathers them into one table for the whole course. A number
 # measured in rounds is recorded with an interval: its rounds' quartiles, widened on each side by `RUN_TO_RUN` (in
-# `coursetools/results.py`), how far separate runs on one kind of machine have moved such numbers.
+# `helpers/timing.py`), how far separate runs on one kind of machine have moved such numbers.
 
 # %%
 pct_of_bound = {name: spread([100 * bound_share(rate, read[name], bandwidth)[0] for rate in tok_s[name]])

@@ -91,3 +91,12 @@ def test_decode_step_ms_times_a_round_again_when_the_short_run_took_longer_and_g
     stalled = decode_step_ms(lambda count: time.sleep(0.01 if count == 1 else 0.0), 3, "cpu")
     with pytest.raises(RuntimeError, match=f"not measurable: 3 new tokens took no longer than 1 in {DECODE_RETRIES}"):
         stalled()
+
+
+def test_compare_flags_a_measurable_ratio_closer_to_1_than_runs_differ_and_no_other():
+    from helpers.timing import compare
+
+    within = "smaller than the 10% by which separate runs moved"
+    assert within in compare((1.01, 1.005, 1.02)) and within in compare((0.96, 0.95, 0.97))
+    assert within not in compare((1.5, 1.3, 1.7)) and within not in compare((0.5, 0.4, 0.6))
+    assert within not in compare((1.02, 0.97, 1.08))  # a tie says so already
