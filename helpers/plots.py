@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 
+from helpers.tables import cell
+
 __all__ = ["bar_chart", "histogram", "interval_bars", "line_chart", "stacked_bars"]
 
 
@@ -13,7 +15,7 @@ def bar_chart(values: dict[str, float], title: str, unit: str) -> None:
     """Show one horizontal bar per entry, labelled with its value."""
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(values)))
     bars = ax.barh(list(values), list(values.values()))
-    ax.bar_label(bars, labels=[f"{v:.3g}" for v in values.values()], padding=3)
+    ax.bar_label(bars, labels=[cell(float(v)) for v in values.values()], padding=3)
     ax.invert_yaxis()
     ax.set_xlabel(unit)
     ax.set_title(title, loc="left")
@@ -56,14 +58,9 @@ def line_chart(
     plt.show()
 
 
-def interval_bars(
-    values: dict[str, tuple[float, float, float]],
-    title: str,
-    unit: str,
-    lines: dict[str, float] | None = None,
-    markers: tuple[str, dict[str, float]] | None = None,
-    log: bool = False,
-) -> None:
+def interval_bars(values: dict[str, tuple[float, float, float]], title: str, unit: str,
+                  lines: dict[str, float] | None = None, markers: tuple[str, dict[str, float]] | None = None,
+                  log: bool = False) -> None:
     """Show one bar per entry at its median with its quartiles (low, high) as an error bar, lines and markers.
 
     log: a log axis, with a point per entry instead of a bar (a bar's length from a log axis's arbitrary left edge would
@@ -78,14 +75,14 @@ def interval_bars(
     if log:
         ax.errorbar(medians, rows, xerr=errors, fmt="o", capsize=3, color="tab:blue", label="median, quartiles of the rounds")
         for row, median in zip(rows, medians, strict=True):
-            ax.annotate(f"{median:.3g}", (median, row), textcoords="offset points", xytext=(0, 7), ha="center")
+            ax.annotate(cell(float(median)), (median, row), textcoords="offset points", xytext=(0, 7), ha="center")
         ax.set_ylim(-0.6, len(names) - 0.4)  # room for the labels above the first point (the axis is inverted below)
     else:
         bars = ax.barh(rows, medians, xerr=errors, capsize=3, color="tab:blue", label="median, quartiles of the rounds")
-        ax.bar_label(bars, labels=[f"{m:.3g}" for m in medians], padding=6)
+        ax.bar_label(bars, labels=[cell(float(m)) for m in medians], padding=6)
     ax.set_yticks(rows, names)
     for (label, value), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
-        ax.axvline(value, color="black", linestyle=style, label=f"{label}: {value:.3g}")
+        ax.axvline(value, color="black", linestyle=style, label=f"{label}: {cell(float(value))}")
     if markers:
         label, points = markers
         ax.scatter([points[n] for n in names], rows, marker="D", color="tab:orange", zorder=3, label=label)

@@ -241,12 +241,17 @@ for name, ways in speeds.items():
 # What the numbers say, computed from them:
 
 # %%
-best_way = {}
+from helpers.decoding import bound_share
+
+best_way, baseline = {}, {}
 for name, ways in speeds.items():
     dynamic, *_, own = ways
     best_way[name] = max(ways, key=lambda way: shares[(name, way)])
+    # a factor over a baseline far below its bound measures the overhead removed, not a faster read of the weights
+    baseline[name] = bound_share(1e3 / median(ways[dynamic]), read_bytes[name], bandwidth)[1]
     print(f"{name}: {own} vs {dynamic}: {compare(paired_ratio(ways[dynamic], ways[own]))}; "
-          f"closest to the bound: {best_way[name]} at {shares[(name, best_way[name])]:.0f}%")
+          f"closest to the bound: {best_way[name]} at {shares[(name, best_way[name])]:.0f}%; {dynamic} runs at "
+          f"{baseline[name]}")
 
 # %% [markdown]
 # Your prediction against the measurement, on the largest model:
@@ -340,14 +345,25 @@ del nf4_model, profiled
 busy = {way: [s.busy_ms for s in per_round] for way, per_round in splits.items()}
 share = {way: [s.busy_share for s in per_round] for way, per_round in splits.items()}
 busy_what = splits[dynamic][0].busy_what
+# a step is n tokens' profile minus one token's: where noise exceeds a step, a round's kernel time reads at or below zero
+# (nothing is read from that row), or above the round's wall time (its kernel time still reads, its share of the wall not)
+timed = {way: all(ms > 0 for ms in busy[way]) for way in splits}
+split = {way: timed[way] and all(s.busy_ms <= s.wall_ms for s in splits[way]) for way in splits}
 print(f"{name}, {profile_rounds} profiled rounds of {profile_tokens} tokens: medians, and the range of the "
       f"{busy_what}' time over rounds")
 display(table(["decoding", "wall ms/step", f"{busy_what} ms", "range", "busy %", "other ms", "GB/s while busy",
              "% of peak bandwidth"],
-            [[way, median([s.wall_ms for s in per_round]), median(busy[way]),
-              f"{min(busy[way]):.3g}-{max(busy[way]):.3g}", 100 * median(share[way]),
-              median([s.idle_ms for s in per_round]), nbytes[way] / median(busy[way]) / 1e6,
-              100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth] for way, per_round in splits.items()]))
+            [[way, median([s.wall_ms for s in per_round]), *([median(busy[way]),
+              f"{min(busy[way]):.3g}-{max(busy[way]):.3g}"] if timed[way] else ["-", "-"]),
+              *([100 * median(share[way]), median([s.idle_ms for s in per_round])] if split[way] else ["-", "-"]),
+              *([nbytes[way] / median(busy[way]) / 1e6, 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth]
+                if timed[way] else ["-", "-"])] for way, per_round in splits.items()]))
+for way in splits:
+    if not split[way]:
+        print(f"-: {way}: in some round its {busy_what}' time per step came out "
+              + ("at or below zero: nothing is read from this row" if not timed[way] else
+                 "above that round's wall time per step (the two are differences of a long and a short profile, each "
+                 "with its own noise): its share of the step is not read, its kernel time is"))
 
 # %% [markdown]
 # What the split says, computed from it (each comparison a per-round ratio of the interleaved rounds; an interval that
@@ -356,39 +372,44 @@ display(table(["decoding", "wall ms/step", f"{busy_what} ms", "range", "busy %",
 # %%
 unprofiled = {way: median(speeds[name][way]) for way in (dynamic, own)}
 # a GPU kernel's time is the GPU's own clock, which the profiler's host work does not stretch; a CPU operator's is not
-plain = {way: f" and {100 * median(busy[way]) / ms:.0f}% of an unprofiled one" if lesson.device == "cuda" else ""
-         for way, ms in unprofiled.items()}
+plain = {way: f" and {100 * median(busy[way]) / ms:.0f}% of an unprofiled one" if lesson.device == "cuda" and timed[way]
+         else "" for way, ms in unprofiled.items()}
 for way, ms in unprofiled.items():
     print(f"{way}: profiled wall {median([s.wall_ms for s in splits[way]]):.3g} ms/step ({profile_tokens} tokens a "
           f"round) against {ms:.3g} unprofiled ({new_tokens} tokens a round, the table above)")
-# a step is n tokens' profile minus one token's: where noise exceeds a step, a round reads below zero or above its wall
-readable = all(0 < s.busy_ms <= s.wall_ms for per_round in splits.values() for s in per_round)
-if not readable:
-    print(f"in some round a step's {busy_what}' time came out at or below zero, or above the step's wall time (within "
-          "the profile's noise): no share, comparison or bandwidth is read from this profile")
-else:
+if split[dynamic]:
     print(f"With generate's dynamic cache, {busy_what} fill {100 * median(share[dynamic]):.0f}% of a profiled step "
           f"(rounds {100 * min(share[dynamic]):.0f}-{100 * max(share[dynamic]):.0f}%){plain[dynamic]}; the rest is "
           "overhead." + ("" if plain[dynamic] else " On a CPU the profiler slows the operators themselves, so their "
                          "time is not set against the unprofiled step."))
+if split[dynamic] and split[own]:
     print(f"The {own.split(', ', 1)[1]}'s share of its profiled step in {busy_what}, against the dynamic cache's: "
           f"{compare(paired_ratio(share[own], share[dynamic]), 'larger', 'smaller')}.")
+elif plain[own]:
+    print(f"The {own.split(', ', 1)[1]}'s {busy_what} take {100 * median(busy[own]) / unprofiled[own]:.0f}% of its "
+          f"unprofiled step ({median(busy[own]):.3g} of {unprofiled[own]:.3g} ms); its share of a profiled step is not "
+          "read (above).")
+if timed[dynamic] and timed[own]:
     print(f"Its {busy_what}' time per step, against the dynamic cache's: "
           f"{compare(paired_ratio(busy[dynamic], busy[own]), 'shorter', 'longer')}.")
+if timed[dynamic] and timed[nf4]:
     nf4_kernels = paired_ratio(busy[dynamic], busy[nf4])  # above 1: nf4's kernels take less time
     verdict = ("shorter (quartiles above 1)" if nf4_kernels[1] > 1 else "longer (quartiles below 1)" if nf4_kernels[2] < 1
                else "no measurable difference")
     print(f"nf4's {busy_what}' time per step ({median(busy[nf4]):.3g} ms, reading {nbytes[dynamic] / nbytes[nf4]:.1f}x "
           f"fewer bytes) against 16-bit's ({median(busy[dynamic]):.3g} ms): 16-bit's over nf4's {nf4_kernels[0]:.3f} "
           f"(quartiles {nf4_kernels[1]:.3f}-{nf4_kernels[2]:.3f}), {verdict}.")
-    peak_share = {way: 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth for way in splits}
+peak_share = {way: 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth for way in splits if timed[way]}
+if peak_share:
     print("bandwidth reached while busy, as % of the peak: "
           + ", ".join(f"{way} {pct:.0f}%" for way, pct in peak_share.items())
           + (" (above 100% is not a valid bandwidth: the measured kernel time is shorter than reading these bytes at the "
              "peak takes, and this profile does not say why)"
              if max(peak_share.values()) > 100 else ""))
-stacked_bars({way: {f"{busy_what}": median(busy[way]), "everything else": median([s.idle_ms for s in splits[way]])}
-              for way in splits}, f"{name}: one decode step, medians of {profile_rounds} profiled rounds", "ms")
+if any(split.values()):
+    stacked_bars({way: {f"{busy_what}": median(busy[way]), "everything else": median([s.idle_ms for s in splits[way]])}
+                  for way in splits if split[way]}, f"{name}: one decode step, medians of {profile_rounds} profiled rounds",
+                 "ms")
 
 # %% [markdown]
 # What the host asks of the GPU in one step, counted from the same kind of profile (on a GPU): CUDA graphs replayed,
@@ -511,7 +532,8 @@ for name in [*lesson.size("models"), "llama3-70b-shape"]:
             row.append(int((memory - weights) // per_sequence) if weights < memory else "-")
         fit_rows.append(row)
 print(f"sequences that fit in {memory / GiB:.0f} GiB beside the weights (16-bit KV cache; activations not counted):")
-display(table(["model", "weights", "GiB", *[f"{t} tokens" for t in lesson.size("fit_contexts")]], fit_rows))
+display(table(["model", "weights in", "weights GiB", *[f"{t} tokens" for t in lesson.size("fit_contexts")]],
+              fit_rows))
 if any("-" in row for row in fit_rows):
     print("-: the weights alone take more than this memory")
 
@@ -572,8 +594,7 @@ lesson.record(
     **{f"{name}_own_loop_tok_s": spread([1e3 / t for t in ways_ms[own]]) for name, ways_ms in speeds.items()},
     **{f"{name}_own_loop_pct_of_practical_bound": practical_shares[(name, own)] for name in speeds},
     practical_bandwidth_pct_of_data_sheet=100 * practical / bandwidth,
-    **({"busy_share_generate_dynamic_pct": spread([100 * x for x in share[dynamic]]),
-        "busy_share_own_loop_pct": spread([100 * x for x in share[own]])} if readable else {}),
+    **{f"busy_share_{slugs[way]}_pct": spread([100 * x for x in share[way]]) for way in (dynamic, own) if split[way]},
 )
 
 # %% [markdown]
@@ -585,12 +606,14 @@ print(f"{lesson.device}: data-sheet bandwidth {bandwidth / 1e9:.0f} GB/s, a larg
       f"{100 * practical / bandwidth:.0f}% of it")
 for name, ways in speeds.items():
     print(f"{name}: {own} at {1e3 / median(ways[own]):.0f} tok/s, {shares[(name, own)]:.0f}% of the data-sheet bound "
-          f"and {practical_shares[(name, own)]:.0f}% of the practical one; against {dynamic}: "
+          f"and {practical_shares[(name, own)]:.0f}% of the practical one; against {dynamic} (at "
+          f"{baseline[name].split(':')[0]}{', overhead-bound' if 'overhead-bound' in baseline[name] else ''}): "
           f"{compare(paired_ratio(ways[dynamic], ways[own]))}")
-if readable:
-    print(f"{name_profiled}: kernels fill {100 * median(share[dynamic]):.0f}% of a profiled step of {dynamic}"
-          f"{plain[dynamic]}, and {100 * median(share[own]):.0f}% of a profiled step of the {own.split(', ', 1)[1]}"
-          f"{plain[own]}")
+for way in (dynamic, own):
+    print(f"{name_profiled}, {way}: " + (f"{busy_what} fill {100 * median(share[way]):.0f}% of a profiled step{plain[way]}"
+          if split[way] else f"{busy_what} take {100 * median(busy[way]) / unprofiled[way]:.0f}% of an unprofiled step"
+          if plain[way] else
+          "the profile's split of a step is not read (see the profile above)"))
 print(f"same greedy tokens as generate on SmolLM2: {sum(agree.values())} of {len(agree)} questions")
 
 # %% [markdown]
