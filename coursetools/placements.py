@@ -231,6 +231,20 @@ def baseline_reading(share: float) -> str:
     return said
 
 
+def share_text(share: float) -> str:
+    """Return a decode speed's share of its bandwidth bound for a table cell, marked overhead-bound below a fifth."""
+    return percent(share) + (", overhead-bound" if share < OVERHEAD_BOUND_SHARE else "")
+
+
+def checked_on(measured_here: bool, stamp: str) -> str:
+    """Return what a check ran on: this run's measurement, or the stored run named by its machine and date."""
+    if measured_here:
+        return "this run's measurement"
+    parts = stamp.split(" | ")
+    named = f"of {parts[0]} on {parts[-1]}" if len(parts) > 1 else f"'{stamp}'"
+    return f"the stored two-GPU run {named}, NOT measured on this machine"
+
+
 def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) -> str:
     """Return the lesson's reading of the placement table, every direction decided by the measured intervals."""
     one, pipe, tp = (placements[k] for k in ("one-gpu", "pipeline", "tensor-parallel"))
@@ -254,7 +268,9 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
     lines.append("pipeline vs one GPU, decode with generate: " + compare(pipeline) + "; "
                  + decode_reading([shares["pipeline"], shares["one-gpu"]], near_bound))
     lines += prefill_lines("pipeline", pipe, one, (lengths[0], lengths[-1]))
-    lines.append("tensor parallel vs one GPU, decode with generate: " + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])))
+    lines.append("tensor parallel vs one GPU, decode with generate: "
+                 + compare(ratio_interval(tp["decode"][batch], one["decode"][batch])) + "; "
+                 + decode_reading([shares["tensor-parallel"], shares["one-gpu"]]))
     lines += prefill_lines("tensor parallel", tp, one, (lengths[0], lengths[-1]))
     lines += loop_lines(placements, bandwidth, link)
     reduce = tp["allreduce"]

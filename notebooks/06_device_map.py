@@ -150,10 +150,11 @@ from helpers.placement import draw_device_map, model_bytes
 
 big = empty_model("llama3-70b-shape")
 for precision in ("bf16", "4-bit"):
-    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}, precision=precision)
+    device_map = plan(big, {0: "80GiB", 1: "80GiB", "cpu": "200GiB"}, precision=precision, strategy="sequential")
     totals = {k: round(v / GiB, 1) for k, v in device_totals(big, device_map, precision).items()}
-    print(f"Llama-3-70B shape, {precision}: {model_bytes(big, precision) / GiB:.0f} GiB of weights -> {totals} GiB")
-    draw_device_map(big, device_map, f"70B shape, {precision}, 2 x 80 GiB", precision)
+    print(f"Llama-3-70B shape, {precision}, 'sequential' (GPU 0 first): {model_bytes(big, precision) / GiB:.0f} GiB of "
+          f"weights -> {totals} GiB")
+    draw_device_map(big, device_map, f"70B shape, {precision}, 'sequential', 2 x 80 GiB", precision)
 
 # %% [markdown]
 # ### Explore: budgets
@@ -363,7 +364,7 @@ from coursetools.placements import baseline_reading
 from helpers.limits import memory_bandwidth
 from helpers.memory import MiB, stored_bytes
 from helpers.placement import module_sizes
-from helpers.timing import benchmark
+from helpers.timing import benchmark, spread
 
 prompt = torch.randint(0, split_model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
 
@@ -407,7 +408,8 @@ del split_model, whole_model
 slowdown = paired_ratio(rates["whole"], rates["split"])
 whole_device = device_name(next(iter(whole_map.values())))
 for label, values in ((f"all on {whole_device}", rates["whole"]), (f"split {list(placed)}", rates["split"])):
-    print(f"{label}: decode {statistics.median(values):.1f} tok/s (rounds {min(values):.1f}-{max(values):.1f})")
+    median, low, high = spread(values)
+    print(f"{label}: decode {median:.1f} tok/s (quartiles {low:.1f}-{high:.1f})")
 bandwidth, bandwidth_source = memory_bandwidth(whole_device)
 whole_share = statistics.median(rates["whole"]) * whole_bytes / bandwidth
 print(f"offloading makes decoding {slowdown[0]:.1f}x slower (per-round quartiles {slowdown[1]:.1f}-{slowdown[2]:.1f}x) "
@@ -422,6 +424,7 @@ for device, size in split_held.items():
           "on it (its weights, activations, and each offloaded submodule's weights while that submodule runs)"
           if device == "cuda:0" else ""))
 dispatch_budget_check = budget_problem(split_held, budget)
+budget_devices = set(split_held)  # offloaded weights wait outside the parameters: held() cannot count them
 offloaded = [module for module, device in split_map.items() if device in ("cpu", "disk")]
 sizes16 = module_sizes(empty_model(name), "bf16")  # each module's bytes in 16 bits, as a GPU load holds them
 moved = sum(sizes16.get(module, 0) for module in offloaded)
@@ -443,8 +446,9 @@ if lesson.device == "cuda":
           "of that bound")
     link_check = link_problem(split_rate, moved, link)
 else:
-    print(f"no host link on a CPU: the {len(offloaded)} offloaded entries are read from disk (the page cache) into the "
-          "same memory the CPU computes from")
+    on_disk = [module for module in offloaded if split_map[module] == "disk"]  # those on "cpu" are where it computes
+    print(f"no host link on a CPU: the {len(on_disk)} of {len(split_map)} entries on disk are read from their files "
+          "(through the page cache) into the same memory the CPU computes from")
     link_check = None
 
 # %%
@@ -487,6 +491,7 @@ from IPython.display import display
 from transformers import BitsAndBytesConfig
 
 from coursetools.checks.lesson06 import plan_problem
+from coursetools.placements import decode_reading, share_text
 from helpers.tables import table
 
 gpus = torch.cuda.device_count() if lesson.device == "cuda" else 0  # the CPU profile keeps to the CPU
@@ -558,7 +563,7 @@ def bloom_rate(model):
                                 warmup=0, repeats=1, device=ALL_GPUS if gpus else "cpu").decode_tokens_per_s
 
 
-bloom_rows, plan_checks, budget_checks, bloom_slowdown = [], {}, {}, {}
+bloom_rows, plan_checks, budget_checks, bloom_slowdown, fitted_shares = [], {}, {}, {}, {}
 for scheme, budget in guide.items():
     asked = on_this_machine(budget)
     planned = plan(stand_in, {**asked, "disk": "1000GB"}, spelled[scheme], strategy="auto")
@@ -587,12 +592,13 @@ for scheme, budget in guide.items():
     peaks = {f"cuda:{i}": torch.cuda.max_memory_allocated(i) - before[i] for i in range(gpus)}
     fitted_held = held(fitted)
     budget_checks[scheme] = budget_problem(fitted_held, enough)
+    budget_devices |= set(fitted_held)
     print(f"   {times}x the guide's budgets, max_memory={enough}: {where(loaded_map(fitted))}; bitsandbytes layers "
           f"{bitsandbytes_layers(fitted)}")
     for device, size in fitted_held.items():
         limit = to_bytes(enough[int(device[5:]) if device.startswith("cuda") else device])
-        print(f"      {device}: {size / 1e6:.0f} MB of weights, budget {limit / 1e6:.0f} MB"
-              + (f", peak allocated {peaks[device] / 1e6:.0f} MB from the load to the end of a decode"
+        print(f"      {device}: {size / 1e9:.2f} GB of weights, budget {limit / 1e9:.2f} GB"
+              + (f", peak allocated {peaks[device] / 1e9:.2f} GB from the load to the end of a decode"
                  if device in peaks else ""))
 
     on_gpu = any(device_name(device).startswith("cuda") for device in planned.values())
@@ -605,34 +611,50 @@ for scheme, budget in guide.items():
     speeds = interleaved({"fitted": lambda m=fitted: bloom_rate(m), "spilled": lambda m=spilled: bloom_rate(m)},
                          rounds=lesson.rounds("bloom"))
     bloom_slowdown[scheme] = paired_ratio(speeds["spilled"], speeds["fitted"])
-    moved = sum(bloom16.get(module, 0) for module, device in planned.items() if device in ("cpu", "disk"))
+    fitted_rate = statistics.median(speeds["fitted"])
+    fitted_bytes = sum(fitted_held.values())  # all read per token: the head reads the embedding it is tied to
+    fitted_bandwidth, fitted_source = memory_bandwidth(runs_on(fitted))
+    fitted_shares[scheme] = fitted_rate * fitted_bytes / fitted_bandwidth
+    offloaded_to = {place: sum(bloom16.get(module, 0) for module, device in planned.items() if device == place)
+                    for place in ("cpu", "disk")}  # the bytes the plan (the spilled load's map) puts in RAM and on disk
+    moved = sum(offloaded_to.values())
     computes_on = runs_on(spilled)
     print(f"   the guide's budgets with the flag: {where(loaded_map(spilled))}; bitsandbytes layers "
           f"{bitsandbytes_layers(spilled)}; computes on {computes_on} in {next(spilled.parameters()).dtype}")
+    print(f"   decode: {fitted_rate:.2f} tok/s fitted, {statistics.median(speeds['spilled']):.2f} tok/s spilled; spilled "
+          f"vs fitted: {compare(bloom_slowdown[scheme])}")
+    print(f"   the fitted model reads its {fitted_bytes / 1e9:.2f} GB of weights per token at {fitted_bandwidth / 1e9:.0f} "
+          f"GB/s ({fitted_source}): it decoded at {baseline_reading(fitted_shares[scheme])}")
+    offload_line = "   offloaded 16-bit weights: " + ", ".join(
+        f"{size / 1e9:.2f} GB {'in CPU RAM' if place == 'cpu' else 'on disk'}" for place, size in offloaded_to.items() if size)
     if not moved:
-        link_line = "nothing offloaded"
+        print("   nothing offloaded")
     elif computes_on.type == "cuda":
         to_gpu = host_link(str(computes_on))  # the link to the GPU that computes the offloaded layers
-        link_line = (f"{moved / 1e9:.2f} GB of offloaded 16-bit weights cross the host link to {computes_on} per token: "
-                     f"at most {to_gpu / moved:.2f} tok/s at the {to_gpu / 1e9:.1f} GB/s a copy to it moved")
+        print(f"{offload_line}; all {moved / 1e9:.2f} GB cross the host link to {computes_on} per token: at most "
+              f"{to_gpu / moved:.2f} tok/s at the {to_gpu / 1e9:.1f} GB/s a copy to it moved")
     else:
-        link_line = (f"no host link: it computes on the CPU, reading its {moved / 1e9:.2f} GB of offloaded 16-bit "
-                     "weights from the disk (the page cache) at every token")
-    print(f"   decode: {statistics.median(speeds['fitted']):.2f} tok/s fitted, {statistics.median(speeds['spilled']):.2f} "
-          f"tok/s spilled; spilled vs fitted: {compare(bloom_slowdown[scheme])}; {link_line}")
+        print(f"{offload_line}; no host link: it computes on the CPU, reading all {moved / 1e9:.2f} GB at every token "
+              "(those on disk from its files, through the page cache)")
     bloom_rows.append([scheme, str(asked), "refused" if refusal else where(guide_map), where(planned),
-                       f"{statistics.median(speeds['spilled']):.2f}", f"{times}x: {where(fits)}",
-                       f"{statistics.median(speeds['fitted']):.2f}"])
+                       f"{statistics.median(speeds['spilled']):.2f}", f"{times}x: {where(fits)}", f"{fitted_rate:.2f}",
+                       share_text(fitted_shares[scheme])])
     del fitted, spilled
     gc.collect()
 display(table(["scheme", "guide's max_memory", "guide's call", "with the flag and the plan as map", "tok/s",
-               "smallest multiple bitsandbytes accepts", "tok/s"], bloom_rows))
+               "smallest multiple bitsandbytes accepts", "tok/s", "share of its bandwidth bound"], bloom_rows))
+print(f"the fitted {' and '.join(fitted_shares)} models side by side, timed in separate loops, not against each other, "
+      "are no verdict on the formats: " + decode_reading(list(fitted_shares.values())))
 
 # %% [markdown]
 # How to read it. Where the guide's call was refused, the plan put quantized modules on the disk (or the CPU beside a
 # GPU): the embedding came first and was larger than what the first devices could plan with. With the flag, the same
 # plan loads, but the modules it put on the CPU or disk stay in 16 bits and are read again at every token; where no
-# module landed on a GPU, the model computes on the CPU. The last columns are what `"auto"` needs. Where that map
+# module landed on a GPU, the model computes on the CPU. Each spilled-vs-fitted factor is against its fitted model's
+# speed, and the line under it says what share of its bandwidth bound that speed is: where the fitted model is
+# overhead-bound, a factor is about that speed, and two schemes' factors differ by their fitted speeds as much as by
+# what spilled, so set the spilled tok/s side by side rather than the factors. The last columns are what `"auto"`
+# needs. Where that map
 # leaves GPU 0 empty, the balanced cap did it: every GPU but the last is capped at about the model's size over the
 # number of GPUs plus 1.25 of its largest layer (`get_balanced_memory`), bitsandbytes plans with 90% of that, and an
 # embedding larger than the result goes on to GPU 1, with everything after it.
@@ -657,10 +679,10 @@ gc.collect()
 machine = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else f"the CPU ({bloom_name})"
 answers = [["device_map='auto', load_in_4bit=True", "(none)", quick_start,
             f"quantization_config=BitsAndBytesConfig(load_in_4bit=True): {quick_start_today}"]]
-for scheme, asked, guide_call, _, _, fits, fitted_speed in bloom_rows:
+for scheme, asked, guide_call, _, _, fits, fitted_speed, fitted_share in bloom_rows:
     keyword = "load_in_4bit=True" if scheme == "4-bit" else "load_in_8bit=True"
-    answers.append([f"device_map='auto', {keyword}, max_memory=...", asked,
-                    f"in today's spelling: {guide_call}", f"{fits} ({fitted_speed} tok/s)"])
+    answers.append([f"device_map='auto', {keyword}, max_memory=...", asked, f"in today's spelling: {guide_call}",
+                    f"{fits} ({fitted_speed} tok/s; share of its bandwidth bound: {fitted_share})"])
 print(f"the guide's calls on {machine}:")
 display(table(["the guide's call", "max_memory", "what it does today", "what loads instead"], answers))
 
@@ -818,15 +840,18 @@ check("06-predict", prediction, rows=recipe_rows)
 # either way.
 
 # %%
-# Checks of what the table claims (on the stored run when this machine has fewer than 2 GPUs).
+# Checks of what the table claims, on the stored run when this machine has fewer than 2 GPUs (the line says which).
+from coursetools.placements import checked_on
+
+recipe_source = checked_on(measured_here, lesson.stamp if measured_here else stored_results()["stamp"])
 for r in recipe_rows:
     assert {"0", "1"} <= set(r["modules"]), f"{r['model']} {r['scheme']} did not span both GPUs: {r['modules']}"
     assert all(a > 0 for a in r["allocated_gib"]), r
     assert r["split_answer"] == r["whole_answer"], (r["split_answer"], r["whole_answer"])
     assert verdict(r["split_vs_whole"]) != "faster", (
         f"{r['model']} {r['scheme']}: the split decoded measurably faster than one GPU: {compare(r['split_vs_whole'])}")
-print(f"{len(recipe_rows)} recipes: weights on both GPUs, the same greedy answer as on one GPU, none measurably faster "
-      "than one GPU (no quartile range wholly above 1)")
+print(f"checked on {recipe_source}: {len(recipe_rows)} recipes with weights on both GPUs, the same greedy answer as on "
+      "one GPU, none measurably faster than one GPU (no quartile range wholly above 1)")
 
 # %% [markdown]
 # ## Pipeline split vs tensor parallel vs one GPU
@@ -903,8 +928,8 @@ plot_placements(two_gpu["placements"], f"Llama-3-8B shape, bf16 | {two_gpu['stam
 # first line says which bytes the bounds count). Where a share is below a fifth of the bound, a step is
 # overhead-bound: reading the weights is a small part of it, a verdict between such rows is about eager `generate` on
 # one or two processes, not about the placement, and the lines above then name no mechanism as its cause (lesson 07
-# measures, on one GPU for its 1B shape, how much of an eager step the GPU sits idle, and removes most of it with a
-# static cache and CUDA graphs).
+# profiles, on one GPU for its 1B shape, how much of an eager step the GPU sits idle, and what a static cache and CUDA
+# graphs change).
 # Where the run has the static-cache loop's lines (one made before the loop has none, and then every decode verdict
 # above is eager `generate`'s), they compare the placements the way a practitioner would run them: compiled, with one
 # launch per step. They compare only the placements whose step compiled whole (the lines say which did, and the
@@ -941,6 +966,7 @@ def follows(name, one, other):
           + (f"; token {same + 1} and on differ" if same < len(one) else ""))
 
 
+placement_source = checked_on(gpus >= 2, two_gpu["stamp"])
 tokens = {p: r["greedy_tokens"] for p, r in two_gpu["placements"].items()}
 print("greedy tokens (generate):", tokens)
 follows("tensor parallel's generate tokens", tokens["one-gpu"], tokens["tensor-parallel"])
@@ -954,13 +980,16 @@ weights = {p: [m["allocated_gib"] for m in r["memory"] if m["allocated_gib"] > 0
            for p, r in two_gpu["placements"].items()}
 assert len(weights["tensor-parallel"]) == 2 and max(weights["tensor-parallel"]) < 0.6 * sum(weights["one-gpu"]), weights
 print("per-GPU weights (GiB):", {p: [round(w, 1) for w in v] for p, v in weights.items()})
+print(f"checked on {placement_source}: the pipeline split's generate tokens are one GPU's; tensor parallel holds weights "
+      "on 2 GPUs, each under 60% of one GPU's")
 one_gpu_loop = two_gpu["placements"]["one-gpu"].get("loop")
 if one_gpu_loop is None:
-    print("one GPU's static-cache loop: NOT checked, this run predates the loop")
+    print(f"one GPU's static-cache loop: NOT checked, as the run read here predates the loop ({placement_source})")
 else:
     loop_check = loop_problem(one_gpu_loop)
     assert not loop_check, f"one GPU's static-cache loop: {loop_check}"
-    print(f"one GPU's static-cache loop ran as lesson 07's does: compiled whole ({one_gpu_loop['compile_mode']}), "
+    print(f"checked on {placement_source}: one GPU's static-cache loop ran as lesson 07's does: compiled whole "
+          f"({one_gpu_loop['compile_mode']}), "
           f"{one_gpu_loop['warmup']['CUDA graphs recorded']} CUDA graphs recorded in the warm-up, no recompiles or "
           "re-recordings in the timed rounds")
 
@@ -1013,8 +1042,8 @@ lesson.record(offload_slowdown=slowdown, split_devices=" + ".join(placed))
 
 # %% [markdown]
 # The lesson's checks, last so that a failing one leaves the measurements above recorded: every plan shown beside a
-# load matches the device map of that same call (or its refusal), the loaded weights stay within their `max_memory`
-# budgets, the three `balanced_low_0` plans show what the text says, and offloaded decoding stays below the host
+# load matches the device map of that same call (or its refusal), the weights a load holds as parameters stay within
+# their `max_memory` budgets (offloaded weights wait outside the parameters, so it does not count them), the three `balanced_low_0` plans show what the text says, and offloaded decoding stays below the host
 # link's bound (on a GPU).
 
 # %%
@@ -1024,6 +1053,7 @@ over = {case: problem for case, problem in {"dispatch": dispatch_budget_check, *
 assert not over, f"weights over their max_memory budget: {over}"
 assert low0_check is None, low0_check
 assert link_check is None, link_check
-print(f"checks passed: {len(plan_checks)} plans match the loads of the same calls | weights within max_memory in "
-      f"{1 + len(budget_checks)} loads | balanced_low_0 as described"
+print(f"checks passed: {len(plan_checks)} plans match the loads of the same calls | the weights held as parameters on "
+      f"{', '.join(sorted(budget_devices))} within their max_memory in {1 + len(budget_checks)} loads (offloaded weights "
+      "wait outside the parameters: not counted) | balanced_low_0 as described"
       + (" | offloaded decoding below the host link's bound" if lesson.device == "cuda" else ""))

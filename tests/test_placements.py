@@ -135,7 +135,11 @@ def test_explain_names_mechanisms_only_at_a_fifth_of_the_bound_or_more():
     assert "16% of its bandwidth bound" in low and "12% of its bandwidth bound" in low
     for mechanism in ("hooks", "copies", "reads its share"):
         assert mechanism not in low and mechanism in high
-    assert low.count("cannot attribute the difference to any mechanism") == 2
+    assert low.count("cannot attribute the difference to any mechanism") == 3
+    verdicts = {line.split(": ", 1)[0]: line for line in low.splitlines()}
+    assert "overhead-bound" in verdicts["tensor parallel vs one GPU, decode with generate"]  # 4% and 16%: not a verdict
+    assert "overhead-bound" not in {line.split(": ", 1)[0]: line for line in high.splitlines()}[
+        "tensor parallel vs one GPU, decode with generate"]
     assert "cannot attribute" not in high
     assert "the memory each GPU holds after loading, the input embedding included (the run recorded no bytes read)" in low
 
@@ -146,3 +150,22 @@ def test_a_factor_against_a_baseline_below_a_fifth_of_its_bound_is_read_as_again
     assert baseline_reading(0.06) == ("6% of its bandwidth bound: overhead-bound (below 20%), so a factor against it is "
                                       "against that speed, not against decoding at the bandwidth limit")
     assert baseline_reading(0.6) == "60% of its bandwidth bound"
+
+
+def test_a_share_below_a_fifth_of_the_bound_is_marked_overhead_bound_in_a_table_cell():
+    from coursetools.placements import share_text
+
+    assert share_text(0.034) == "3.4%, overhead-bound"
+    assert share_text(0.199) == "20%, overhead-bound"  # rounded for printing, still below a fifth
+    assert share_text(0.2) == "20%" and share_text(0.45) == "45%"
+
+
+def test_a_check_on_the_stored_run_names_it_and_never_says_this_run():
+    from coursetools.placements import checked_on
+
+    stamp = "2x NVIDIA H200 (sm 9.0) | 140 GiB | torch 2.11.0+cu130 | profile gpu | 2026-11-26"
+    stored = checked_on(False, stamp)
+    assert stored == "the stored two-GPU run of 2x NVIDIA H200 (sm 9.0) on 2026-11-26, NOT measured on this machine"
+    assert "this run" not in stored
+    assert checked_on(True, stamp) == "this run's measurement"
+    assert checked_on(False, "no stamp").startswith("the stored two-GPU run 'no stamp', NOT measured")
