@@ -363,20 +363,32 @@ from helpers.plots import stacked_bars
 busy = {v: [t.busy_ms for t in per_round] for v, per_round in split.items()}
 idle = {v: [t.idle_ms for t in per_round] for v, per_round in split.items()}
 busy_what = split[base][0].busy_what
+# as in lesson 07: a step is a long profile minus a short one, so a round can read its kernel time at or below zero
+# (nothing read from that row) or above its wall time (the kernel time reads, the split of the step does not)
+timed = {v: all(ms > 0 for ms in busy[v]) for v in split}
+readable = {v: timed[v] and all(ms >= 0 for ms in idle[v]) for v in split}
 print(f"{largest}, {profile_rounds} profiled rounds of {profile_tokens} tokens: medians, and the range over rounds")
 display(table(["weights", "profiled wall ms/step", f"{busy_what} ms", "range", "busy % (profiled)", "other ms (profiled)",
                "range"],
-            [[v, median([t.wall_ms for t in per_round]), median(busy[v]), f"{min(busy[v]):.3g}-{max(busy[v]):.3g}",
-              100 * median([t.busy_share for t in per_round]), median(idle[v]),
-              f"{min(idle[v]):.3g}-{max(idle[v]):.3g}"]
+            [[v, median([t.wall_ms for t in per_round]),
+              *([median(busy[v]), f"{min(busy[v]):.3g}-{max(busy[v]):.3g}"] if timed[v] else ["-", "-"]),
+              *([100 * median([t.busy_share for t in per_round]), median(idle[v]),
+                 f"{min(idle[v]):.3g}-{max(idle[v]):.3g}"] if readable[v] else ["-", "-", "-"])]
              for v, per_round in split.items()]))
+for v in split:
+    if not readable[v]:
+        print(f"-: {v}: in some round its {busy_what}' time per step came out "
+              + ("at or below zero: nothing is read from this row" if not timed[v] else
+                 "above that round's wall time per step (each is a difference of a long and a short profile, with its "
+                 "own noise): its split of the step is not read, its kernel time is"))
 if runtime:
     print("\nCUDA runtime calls in one decode step (one profile of each):")
     display(table(["weights", *RUNTIME_CALLS], [[v, *counts.values()] for v, counts in runtime.items()]))
 print(f"\n{variants[0]} on {largest}, {profile_tokens} tokens: the kernels with the most time")
 print(top)
-stacked_bars({v: {busy_what: median(busy[v]), "everything else": median(idle[v])} for v in split},
-             f"{largest}: one decode step, medians of {profile_rounds} profiled rounds", "ms")
+if any(readable.values()):
+    stacked_bars({v: {busy_what: median(busy[v]), "everything else": median(idle[v])} for v in split if readable[v]},
+                 f"{largest}: one decode step, medians of {profile_rounds} profiled rounds", "ms")
 
 # %% [markdown]
 # ## One layer's kernel
@@ -459,15 +471,18 @@ for v, ratio in layer_ratio.items():
     print(f"{v}: {weight_bytes[base] / weight_bytes[v]:.2f}x fewer bytes; its layer's kernel (the faster of eager and "
           f"compiled each round) against {base}'s: {compare(ratio)}: {layer_reading}")
 v = variants[0]
-step_ratio = paired_ratio(busy[base], busy[v])
-print(f"{v}, the whole step's {busy_what} against {base}'s: {compare(step_ratio)}; the whole step: "
-      f"{compare(measured)}.")
-more = [a - b for a, b in zip(idle[v], idle[base], strict=True)]  # a difference: time outside kernels can be near 0
-more_median, more_q1, more_q3 = spread(more)  # the course's rule: measurable when the quartiles leave 0 out
-print(f"{v}'s step outside {busy_what} ({median(idle[v]):.2f} ms) against {base}'s ({median(idle[base]):.2f} ms): "
-      + (f"{more_median:.2f} ms more (quartiles {more_q1:.2f} to {more_q3:.2f})" if more_q1 > 0 else
-         f"{-more_median:.2f} ms less (quartiles {-more_q3:.2f} to {-more_q1:.2f})" if more_q3 < 0 else
-         f"no measurable difference (quartiles {more_q1:.2f} to {more_q3:.2f} ms more)") + ".")
+step_ratio = paired_ratio(busy[base], busy[v]) if timed[v] and timed[base] else None
+print(f"{v}, the whole step's {busy_what} against {base}'s: "
+      f"{compare(step_ratio) if step_ratio else 'not read (the profile above)'}; the whole step: {compare(measured)}.")
+more_median, more_q1, more_q3 = spread([a - b for a, b in zip(idle[v], idle[base], strict=True)])  # can be near 0
+if readable[v] and readable[base]:  # the course's rule for a difference: measurable when the quartiles leave 0 out
+    print(f"{v}'s step outside {busy_what} ({median(idle[v]):.2f} ms) against {base}'s ({median(idle[base]):.2f} ms): "
+          + (f"{more_median:.2f} ms more (quartiles {more_q1:.2f} to {more_q3:.2f})" if more_q1 > 0 else
+             f"{-more_median:.2f} ms less (quartiles {-more_q3:.2f} to {-more_q1:.2f})" if more_q3 < 0 else
+             f"no measurable difference (quartiles {more_q1:.2f} to {more_q3:.2f} ms more)") + ".")
+else:
+    more_q1, more_q3 = 0.0, 0.0  # not read: no difference is claimed below
+    print(f"{v}'s step outside {busy_what} against {base}'s: not read (the profile above).")
 for w, counts in (runtime or {}).items():
     graphs, launched, waits, copies = counts.values()
     print(f"{w}'s step " + (f"replays {graphs:.3g} CUDA graph(s)" if round(graphs) else "replays no CUDA graph")
@@ -483,7 +498,7 @@ if runtime:
                                  "not in what the host launches; candidates, which these counts do not separate: the "
                                  "host's time before each launch, or gaps between the kernels of the replayed graph."
                                  if measurable else "the same runtime calls a step."))
-if v in layer_ratio:
+if v in layer_ratio and step_ratio:
     if step_ratio[2] < layer_ratio[v][1]:
         print("the whole step's kernels compare worse than the one layer did (this does not measure which of the "
               "step's other kernels make the difference).")
