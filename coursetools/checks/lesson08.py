@@ -62,13 +62,13 @@ def compare_decode(
     """Compare 'variant decodes measurably faster than base at batch 1' with the per-round speed ratios variant/base."""
     faster = ratio[1] > 1.0
     said = f"on {shape}, {variant} against {base} at batch 1: {compare(ratio)}, reading {byte_ratio:.2f}x fewer bytes"
+    # no cause here: the sections after the check read one only where the step runs near its bandwidth bound
     if faster:
-        why = "its step turns enough of the saved bytes into time (the step split below says how much of it is kernels)"
+        why = "the saved bytes showed as speed (the step split below says how much of its step is kernels)"
     elif ratio[2] < 1.0:
-        why = ("slower (quartiles below 1x): its kernels read the fewer bytes more slowly than the base's read its "
-               "own, or its step spends more time outside them (the sections below say which)")
+        why = "slower (quartiles below 1x): the sections below measure its kernels and the time outside them"
     else:
-        why = "its quartiles hold 1x: the saved bytes did not turn into time (the sections below say where)"
+        why = "its quartiles hold 1x: the saved bytes did not show as speed (the sections below measure the step)"
     return answer is faster, f"{said}: {why}."
 
 
