@@ -77,15 +77,39 @@ def test_a_prediction_of_the_wrong_form_fails_a_strict_run(monkeypatch):
     assert not is_right("04-predict", 1.5, ratio=(0.3, 0.2, 0.4), base_share=0.05, byte_ratio=1.7)
 
 
-def test_a_step_over_more_rows_reads_less_only_where_the_rounds_quartiles_do_not_overlap():
-    # tok/s over all rows, one value a round; a step is rows / (rows/s)
-    h100 = {1: {"int8": [16.1, 16.3, 16.4, 16.6, 16.9]}, 16: {"int8": [258.0, 262.0, 264.0, 266.0, 270.0]}}
-    change, fewest, most = step_change(h100)["int8"]  # the H100 run's medians (61.0, 60.6 ms), rounds made up around them
-    # the old rule compared medians alone and read "less"; the rounds' quartiles overlap: flat
-    assert most[0] < fewest[0] and change == "flat"
-    assert fewest == pytest.approx((1000 / 16.4, 1000 / 16.6, 1000 / 16.3))
-    cheaper = {1: {"float16": [44.0, 45.0, 45.1, 45.5, 46.0]}, 16: {"float16": [1200.0, 1230.0, 1240.0, 1250.0, 1280.0]}}
-    assert step_change(cheaper)["float16"][0] == "less"  # 22.2 against 12.9 ms, far beyond the quartiles
-    steady = {1: {"float16": [44.0, 45.1, 46.0], "int8": [17.0, 18.0, 19.0]},
-              16: {"float16": [590.0, 600.0, 610.0], "int8": [270.0, 280.0, 290.0]}}  # ms: float16 22 then 27, int8 56 then 57
-    assert {label: change for label, (change, _, _) in step_change(steady).items()} == {"float16": "more", "int8": "flat"}
+def per_round(step_ms: list[float], rows: int) -> list[float]:
+    """Turn each round's ms per decode step over `rows` rows into that round's tok/s over all rows."""
+    return [1000 * rows / ms for ms in step_ms]
+
+
+def test_a_step_change_pairs_the_rounds_and_reads_a_steady_16_percent_as_more_time():
+    # the GPU run's float16: 17.2 ms a step at batch 1, 20.0 ms at batch 16; rounds made up around them that drift
+    # together (both batch sizes in the same rounds), so the unpaired quartiles overlap but each round's ratio is ~1.16
+    few_ms = [16.0, 16.5, 17.2, 20.2, 21.0]
+    many_ms = [ms * factor for ms, factor in zip(few_ms, [1.15, 1.16, 1.16, 1.17, 1.16], strict=True)]
+    change, ratio, fewest, most = step_change({1: {"float16": per_round(few_ms, 1)},
+                                               16: {"float16": per_round(many_ms, 16)}})["float16"]
+    assert most[1] < fewest[2]  # the old rule, unpaired quartiles overlapping, read this as flat
+    assert change == "more" and ratio[0] == pytest.approx(1.16) and ratio[1] > 1
+    assert fewest == pytest.approx((17.2, 16.5, 20.2)) and most[0] == pytest.approx(17.2 * 1.16)
+
+
+@pytest.mark.parametrize(
+    ("factors", "expected"),
+    [
+        ([0.97, 1.02, 1.01, 0.99, 1.04], "flat"),  # the per-round ratios' quartiles hold 1: a tie
+        ([0.80, 0.82, 0.85, 0.83, 0.81], "less"),  # each round's step over more rows took less time
+        ([1.30, 1.25, 1.28, 1.31, 1.27], "more"),
+    ],
+)
+def test_a_step_change_reads_each_direction_from_the_per_round_ratios(factors, expected):
+    few_ms = [22.0, 21.0, 25.0, 23.0, 24.0]
+    many_ms = [ms * factor for ms, factor in zip(few_ms, factors, strict=True)]
+    rates = {1: {"int8": per_round(few_ms, 1)}, 16: {"int8": per_round(many_ms, 16)}}
+    assert step_change(rates)["int8"][0] == expected
+
+
+def test_a_step_change_reads_each_variant_on_its_own():
+    steady = {1: {"float16": per_round([22.0, 22.5, 23.0], 1), "int8": per_round([56.0, 57.0, 58.0], 1)},
+              16: {"float16": per_round([27.0, 27.5, 28.0], 16), "int8": per_round([58.0, 56.0, 57.0], 16)}}
+    assert {label: change for label, (change, *_) in step_change(steady).items()} == {"float16": "more", "int8": "flat"}

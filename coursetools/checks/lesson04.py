@@ -10,7 +10,7 @@ from torch import nn
 from coursetools.checks import Call, Prediction
 from coursetools.results import RUN_TO_RUN
 from helpers.outliers import outlier_features, relative_error
-from helpers.timing import spread
+from helpers.timing import paired_ratio, spread, verdict
 
 __all__ = ["EXERCISES"]
 
@@ -29,16 +29,19 @@ def decomposition_problem(ours: torch.Tensor, reference: torch.Tensor, others: d
     return None
 
 
-def step_change(rates: dict[int, dict[str, list[float]]]) -> dict[str, tuple[str, Spread, Spread]]:
+def step_change(rates: dict[int, dict[str, list[float]]]) -> dict[str, tuple[str, Spread, Spread, Spread]]:
     """Say per variant whether a step over the most rows took 'less' or 'more' time than over the fewest, or 'flat'."""
-    # rates: batch -> variant -> each round's tok/s over all rows; a step is rows / (rows/s). The rounds of two batch
-    # sizes are not interleaved, so their step times are compared by quartiles: 'flat' where the two ranges overlap
+    # rates: batch -> variant -> each round's tok/s over all rows, every batch size timed in the same rounds (round i
+    # of one is round i of the others); a step is rows / (rows/s). Each round's step-time ratio, most rows over fewest,
+    # is read with the course's rule (helpers.timing.verdict): 'flat' where the ratios' quartiles hold 1
     fewest, most = min(rates), max(rates)
-    changes: dict[str, tuple[str, Spread, Spread]] = {}
+    reading = {"faster": "more", "slower": "less", "tie": "flat"}  # verdict of (ms over most rows) / (ms over fewest)
+    changes: dict[str, tuple[str, Spread, Spread, Spread]] = {}
     for label in rates[fewest]:
-        few, many = (spread([1000 * batch / rate for rate in rates[batch][label]]) for batch in (fewest, most))
-        changes[label] = ("less" if many[2] < few[1] else "more" if many[1] > few[2] else "flat", few, many)
-    return changes  # variant: (change, ms per step over the fewest rows, over the most), each (median, q1, q3)
+        few, many = ([1000 * batch / rate for rate in rates[batch][label]] for batch in (fewest, most))
+        ratio = paired_ratio(many, few)
+        changes[label] = (reading[verdict(ratio)], ratio, spread(few), spread(many))
+    return changes  # variant: (change, per-round ratio most/fewest, ms per step over the fewest rows, over the most)
 
 
 def kept_in_16_bit(model: nn.Module, skip_modules: list[str] | None) -> set[str]:
