@@ -85,7 +85,7 @@ def bound_share(tokens_per_s: float, bytes_per_token: int, bandwidth: float) -> 
     if share > 1:
         return share, f"{100 * share:.0f}% of the bandwidth bound: not a valid measurement (above the bound)"
     if share < OVERHEAD_BOUND_SHARE:
-        return share, (f"{100 * share:.1f}% of the bandwidth bound: overhead-bound, reading the weights is a small part "
+        return share, (f"{100 * share:.2g}% of the bandwidth bound: overhead-bound, reading the weights is a small part "
                        "of a step, so a difference here is other work (around the kernels or in them), not the bytes a "
                        "weight format saves")
     return share, f"{100 * share:.0f}% of the bandwidth bound"

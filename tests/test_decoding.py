@@ -131,6 +131,7 @@ def test_bound_share_reads_overhead_bound_below_a_fifth_and_refuses_bad_input():
     share, text = bound_share(60.0, 10**9, 100e9)
     assert share == pytest.approx(0.60) and "overhead-bound" not in text
     assert "not a valid" in bound_share(200.0, 10**9, 100e9)[1]
+    assert bound_share(0.04, 10**9, 100e9)[1].startswith("0.04% of")  # a small share keeps its digits, not "0.0%"
     assert bound_share(OVERHEAD_BOUND_SHARE * 100, 10**9, 100e9)[1].endswith("bound")
     with pytest.raises(ValueError):
         bound_share(0.0, 10**9, 100e9)
