@@ -12,6 +12,7 @@ from coursetools.checks.lesson05 import (
     compare_decode,
     dtype_problem,
     footprint_order_problem,
+    goal_reading,
 )
 from coursetools.exercises import verdict_of
 
@@ -96,6 +97,15 @@ def test_only_a_wrong_form_fails_a_prediction_and_a_contradicted_one_does_not():
     assert not counted and not fails and "says otherwise" in text
     assert verdict_of("05-predict", 0.8, context)[1]
     assert EXERCISES["05-predict"].choices == ()
+
+
+def test_a_goal_names_its_overhead_bound_leaders_and_only_those():
+    assert goal_reading({"bfloat16, eager": 0.042, "bfloat16, sdpa flash": 0.045}) == "overhead-bound: 4.2-4.5%"
+    assert goal_reading({"bfloat16, eager": 0.199}) == "overhead-bound: 19.9%"  # just below the threshold
+    assert goal_reading({"bfloat16, eager": 0.20, "nf4, eager": 0.35}) == "20.0-35.0%"  # at it: not overhead-bound
+    mixed = goal_reading({"bfloat16, eager": 0.25, "nf4, eager": 0.04})
+    assert mixed == "overhead-bound: nf4, eager 4.0%; bfloat16, eager 25.0%"
+    assert "not a valid measurement" in goal_reading({"int8, eager": 1.3})  # a speed above its bound
 
 
 def test_footprints_must_shrink_along_the_formats():

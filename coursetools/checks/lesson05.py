@@ -93,6 +93,20 @@ def compare_decode(answer: float, ratio: tuple[float, float, float], baseline: s
     return agrees, f"{said}: {why}."
 
 
+def goal_reading(shares: dict[str, float]) -> str:
+    """Read a goal's leaders by their decode shares of the bandwidth bound (name -> 0-1): overhead-bound below 20%."""
+    kinds = {"above the bound, not a valid measurement": {n: s for n, s in shares.items() if s > 1},
+             "overhead-bound": {n: s for n, s in shares.items() if s < OVERHEAD_BOUND_SHARE},
+             "": {n: s for n, s in shares.items() if OVERHEAD_BOUND_SHARE <= s <= 1}}
+    present = {label: group for label, group in kinds.items() if group}
+    if len(present) == 1:  # one kind: its range of shares, without names
+        label, group = next(iter(present.items()))
+        low, high = (f"{100 * s:.1f}" for s in (min(group.values()), max(group.values())))
+        return (f"{label}: " if label else "") + (f"{low}%" if low == high else f"{low}-{high}%")
+    return "; ".join((f"{label}: " if label else "") + ", ".join(f"{n} {100 * s:.1f}%" for n, s in group.items())
+                     for label, group in present.items())
+
+
 def footprint_order_problem(footprints: dict[str, int], order: list[str]) -> str | None:
     """Return why the footprints do not shrink along `order` (e.g. 16-bit, int8, nf4), each strictly, or None."""
     for larger, smaller in itertools.pairwise(order):
