@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["reason", "table"]
+__all__ = ["cell", "reason", "table"]
 
 
 def one_of(kind: str, name: str, names: Collection[str]) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
-           "generate_run", "interleaved", "paired_ratio", "spread", "tally", "verdict"]
+__all__ = ["ALL_GPUS", "RUN_TO_RUN", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare",
+           "decode_step_ms", "generate_run", "interleaved", "paired_ratio", "spread", "tally", "verdict"]
 
 
 @dataclass(frozen=True)
