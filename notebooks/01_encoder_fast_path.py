@@ -599,6 +599,8 @@ if falls:
     sweep_verdict = "does not grow steadily with padding (it falls at a step)"
 elif grows:
     sweep_verdict = "grows with padding"
+elif sweep_ratio[-1][2] < sweep_ratio[0][1]:
+    sweep_verdict = "falls from the first batch to the last (their quartiles apart)"
 else:
     sweep_verdict = "does not grow measurably with padding (" + (
         "the first and last batches' quartiles overlap" if sweep_ratio[-1][1] <= sweep_ratio[0][2] else

@@ -728,8 +728,8 @@ display(table(["batch", "float16 tok/s", "float16 % of its bound", "int8 tok/s",
                "int8 against float16 (per-round ratios)"], speed_rows))
 print(f"float16 at batch {batches[0]}: {base_share[batches[0]][1]}")
 if base_share[batches[0]][0] < OVERHEAD_BOUND_SHARE:
-    print(f"so int8's {compare(speed_ratio[batches[0]])} at batch {batches[0]} is the cost of this overhead-bound path, "
-          "with no cause read from it: not a verdict on int8's kernels, which needs steps near the bound")
+    print(f"so int8 against float16 at batch {batches[0]}, {compare(speed_ratio[batches[0]])}, is the cost of this "
+          "overhead-bound path, with no cause read from it: not a verdict on int8's kernels, which needs steps near the bound")
 bound_pct = {label: spread([100 * bound_share(rate / batches[0], step_bytes(label, batches[0]), bandwidth)[0]
                             for rate in batch_rates[batches[0]][label]]) for label in speed_models}
 del speed_models
@@ -815,7 +815,8 @@ call_context = encoded["input_ids"].shape[1] + new // 2
 call_bytes = weight_bytes_per_token(int8_model) + kv_cache_bytes(int8_model.config, call_context)
 call_share = bound_share(call_tok_s, call_bytes, bandwidth)[0]
 print(f"model.generate makes {call_tok_s:.1f} tok/s over a whole call: {100 * call_share:.3g}% of the bandwidth bound"
-      + (", overhead-bound" if call_share < OVERHEAD_BOUND_SHARE else ""))
+      + (", overhead-bound" if call_share < OVERHEAD_BOUND_SHARE else ", not a valid measurement (above the bound)"
+         if call_share > 1 else ""))
 swept = reports[default_name]  # the threshold sweep's int8 model at threshold 6, the default this model was loaded with
 swept_step = statistics.median(swept.decode_step_ms)
 print(f"the sweep's {default_name} times greedy calls of the same length another way: {swept.prefill_ms:.0f} ms for a "

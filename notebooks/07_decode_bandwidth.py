@@ -607,7 +607,8 @@ print(f"{lesson.device}: data-sheet bandwidth {bandwidth / 1e9:.0f} GB/s, a larg
 for name, ways in speeds.items():
     print(f"{name}: {own} at {1e3 / median(ways[own]):.0f} tok/s, {shares[(name, own)]:.0f}% of the data-sheet bound "
           f"and {practical_shares[(name, own)]:.0f}% of the practical one; against {dynamic} (at "
-          f"{baseline[name].split(':')[0]}{', overhead-bound' if 'overhead-bound' in baseline[name] else ''}): "
+          f"{baseline[name].split(':')[0]}{', overhead-bound' if 'overhead-bound' in baseline[name] else ''}"
+          f"{', not a valid measurement' if 'not a valid' in baseline[name] else ''}): "
           f"{compare(paired_ratio(ways[dynamic], ways[own]))}")
 for way in (dynamic, own):
     print(f"{name_profiled}, {way}: " + (f"{busy_what} fill {100 * median(share[way]):.0f}% of a profiled step{plain[way]}"

@@ -474,7 +474,7 @@ layer_ratio = {v: paired_ratio(best[base], best[v]) for v in best if v != base}
 layer_peak = {v: 100 * nbytes / (median(best[v]) / 1e3) / bandwidth for v, nbytes in weight_bytes.items()}
 for v, ratio in layer_ratio.items():  # one layer's kernels, their launch hidden: the kernels' own time, at its peak share
     layer_reading = ("faster" if ratio[1] > 1 else "slower" if ratio[2] < 1 else "no measurable difference") + (
-        f": at one layer its kernels reach {layer_peak[v]:.2g}% of the peak bandwidth, {base}'s {layer_peak[base]:.2g}%")
+        f": at one layer its kernels reach {layer_peak[v]:.3g}% of the peak bandwidth, {base}'s {layer_peak[base]:.3g}%")
     print(f"{v}: {weight_bytes[base] / weight_bytes[v]:.2f}x fewer bytes; its layer's kernel (the faster of eager and "
           f"compiled each round) against {base}'s: {compare(ratio)}: {layer_reading}")
 v = variants[0]

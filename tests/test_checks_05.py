@@ -104,7 +104,7 @@ def test_a_goal_names_its_overhead_bound_leaders_and_only_those():
     assert goal_reading({"bfloat16, eager": 0.199}) == "overhead-bound: 19.9%"  # just below the threshold
     assert goal_reading({"bfloat16, eager": 0.20, "nf4, eager": 0.35}) == "20.0-35.0%"  # at it: not overhead-bound
     mixed = goal_reading({"bfloat16, eager": 0.25, "nf4, eager": 0.04})
-    assert mixed == "overhead-bound: nf4, eager 4.0%; bfloat16, eager 25.0%"
+    assert mixed == "overhead-bound: nf4, eager 4.0%; at least 20% of the bound: bfloat16, eager 25.0%"
     assert "not a valid measurement" in goal_reading({"int8, eager": 1.3})  # a speed above its bound
 
 

@@ -18,7 +18,7 @@ def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
     assert results[1]["values"]["note"] == "fp16" and results[1]["interval"] == "quartiles"  # what the brackets span
     table = results_markdown(results)
     assert "Measured on: GPU | torch\n" in table and "Measured on: CPU\n" in table
-    assert "| 01 | MiniLM: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
+    assert "| 01 | MiniLM, float32: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
     assert "| 00 | decode, batch 1 | 12.2 | tok/s |" in table
     assert "| 01 | note | fp16 |  |" in table
     assert plot_results(results, tmp_path / "plot.png").stat().st_size > 1000
@@ -138,7 +138,7 @@ def test_a_second_run_is_set_against_the_first_runs_recorded_interval():
     outside = [{"lesson": "01", "stamp": "B", "values": {"minilm_fast_vs_sdpa": 1.6}}]
     table = rerun_markdown(first, inside)
     assert table.startswith("Second run measured on: B")
-    assert "| 01 | MiniLM: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
+    assert "| 01 | MiniLM, float32: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
     assert "no_interval" not in table  # only ratios the first run recorded with an interval are compared
     assert table.endswith("| 1.4 | yes |") and "| 1.6 | **no** |" in rerun_markdown(first, outside)
 

@@ -103,8 +103,8 @@ def goal_reading(shares: dict[str, float]) -> str:
         label, group = next(iter(present.items()))
         low, high = (f"{100 * s:.1f}" for s in (min(group.values()), max(group.values())))
         return (f"{label}: " if label else "") + (f"{low}%" if low == high else f"{low}-{high}%")
-    return "; ".join((f"{label}: " if label else "") + ", ".join(f"{n} {100 * s:.1f}%" for n, s in group.items())
-                     for label, group in present.items())
+    return "; ".join(f"{label or 'at least 20% of the bound'}: " + ", ".join(f"{n} {100 * s:.1f}%" for n, s in group.items())
+                     for label, group in present.items())  # mixed kinds: each group labelled
 
 
 def footprint_order_problem(footprints: dict[str, int], order: list[str]) -> str | None:
