@@ -185,10 +185,10 @@ def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: s
     """Return how a ratio reads ('N.NNx faster', 'N.NNx slower', 'no measurable difference'), flagging one within RUN_TO_RUN."""
     median, low, high = ratio
     reading = verdict(ratio)
-    small = f"; measurable in this run's rounds, smaller than the {100 * RUN_TO_RUN:.0f}% by which separate runs moved"
-    small = small if reading != "tie" and 1 / (1 + RUN_TO_RUN) < median < 1 + RUN_TO_RUN else ""
     if reading == "tie":
         return f"no measurable difference ({median:.2f}x, quartiles {low:.2f}-{high:.2f})"
+    small = (f"; measurable in this run's rounds, smaller than the {100 * RUN_TO_RUN:.0f}% by which separate runs moved"
+             if 1 / (1 + RUN_TO_RUN) < median < 1 + RUN_TO_RUN else "")
     if reading == "faster":
         return f"{median:.2f}x {faster} (quartiles {low:.2f}-{high:.2f}{small})"
     return f"{1 / median:.2f}x {slower} (quartiles {1 / high:.2f}-{1 / low:.2f}{small})"

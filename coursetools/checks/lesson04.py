@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from coursetools.checks import Call, Prediction
-from coursetools.results import RUN_TO_RUN
 from helpers.outliers import outlier_features, relative_error
-from helpers.timing import paired_ratio, spread, verdict
+from helpers.timing import RUN_TO_RUN, paired_ratio, spread, verdict
 
 __all__ = ["EXERCISES"]
 
