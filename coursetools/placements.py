@@ -290,17 +290,30 @@ def explain(placements: dict[str, dict[str, Any]], bandwidth: float, link: str) 
 def plot_placements(placements: dict[str, dict[str, Any]], title: str) -> None:
     """Draw prefill time against prompt length and decode speed against batch, one line per placement (x: the loop)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogFormatter, NullLocator
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    left.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="prefill ms (lower is better)")
+    right.set(xscale="log", xlabel="batch", ylabel="decode tok/s per sequence")
+    handles, loops = [], False
     for name, result in placements.items():
         for ax, key in ((left, "prefill_ms"), (right, "decode")):  # prompt lengths, then batches
             line, = ax.plot([int(n) for n in result[key]], [v["median"] for v in result[key].values()], "o-",
                             label=PLACEMENT_NAMES[name])
+            ax.set_xticks([int(n) for n in result[key]], labels=list(result[key]))  # the measured sizes, as printed
+        handles.append(line)
         if (result.get("loop") or {}).get("tok_s"):  # the static-cache loop at batch 1, in the same colour
             right.plot([1], [result["loop"]["tok_s"]["median"]], "x", color=line.get_color(), markersize=9)
-    left.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="prefill ms (lower is better)")
-    right.set(xscale="log", xlabel="batch", ylabel="decode tok/s per sequence (o generate, x loop)")
-    left.legend(frameon=False)
+            loops = True
+    if loops:
+        handles.append(Line2D([], [], marker="x", color="gray", linestyle="none", markersize=9,
+                              label="static-cache loop, batch 1 (right)"))
+    for ax in (left, right):
+        ax.xaxis.set_minor_locator(NullLocator())  # only the measured sizes are ticked
+        ax.grid(alpha=0.3)
+    left.yaxis.set_major_formatter(LogFormatter())  # 200, not 2e+02
+    left.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     plt.show()

@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from transformers import PretrainedConfig, PreTrainedModel, StaticCache
 
 from helpers.memory import stored_bytes
+from helpers.tables import table
 from helpers.timing import ALL_GPUS, synchronize
 
 __all__ = ["OVERHEAD_BOUND_SHARE", "RUNTIME_CALLS", "StaticGreedy", "bound_share", "cache_bytes", "compile_events",
@@ -277,7 +278,7 @@ def step_split(run: Callable[[int], Any], new_tokens: int, device: str | torch.d
 
 
 def top_kernels(fn: Callable[[], Any], device: str | torch.device, rows: int = 8) -> str:
-    """Profile one call of fn and return the profiler's table of the kernels (on a CPU: operators) that took longest."""
+    """Profile one call of fn and return a table of the kernels (on a CPU: operators) that took longest, with their share."""
     from torch.profiler import ProfilerActivity, profile
 
     on_gpu = torch.device(device).type == "cuda"
@@ -285,5 +286,8 @@ def top_kernels(fn: Callable[[], Any], device: str | torch.device, rows: int = 8
     with native_stderr_silenced(), torch.inference_mode(), profile(activities=activities, acc_events=True) as prof:
         fn()
         synchronize(device)
-    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60)
+    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"  # the profiler's own columns, no others
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, sort_by), reverse=True)
+    total = sum(getattr(e, sort_by) for e in events) or 1
+    return table(["kernel" if on_gpu else "operator", "self ms", "% of the profiled time", "calls"],
+                 [[e.key[:60], getattr(e, sort_by) / 1e3, 100 * getattr(e, sort_by) / total, e.count] for e in events[:rows]])

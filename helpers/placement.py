@@ -84,7 +84,7 @@ def check_budget(model: PreTrainedModel, max_memory: dict[int | str, int | str],
         label = precision if isinstance(precision, str) else "int8" if precision.load_in_8bit else "4-bit"
         sizes = {p: model_bytes(model, p) for p in PRECISIONS if p != label}
         hint = ", ".join(f"{p} needs {size / GiB:.1f} GiB" for p, size in sizes.items() if size < need)
-        budgets = ", ".join(f"{k}: {to_bytes(v) / GiB:.1f} GiB" for k, v in max_memory.items())
+        budgets = ", ".join(f"{k}: {v!r} = {to_bytes(v) / GiB:.2f} GiB" for k, v in max_memory.items())  # as written
         raise BudgetError(f"the weights need {need / GiB:.1f} GiB at {label} but max_memory gives {have / GiB:.1f} "
                           f"GiB ({budgets}). Raise a budget or add 'disk' (offload_folder=...) for the rest"
                           + (f", or quantize: {hint}." if hint else "."))
@@ -126,7 +126,7 @@ def draw_device_map(model: PreTrainedModel, device_map: dict[str, int | str], ti
     sizes = module_sizes(model, precision)
     devices = list(dict.fromkeys(device_map.values()))
     colours = {d: plt.cm.tab10(i) for i, d in enumerate(devices)}
-    fig, ax = plt.subplots(figsize=(9, 1.6))
+    fig, ax = plt.subplots(figsize=(9, 2.0), layout="constrained")
     left = 0.0
     for module, device in device_map.items():
         width = sizes.get(module, 0) / GiB
@@ -136,8 +136,7 @@ def draw_device_map(model: PreTrainedModel, device_map: dict[str, int | str], ti
     for device in devices:
         ax.barh(0, 0, color=colours[device], label=f"{device}: {totals[device] / GiB:.1f} GiB")
     ax.set(yticks=[], xlabel="GiB of weights, modules in order (embedding → layers → head)", title=title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=len(devices), frameon=False)
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", ncols=len(devices), frameon=False)  # below the axis label, not over it
     plt.show()
 
 

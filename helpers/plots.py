@@ -97,7 +97,7 @@ def interval_bars(values: dict[str, tuple[float, float, float]], title: str, uni
 def stacked_bars(parts: dict[str, dict[str, float]], title: str, unit: str) -> None:
     """Show one horizontal bar per entry, split into its named parts (the same parts, in the same order, for every bar)."""
     names = list(parts)
-    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.45 * len(names)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(names)), layout="constrained")
     left = [0.0] * len(names)
     for part in parts[names[0]]:
         widths = [parts[n][part] for n in names]
@@ -106,6 +106,5 @@ def stacked_bars(parts: dict[str, dict[str, float]], title: str, unit: str) -> N
     ax.invert_yaxis()
     ax.set_xlabel(unit)
     ax.set_title(title, loc="left")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", ncols=len(parts[names[0]]))  # below the axes: it hides no bar
     plt.show()

@@ -767,7 +767,9 @@ if max(median(v) for v in shares.values()) < 100 * OVERHEAD_BOUND_SHARE:
 # `compile_events` counts the graphs compiled and CUDA graphs recorded inside the timed rounds, which should be none.
 # The 16-bit comparison is the lesson's headline, so on the GPU profile it gets more rounds than nf4's
 # (`lesson.rounds("static")` and `lesson.rounds("static_nf4")`; the table below prints each count). All use SDPA
-# with the kernel SDPA picks by itself, and a prompt of `short` tokens.
+# with the kernel SDPA picks by itself, and a prompt of `short` tokens. Each way's bound counts the KV cache its
+# attention reads: a static cache's attention spans the whole cache at every step (`short + new_tokens` tokens, masked
+# beyond the tokens so far), the dynamic cache's only the tokens so far.
 
 # %%
 from collections import Counter
@@ -831,7 +833,10 @@ for w_name, ways_ms in loop_ms.items():
     dynamic, *others = ways_ms
     for way, ms in ways_ms.items():
         typical = 1e3 / median(ms)
-        reading_now = bound_share(typical, bytes_per_token(models[w_name], 1), bandwidth)
+        # a static cache's attention spans its whole length at every step (transformers' StaticLayer.get_mask_sizes
+        # returns max_cache_len), the dynamic cache's only the tokens so far (its middle step's, as above)
+        kv_read = short + new_tokens if way != dynamic else decode_context
+        reading_now = bound_share(typical, bytes_per_token(models[w_name], 1, kv_read), bandwidth)
         loop_shares[(w_name, way)], loop_readings[(w_name, way)] = reading_now
         if way == "own loop, compiled step" or (way == "generate, static cache" and compiled_by_generate[w_name]):
             loop_readings[(w_name, way)] += (

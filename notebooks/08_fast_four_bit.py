@@ -390,7 +390,7 @@ if runtime:
     print("\nCUDA runtime calls in one decode step (one profile of each):")
     display(table(["weights", *RUNTIME_CALLS], [[v, *counts.values()] for v, counts in runtime.items()]))
 print(f"\n{variants[0]} on {largest}, {profile_tokens} tokens: the kernels with the most time")
-print(top)
+display(top)
 if any(readable.values()):
     stacked_bars({v: {busy_what: median(busy[v]), "everything else": median(idle[v])} for v in split if readable[v]},
                  f"{largest}: one decode step, medians of {profile_rounds} profiled rounds", "ms")

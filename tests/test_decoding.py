@@ -103,6 +103,13 @@ def test_time_split_finds_operator_time_inside_the_wall_time():
     assert "aten::mm" in top_kernels(lambda: a @ b, "cpu")
 
 
+def test_top_kernels_lists_the_longest_operator_first_with_its_share():
+    small, big = torch.randn(8, 8), torch.randn(512, 512)
+    header, _, first, *_ = top_kernels(lambda: (small + small, big @ big), "cpu").splitlines()
+    assert header.split()[0] == "operator" and first.startswith("aten::mm")
+    assert 50 < float(first.split()[-2]) <= 100  # the product takes most of the profiled time
+
+
 def test_kv_cache_exercise_hints_at_the_usual_mistakes(capsys, monkeypatch):
     monkeypatch.delenv(STRICT_ENV, raising=False)
     config = model_config("llama3-8b-shape")

@@ -100,6 +100,8 @@ def test_balanced_spreads_and_low_0_keeps_gpu0_light(big):
 def test_impossible_budget_says_what_to_do(big):
     with pytest.raises(BudgetError, match="int8 needs 67.7 GiB, 4-bit needs 39.8 GiB"):
         plan(big, {0: "80GiB", 1: "40GiB"})
+    with pytest.raises(BudgetError, match=r"\(0: '600MB' = 0.56 GiB, 1: '1GB' = 0.93 GiB\)"):  # budgets as written
+        plan(big, {0: "600MB", 1: "1GB"})
     plan(big, {0: "80GiB", 1: "40GiB", "disk": "1000GB"})  # disk offload makes it possible
 
 
