@@ -8,6 +8,7 @@ Files written before the quartile rule lack `"interval": "quartiles"`: their int
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def widened(name: str, ratio: tuple[float, float, float]) -> dict[str, float]:
 
 def record(lesson: str, stamp: str, **values: float | str | tuple[float, float, float]) -> Path:
     """Add headline values (name=value, or a (median, q1, q3) ratio) to a lesson's results file; return its path."""
+    unreadable = [name for name, value in values.items() if not isinstance(value, str)
+                  and not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,)))]
+    if unreadable:  # json would write NaN, which JSON readers refuse; checked before anything is written
+        raise ValueError(f"not finite, so not recorded: {unreadable}; leave such a value out and print why instead")
     flat: dict[str, float | str] = {}
     for name, value in values.items():
         flat |= widened(name, value) if isinstance(value, tuple) else {name: value}

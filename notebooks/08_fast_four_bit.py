@@ -67,8 +67,8 @@ lesson = start_lesson("08")
 #   `quant_type`, an `AOBaseConfig`. Its other keywords: `modules_to_not_convert` (default `None`: every linear layer
 #   except the output head), `include_input_output_embeddings=False`, `untie_embedding_weights=False`.
 # - **`TorchAoConfig(quant_type, modules_to_not_convert=[])`**: an explicit empty list leaves no module out, so the
-#   output head is quantized too (`int4+head` below). The head of the Llama-3-8B shape is 128256 x 4096; the decode
-#   table's bytes per token show what quantizing it saves.
+#   output head is quantized too (`int4+head` below). The head of the Llama-3-8B shape is 128256 x 4096; where int4
+#   runs, the decode table's bytes per token show what quantizing it saves.
 # - **`Int4WeightOnlyConfig(group_size=64, int4_packing_format="tile_packed_to_4d")`**: 4-bit integer weights with one
 #   bfloat16 scale and zero point per `group_size` weights of a row (default 128; 64 is the group size of the torchao
 #   README's Llama-3 int4 figure), activations stay 16-bit. Its kernel needs bfloat16 and an Ampere or newer GPU. The packing format picks the kernel: `"tile_packed_to_4d"` is the layout of
@@ -400,8 +400,8 @@ if any(readable.values()):
 # A decode step is mostly matrix-vector products, so look at one alone: the largest shape's MLP up-projection
 # (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
 # (`torch.compile` of the layer, default mode, with the settings above). Each call is timed on the GPU (CUDA events,
-# `cold_cache_ms`) right after a 512 MiB buffer is written: this GPU's L2 cache (its size is printed below) can hold a
-# 4-bit copy of this layer, so without the flush the second call would read the weights from the cache. From the
+# `cold_cache_ms`) right after a 512 MiB buffer is written: a large GPU's L2 cache (its size is printed below) can hold
+# a 4-bit copy of this layer, or more, so without the flush the second call could read the weights from the cache. From the
 # time, the bandwidth each reached: weight bytes over time, in interleaved rounds. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the
 # 16-bit kernel's, is larger than the fraction of the bytes it reads: a kernel that reads a quarter of the bytes at
 # half the bandwidth still takes half the time. It need not reach the 16-bit kernel's bandwidth.
@@ -528,7 +528,7 @@ if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in
 # is not, the time goes elsewhere in the step: its other kernels, and the time outside kernels in the step split, whose
 # runtime calls say what the host does around the kernels. The layer is timed as torchao's module; the compiled step
 # runs its unwrapped weights, which the compiler may hand to other kernels.
-# The int4 kernel here is `tinygemm`, written for the A100; other int4 kernels exist: torchao's default `"plain"`
+# Where int4 runs, its kernel here is `tinygemm`, written for the A100; other int4 kernels exist: torchao's default `"plain"`
 # packing on Hopper uses the `mslk` / fbgemm GPU kernel packages, which the course does not install, and vLLM and
 # SGLang ship their own (Marlin, Machete).
 
@@ -537,20 +537,33 @@ if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in
 # Speed is worth nothing if the answers degrade. Perplexity of the real SmolLM2 on the course text in each variant
 # (lower is better). Offline, SmolLM2 is the packaged Q4_1 GGUF dequantized to 16 bits: the base row has been through
 # 4-bit quantization once already, and each row is relative to that model, not to the original. `int4+head` is left
-# out: SmolLM2's output head is its input embedding (tied), which this course does not quantize.
+# out: SmolLM2's output head is its input embedding (tied), which this course does not quantize. A perplexity that comes
+# out not finite (the model's outputs overflowed) is printed with what is known of its cause and not recorded: in
+# float16 (the T4's 16-bit type), torchao's int8 weight-only product multiplies the activations by the int8 weights
+# cast to float16 and applies each row's scale afterwards (torchao 0.18, `int8_tensor.py`, its weight-only branch), so
+# large activations can pass float16's largest value, 65504, before the rescale; torchao's developers say so
+# ([diffusion-fast#1](https://github.com/huggingface/diffusion-fast/issues/1)) and
+# [pytorch/ao#1662](https://github.com/pytorch/ao/issues/1662) reports the NaNs. bfloat16 has float32's range.
 
 # %%
+import math
+
 from helpers.quality import perplexity
 from transformers import AutoTokenizer
 
 tokenizer = AutoTokenizer.from_pretrained(pretrained_path("smollm2-135m"))
-quality = {}
+quality, overflowed = {}, {}
 for v in [base, *[v for v in variants if "+head" not in v]]:
     model = load("smollm2-135m", v)
-    quality[v] = perplexity(model, tokenizer, max_tokens=lesson.size("eval_tokens"))
+    p = perplexity(model, tokenizer, max_tokens=lesson.size("eval_tokens"))
+    (quality if math.isfinite(p) else overflowed)[v] = p
     del model
 display(table(["weights", "perplexity", f"vs {base}"],
-              [[v, f"{p:.2f}", f"{p / quality[base]:.4f}"] for v, p in quality.items()]))
+              [[v, f"{p:.2f}", f"{p / quality[base]:.4f}" if base in quality else "-"] for v, p in quality.items()]))
+for v, p in overflowed.items():
+    print(f"{v}: perplexity {p} in {base}, not finite: the outputs overflowed; not recorded"
+          + (" (torchao's int8 weight-only product in float16: the cause the cell above cites)"
+             if v == "int8" and dtype == torch.float16 else ""))
 
 # %% [markdown]
 # ## So, can 4-bit weights decode faster than 16-bit?

@@ -24,6 +24,15 @@ def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
     assert plot_results(results, tmp_path / "plot.png").stat().st_size > 1000
 
 
+def test_record_refuses_a_value_that_is_not_finite_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"not finite, so not recorded: \['ppl_int8'\]"):
+        record("08", "GPU", ppl_bf16=10.3, ppl_int8=float("nan"))
+    with pytest.raises(ValueError, match="speedup"):
+        record("08", "GPU", speedup=(1.2, 1.1, float("inf")))
+    assert not (tmp_path / "08.json").exists()
+
+
 def test_run_course_executes_notebooks_and_collects_results(tmp_path):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
