@@ -36,7 +36,8 @@ def widened(name: str, ratio: tuple[float, float, float]) -> dict[str, float]:
 def record(lesson: str, stamp: str, **values: float | str | tuple[float, float, float]) -> Path:
     """Add headline values (name=value, or a (median, q1, q3) ratio) to a lesson's results file; return its path."""
     unreadable = [name for name, value in values.items() if not isinstance(value, str)
-                  and not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,)))]
+                  and not all(isinstance(v, int | float) and math.isfinite(v)
+                              for v in (value if isinstance(value, tuple) else (value,)))]
     if unreadable:  # json would write NaN, which JSON readers refuse; checked before anything is written
         raise ValueError(f"not finite, so not recorded: {unreadable}; leave such a value out and print why instead")
     flat: dict[str, float | str] = {}

@@ -250,7 +250,6 @@ def native_stderr_silenced() -> Iterator[None]:
 
 def time_split(fn: Callable[[], Any], device: str | torch.device) -> TimeSplit:
     """Profile one call of fn: wall time, and the summed time of GPU kernels (on CUDA) or of CPU operators' own work."""
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     on_gpu = device == ALL_GPUS or torch.device(device).type == "cuda"
@@ -263,7 +262,8 @@ def time_split(fn: Callable[[], Any], device: str | torch.device) -> TimeSplit:
         wall_ms = (time.perf_counter() - begin) * 1e3
     events = prof.events()
     if on_gpu:
-        busy_us = sum(e.time_range.elapsed_us() for e in events if e.device_type == DeviceType.CUDA)
+        busy_us = sum(e.time_range.elapsed_us() for e in events  # kernels: annotation ranges would count them twice
+                      if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation)
         return TimeSplit(wall_ms, busy_us / 1e3, "GPU kernels")
     busy_us = sum(e.self_cpu_time_total for e in events if e.name.startswith("aten::"))
     return TimeSplit(wall_ms, busy_us / 1e3, "CPU operators (aten)")
@@ -286,8 +286,9 @@ def top_kernels(fn: Callable[[], Any], device: str | torch.device, rows: int = 8
     with native_stderr_silenced(), torch.inference_mode(), profile(activities=activities, acc_events=True) as prof:
         fn()
         synchronize(device)
-    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"  # the profiler's own columns, no others
-    events = sorted(prof.key_averages(), key=lambda e: getattr(e, sort_by), reverse=True)
+    sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"  # on a GPU kernels only (operators and
+    events = sorted((e for e in prof.key_averages() if not on_gpu or (e.device_type != torch.autograd.DeviceType.CPU and
+                     not e.is_user_annotation)), key=lambda e: getattr(e, sort_by), reverse=True)  # annotations repeat their time)
     total = sum(getattr(e, sort_by) for e in events) or 1
     return table(["kernel" if on_gpu else "operator", "self ms", "% of the profiled time", "calls"],
                  [[e.key[:60], getattr(e, sort_by) / 1e3, 100 * getattr(e, sort_by) / total, e.count] for e in events[:rows]])

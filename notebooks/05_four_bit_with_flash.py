@@ -768,8 +768,8 @@ if max(median(v) for v in shares.values()) < 100 * OVERHEAD_BOUND_SHARE:
 # The 16-bit comparison is the lesson's headline, so on the GPU profile it gets more rounds than nf4's
 # (`lesson.rounds("static")` and `lesson.rounds("static_nf4")`; the table below prints each count). All use SDPA
 # with the kernel SDPA picks by itself, and a prompt of `short` tokens. Each way's bound counts the KV cache its
-# attention reads: a static cache's attention spans the whole cache at every step (`short + new_tokens` tokens, masked
-# beyond the tokens so far), the dynamic cache's only the tokens so far.
+# attention reads: a static cache's attention spans the whole cache at every step (`short + new_tokens` tokens in the
+# own loop, one fewer in `generate`'s; masked beyond the tokens so far), the dynamic cache's only the tokens so far.
 
 # %%
 from collections import Counter
@@ -876,7 +876,8 @@ if compile_mode:
         print(f"not recorded: generate built no compiled step for {baseline} here")
     headline["own_loop_vs_dynamic_decode"] = loop_ratios[(baseline, own[baseline])]
     for w_name, ways_ms in loop_ms.items():
-        headline[f"own_loop_{w_name}_pct_of_bound"] = spread([100 * share(models[w_name], 1e3 / ms)
+        headline[f"own_loop_{w_name}_pct_of_bound"] = spread([100 * share(models[w_name], 1e3 / ms,
+                                                                          context=short + new_tokens)
                                                               for ms in ways_ms[own[w_name]]])
 lesson.record(
     **{f"decode_{w_name}_pct_of_bound": spread(v) for w_name, v in shares.items()},

@@ -358,8 +358,8 @@ check("08-predict", answer_predict, ratio=measured, variant=variants[0], base=ba
 # against the time its kernels ran (on a CPU: its operators). On a GPU, also what the host asks of the CUDA runtime in
 # one step, counted from the same kind of profile: how many **CUDA graphs** it replays (`cudaGraphLaunch`), how many
 # kernels it launches one by one outside graphs, and how often it waits for the GPU (a synchronize: until the host
-# has launched the next work, the GPU has none). Then the profiler's own table of the kernels that take the most time
-# in the variant's steps (the compiler settings above name inductor's generated kernels alike, `triton_`, so they may
+# has launched the next work, the GPU has none). Then a table of the kernels that take the most time in the variant's
+# steps, read from the profiler (`top_kernels`: each kernel's own time and its share of all kernels' time) (the compiler settings above name inductor's generated kernels alike, `triton_`, so they may
 # share one row there).
 
 # %%
@@ -543,7 +543,8 @@ if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in
 # cast to float16 and applies each row's scale afterwards (torchao 0.18, `int8_tensor.py`, its weight-only branch), so
 # large activations can pass float16's largest value, 65504, before the rescale; torchao's developers say so
 # ([diffusion-fast#1](https://github.com/huggingface/diffusion-fast/issues/1)) and
-# [pytorch/ao#1662](https://github.com/pytorch/ao/issues/1662) reports the NaNs. bfloat16 has float32's range.
+# [pytorch/ao#1662](https://github.com/pytorch/ao/issues/1662) reports such NaNs from int8 weight-only in float16 (on
+# CPUs, with group-wise scales). bfloat16 has float32's range.
 
 # %%
 import math

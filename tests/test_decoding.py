@@ -1,12 +1,14 @@
 """Decoding at the bandwidth limit: the KV-cache formula against real caches, bytes per token, the static loop, the profiler split."""
 
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, StaticCache
 
 from coursetools.exercises import STRICT_ENV, check, is_right
+from helpers import decoding
 from helpers.decoding import (
     OVERHEAD_BOUND_SHARE,
     StaticGreedy,
@@ -204,3 +206,41 @@ def test_runtime_call_patterns_name_each_launch_once_across_cuda_versions():
     assert kinds("cudaGraphLaunch") == ["CUDA graph replays"]
     assert kinds("cudaStreamSynchronize") == ["waits for the GPU"]
     assert kinds("aten::mm") == [] and kinds("cudaLaunchKernelOther") == []
+
+
+class FakeProfile:
+    """A stand-in for torch.profiler.profile that returns the given events (GPU branches, tested on a CPU)."""
+
+    def __init__(self, events):
+        self.given = events
+
+    def __call__(self, **kwargs):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def events(self):
+        return self.given
+
+    def key_averages(self):
+        return self.given
+
+
+def gpu_event(key, us, device=torch.autograd.DeviceType.CUDA, annotation=False):
+    """One profiler event as the GPU branches read it."""
+    return SimpleNamespace(key=key, count=1, device_type=device, is_user_annotation=annotation,
+                           self_device_time_total=us, time_range=SimpleNamespace(elapsed_us=lambda: us))
+
+
+def test_gpu_kernel_time_counts_each_kernel_once(monkeypatch):
+    events = [gpu_event("gemm", 300), gpu_event("Torch-Compiled Region", 300, annotation=True),
+              gpu_event("aten::mm", 300, device=torch.autograd.DeviceType.CPU)]  # an operator carries its kernel's time
+    monkeypatch.setattr(torch.profiler, "profile", FakeProfile(events))
+    monkeypatch.setattr(decoding, "synchronize", lambda device: None)
+    assert time_split(lambda: None, "cuda").busy_ms == pytest.approx(0.3)
+    header, _, first, *rest = top_kernels(lambda: None, "cuda").splitlines()
+    assert header.startswith("kernel") and first.startswith("gemm") and float(first.split()[-2]) == 100 and not rest
