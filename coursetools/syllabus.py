@@ -127,7 +127,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             Measure("minilm_fast_vs_sdpa", "MiniLM, float32: fast path vs HF sdpa", "x"),
             Measure("minilm_fast_float32_agrees_to", "MiniLM: tolerance the float32 fast path meets against HF eager"),
             Measure("minilm_dense_vs_sdpa_unpadded", "MiniLM, float32, batch without padding: dense fast path vs HF sdpa", "x"),
-            Measure("minilm_varlen_vs_sdpa", "MiniLM, 16-bit, half padding: HF with torch varlen attention vs HF sdpa", "x"),
+            Measure("minilm_varlen_vs_sdpa", "MiniLM, 16-bit, half padding: the course's torch varlen wrapper vs HF sdpa", "x"),
             Measure("minilm_ort_vs_sdpa_on_*", "MiniLM: ONNX Runtime vs HF sdpa, both on the {}", "x"),
         ),
     ),

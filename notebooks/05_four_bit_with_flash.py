@@ -587,21 +587,22 @@ for (w_name, context), (transient, layer, sizes) in transients.items():
     line = (f"{w_name} at {context} tokens: peak {extra / MiB:+.1f} MiB against {baseline}'s; its largest layer "
             f"transient ({layer}) is {max(transient, 0) / MiB:.1f} MiB, {reading(transient, sizes)}")
     small = max(0.01 * matrix[(baseline, row)].peak_bytes[context], MiB)
+    than = f"{abs(held) / MiB:.1f} MiB {'more' if held >= 0 else 'less'} than {baseline}'s"
     if models[w_name].dtype.itemsize != models[baseline].dtype.itemsize:  # int8's float16 against float32 on a CPU
         line += (f"; its activations are {models[w_name].dtype}, {baseline}'s {models[baseline].dtype}: the peaks "
                  "differ in activation bytes too, so the buffer alone cannot account for the difference")
     elif abs(extra) <= small and abs(held) <= small:
         line += f"; neither the peaks nor what the layers hold differ from {baseline}'s"
     elif abs(extra) <= small:
-        line += (f", {held / MiB:.1f} MiB more than {baseline}'s; yet the peaks are equal: the peak is reached "
+        line += (f", {than}; yet the peaks are equal: the peak is reached "
                  "where it is not held")
     elif abs(held) <= small:  # no extra buffer to match: "matches" would only say the peak differs by < 2 x small
-        line += (f", {held / MiB:.1f} MiB more than {baseline}'s, within {small / MiB:.1f} MiB of it: no extra buffer "
+        line += (f", {than}, within {small / MiB:.1f} MiB of it: no extra buffer "
                  "of a layer accounts for the peak difference")
     elif abs(extra - held) <= max(0.1 * abs(held), small):
-        line += f", {held / MiB:.1f} MiB more than {baseline}'s: the peak difference matches that extra buffer"
+        line += f", {than}: the peak difference matches that extra buffer"
     else:
-        line += (f", {held / MiB:.1f} MiB more than {baseline}'s: the peak difference does not match that extra "
+        line += (f", {than}: the peak difference does not match that extra "
                  "buffer alone")
     peak_readings[(w_name, context)] = line
     print(line)
@@ -834,8 +835,10 @@ for w_name, ways_ms in loop_ms.items():
     for way, ms in ways_ms.items():
         typical = 1e3 / median(ms)
         # a static cache's attention spans its whole length at every step (transformers' StaticLayer.get_mask_sizes
-        # returns max_cache_len), the dynamic cache's only the tokens so far (its middle step's, as above)
-        kv_read = short + new_tokens if way != dynamic else decode_context
+        # returns max_cache_len; generate sizes it max_length - 1), the dynamic cache's only the tokens so far (its
+        # middle step's, as above)
+        kv_read = {dynamic: decode_context, "generate, static cache": short + new_tokens - 1}.get(way,
+                                                                                                    short + new_tokens)
         reading_now = bound_share(typical, bytes_per_token(models[w_name], 1, kv_read), bandwidth)
         loop_shares[(w_name, way)], loop_readings[(w_name, way)] = reading_now
         if way == "own loop, compiled step" or (way == "generate, static cache" and compiled_by_generate[w_name]):

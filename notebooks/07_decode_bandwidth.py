@@ -101,6 +101,12 @@ display(table(["model", "weights read GiB", f"KV cache MiB at {context}", "bound
               kv_cache_bytes(m.config, context, element_bytes=dtype.itemsize) / MiB,
               decode_bound_tokens_per_s(read_bytes[name], bandwidth),
               decode_bound_tokens_per_s(read_bytes[name], practical)] for name, m in models.items()]))
+beyond = {name: kv_cache_bytes(m.config, prompt_len + new_tokens, element_bytes=dtype.itemsize)
+          - kv_cache_bytes(m.config, context, element_bytes=dtype.itemsize) for name, m in models.items()}
+print(f"every way's bound counts the KV cache at the middle step ({context} tokens); a static cache's attention reads "
+      f"its whole length ({prompt_len + new_tokens} tokens, masked beyond the tokens so far): "
+      + ", ".join(f"{name} {100 * extra / read_bytes[name]:.2g}%" for name, extra in beyond.items())
+      + " more bytes per step than counted")
 
 # %% [markdown]
 # ## Three ways to decode
@@ -349,11 +355,12 @@ busy_what = splits[dynamic][0].busy_what
 # (nothing is read from that row), or above the round's wall time (its kernel time still reads, its share of the wall not)
 timed = {way: all(ms > 0 for ms in busy[way]) for way in splits}
 split = {way: timed[way] and all(s.busy_ms <= s.wall_ms for s in splits[way]) for way in splits}
+walls = {way: median([s.wall_ms for s in per_round]) for way, per_round in splits.items()}  # a difference: can be <= 0
 print(f"{name}, {profile_rounds} profiled rounds of {profile_tokens} tokens: medians, and the range of the "
       f"{busy_what}' time over rounds")
 display(table(["decoding", "wall ms/step", f"{busy_what} ms", "range", "busy %", "other ms", "GB/s while busy",
              "% of peak bandwidth"],
-            [[way, median([s.wall_ms for s in per_round]), *([median(busy[way]),
+            [[way, walls[way] if walls[way] > 0 else "-", *([median(busy[way]),
               f"{min(busy[way]):.3g}-{max(busy[way]):.3g}"] if timed[way] else ["-", "-"]),
               *([100 * median(share[way]), median([s.idle_ms for s in per_round])] if split[way] else ["-", "-"]),
               *([nbytes[way] / median(busy[way]) / 1e6, 100 * nbytes[way] / median(busy[way]) * 1e3 / bandwidth]
@@ -363,7 +370,9 @@ for way in splits:
         print(f"-: {way}: in some round its {busy_what}' time per step came out "
               + ("at or below zero: nothing is read from this row" if not timed[way] else
                  "above that round's wall time per step (the two are differences of a long and a short profile, each "
-                 "with its own noise): its share of the step is not read, its kernel time is"))
+                 "with its own noise): its share of the step is not read, its kernel time is")
+              + ("; its median wall time per step came out at or below zero, so no wall is shown" if walls[way] <= 0
+                 else ""))
 
 # %% [markdown]
 # What the split says, computed from it (each comparison a per-round ratio of the interleaved rounds; an interval that
@@ -372,11 +381,22 @@ for way in splits:
 # %%
 unprofiled = {way: median(speeds[name][way]) for way in (dynamic, own)}
 # a GPU kernel's time is the GPU's own clock, which the profiler's host work does not stretch; a CPU operator's is not
-plain = {way: f" and {100 * median(busy[way]) / ms:.0f}% of an unprofiled one" if lesson.device == "cuda" and timed[way]
-         else "" for way, ms in unprofiled.items()}
+
+
+def of_unprofiled(way: str) -> str:
+    """The kernels' profiled time against the unprofiled step; above it no share is read (the two runs differ)."""
+    kernels, step = median(busy[way]), unprofiled[way]
+    if kernels <= step:
+        return f"{100 * kernels / step:.0f}% of an unprofiled step ({kernels:.3g} of {step:.3g} ms)"
+    return (f"more than an unprofiled step ({kernels:.3g} against {step:.3g} ms), which a step's kernels cannot: the "
+            "profiled and unprofiled runs differ, so no share of the step is read")
+
+
+plain = {way: f" and {of_unprofiled(way)}" if lesson.device == "cuda" and timed[way] else "" for way in unprofiled}
 for way, ms in unprofiled.items():
-    print(f"{way}: profiled wall {median([s.wall_ms for s in splits[way]]):.3g} ms/step ({profile_tokens} tokens a "
-          f"round) against {ms:.3g} unprofiled ({new_tokens} tokens a round, the table above)")
+    wall = f"{walls[way]:.3g} ms/step" if walls[way] > 0 else "not read (at or below zero, above)"
+    print(f"{way}: profiled wall {wall} ({profile_tokens} tokens a round) against {ms:.3g} unprofiled ({new_tokens} "
+          "tokens a round, the table above)")
 if split[dynamic]:
     print(f"With generate's dynamic cache, {busy_what} fill {100 * median(share[dynamic]):.0f}% of a profiled step "
           f"(rounds {100 * min(share[dynamic]):.0f}-{100 * max(share[dynamic]):.0f}%){plain[dynamic]}; the rest is "
@@ -385,9 +405,8 @@ if split[dynamic]:
 if split[dynamic] and split[own]:
     print(f"The {own.split(', ', 1)[1]}'s share of its profiled step in {busy_what}, against the dynamic cache's: "
           f"{compare(paired_ratio(share[own], share[dynamic]), 'larger', 'smaller')}.")
-elif plain[own]:
-    print(f"The {own.split(', ', 1)[1]}'s {busy_what} take {100 * median(busy[own]) / unprofiled[own]:.0f}% of its "
-          f"unprofiled step ({median(busy[own]):.3g} of {unprofiled[own]:.3g} ms); its share of a profiled step is not "
+elif plain[own] and not split[own]:
+    print(f"The {own.split(', ', 1)[1]}'s {busy_what} take {of_unprofiled(own)}; its share of a profiled step is not "
           "read (above).")
 if timed[dynamic] and timed[own]:
     print(f"Its {busy_what}' time per step, against the dynamic cache's: "
@@ -612,8 +631,7 @@ for name, ways in speeds.items():
           f"{compare(paired_ratio(ways[dynamic], ways[own]))}")
 for way in (dynamic, own):
     print(f"{name_profiled}, {way}: " + (f"{busy_what} fill {100 * median(share[way]):.0f}% of a profiled step{plain[way]}"
-          if split[way] else f"{busy_what} take {100 * median(busy[way]) / unprofiled[way]:.0f}% of an unprofiled step"
-          if plain[way] else
+          if split[way] else f"{busy_what} take {of_unprofiled(way)}" if plain[way] else
           "the profile's split of a step is not read (see the profile above)"))
 print(f"same greedy tokens as generate on SmolLM2: {sum(agree.values())} of {len(agree)} questions")
 

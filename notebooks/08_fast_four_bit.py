@@ -372,10 +372,11 @@ busy_what = split[base][0].busy_what
 # (nothing read from that row) or above its wall time (the kernel time reads, the split of the step does not)
 timed = {v: all(ms > 0 for ms in busy[v]) for v in split}
 readable = {v: timed[v] and all(ms >= 0 for ms in idle[v]) for v in split}
+walls = {v: median([t.wall_ms for t in per_round]) for v, per_round in split.items()}  # a difference: can be <= 0
 print(f"{largest}, {profile_rounds} profiled rounds of {profile_tokens} tokens: medians, and the range over rounds")
 display(table(["weights", "profiled wall ms/step", f"{busy_what} ms", "range", "busy % (profiled)", "other ms (profiled)",
                "range"],
-            [[v, median([t.wall_ms for t in per_round]),
+            [[v, walls[v] if walls[v] > 0 else "-",
               *([median(busy[v]), f"{min(busy[v]):.3g}-{max(busy[v]):.3g}"] if timed[v] else ["-", "-"]),
               *([100 * median([t.busy_share for t in per_round]), median(idle[v]),
                  f"{min(idle[v]):.3g}-{max(idle[v]):.3g}"] if readable[v] else ["-", "-", "-"])]
@@ -385,7 +386,9 @@ for v in split:
         print(f"-: {v}: in some round its {busy_what}' time per step came out "
               + ("at or below zero: nothing is read from this row" if not timed[v] else
                  "above that round's wall time per step (each is a difference of a long and a short profile, with its "
-                 "own noise): its split of the step is not read, its kernel time is"))
+                 "own noise): its split of the step is not read, its kernel time is")
+              + ("; its median wall time per step came out at or below zero, so no wall is shown" if walls[v] <= 0
+                 else ""))
 if runtime:
     print("\nCUDA runtime calls in one decode step (one profile of each):")
     display(table(["weights", *RUNTIME_CALLS], [[v, *counts.values()] for v, counts in runtime.items()]))

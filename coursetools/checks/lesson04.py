@@ -102,8 +102,8 @@ def compare_predict(answer: float, ratio: tuple[float, float, float], base_share
     if base_share < OVERHEAD_BOUND_SHARE:
         # helpers.decoding.bound_share's reading: other work than reading weights, around the kernels or in them
         measured += (f"; float16 ran at {base_share:.1%} of its bandwidth bound, overhead-bound: reading the weights is "
-                     "a small part of a step, so the ratio measures the other work each int8 layer adds (around its "
-                     "kernels or in them), not the bytes read")
+                     "a small part of a step, so the ratio is the cost of this whole path (generate() with int8 layers "
+                     "against float16 ones), not the bytes read, with no cause read from it")
     else:
         measured += f"; float16 ran at {base_share:.0%} of its bandwidth bound, close enough for the bytes read to count"
     return lowest <= answer <= highest, measured
