@@ -287,7 +287,7 @@ def top_kernels(fn: Callable[[], Any], device: str | torch.device, rows: int = 8
         fn()
         synchronize(device)
     sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"  # on a GPU kernels only (operators and
-    events = sorted((e for e in prof.key_averages() if not on_gpu or (e.device_type != torch.autograd.DeviceType.CPU and
+    events = sorted((e for e in prof.key_averages() if not on_gpu or (e.device_type == torch.autograd.DeviceType.CUDA and
                      not e.is_user_annotation)), key=lambda e: getattr(e, sort_by), reverse=True)  # annotations repeat their time)
     total = sum(getattr(e, sort_by) for e in events) or 1
     return table(["kernel" if on_gpu else "operator", "self ms", "% of the profiled time", "calls"],

@@ -594,16 +594,14 @@ for (w_name, context), (transient, layer, sizes) in transients.items():
     elif abs(extra) <= small and abs(held) <= small:
         line += f"; neither the peaks nor what the layers hold differ from {baseline}'s"
     elif abs(extra) <= small:
-        line += (f", {than}; yet the peaks are equal: the peak is reached "
-                 "where it is not held")
+        line += f", {than}; yet the peaks are equal: the peak is reached where it is not held"
     elif abs(held) <= small:  # no extra buffer to match: "matches" would only say the peak differs by < 2 x small
-        line += (f", {than}, within {small / MiB:.1f} MiB of it: no extra buffer "
-                 "of a layer accounts for the peak difference")
+        line += (f", {than}, within {small / MiB:.1f} MiB of it: no extra buffer of a layer accounts for the peak "
+                 "difference")
     elif abs(extra - held) <= max(0.1 * abs(held), small):
         line += f", {than}: the peak difference matches that extra buffer"
     else:
-        line += (f", {than}: the peak difference does not match that extra "
-                 "buffer alone")
+        line += f", {than}: the peak difference does not match that extra buffer alone"
     peak_readings[(w_name, context)] = line
     print(line)
 
@@ -830,16 +828,21 @@ for w_name, ways_events in events.items():
 
 # %%
 loop_shares, loop_ratios, loop_readings, rows = {}, {}, {}, []
+
+
+def kv_length(way: str) -> int:
+    """The KV cache a step of this way reads: the dynamic cache's middle step, a static cache's whole length."""
+    return {"generate, dynamic cache": decode_context, "generate, static cache": short + new_tokens - 1}.get(
+        way, short + new_tokens)  # generate sizes its static cache max_length - 1; the own loop prompt + new tokens
+
+
 for w_name, ways_ms in loop_ms.items():
     dynamic, *others = ways_ms
     for way, ms in ways_ms.items():
         typical = 1e3 / median(ms)
         # a static cache's attention spans its whole length at every step (transformers' StaticLayer.get_mask_sizes
-        # returns max_cache_len; generate sizes it max_length - 1), the dynamic cache's only the tokens so far (its
-        # middle step's, as above)
-        kv_read = {dynamic: decode_context, "generate, static cache": short + new_tokens - 1}.get(way,
-                                                                                                    short + new_tokens)
-        reading_now = bound_share(typical, bytes_per_token(models[w_name], 1, kv_read), bandwidth)
+        # returns max_cache_len), the dynamic cache's only the tokens so far
+        reading_now = bound_share(typical, bytes_per_token(models[w_name], 1, kv_length(way)), bandwidth)
         loop_shares[(w_name, way)], loop_readings[(w_name, way)] = reading_now
         if way == "own loop, compiled step" or (way == "generate, static cache" and compiled_by_generate[w_name]):
             loop_readings[(w_name, way)] += (
@@ -880,7 +883,7 @@ if compile_mode:
     headline["own_loop_vs_dynamic_decode"] = loop_ratios[(baseline, own[baseline])]
     for w_name, ways_ms in loop_ms.items():
         headline[f"own_loop_{w_name}_pct_of_bound"] = spread([100 * share(models[w_name], 1e3 / ms,
-                                                                          context=short + new_tokens)
+                                                                          context=kv_length(own[w_name]))
                                                               for ms in ways_ms[own[w_name]]])
 lesson.record(
     **{f"decode_{w_name}_pct_of_bound": spread(v) for w_name, v in shares.items()},

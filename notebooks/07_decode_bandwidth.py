@@ -247,17 +247,17 @@ for name, ways in speeds.items():
 # What the numbers say, computed from them:
 
 # %%
-from helpers.decoding import bound_share
+from helpers.decoding import OVERHEAD_BOUND_SHARE, bound_share
 
 best_way, baseline = {}, {}
 for name, ways in speeds.items():
     dynamic, *_, own = ways
     best_way[name] = max(ways, key=lambda way: shares[(name, way)])
     # a factor over a baseline far below its bound measures the overhead removed, not a faster read of the weights
-    baseline[name] = bound_share(1e3 / median(ways[dynamic]), read_bytes[name], bandwidth)[1]
+    baseline[name] = bound_share(1e3 / median(ways[dynamic]), read_bytes[name], bandwidth)  # (share, its reading)
     print(f"{name}: {own} vs {dynamic}: {compare(paired_ratio(ways[dynamic], ways[own]))}; "
           f"closest to the bound: {best_way[name]} at {shares[(name, best_way[name])]:.0f}%; {dynamic} runs at "
-          f"{baseline[name]}")
+          f"{baseline[name][1]}")
 
 # %% [markdown]
 # Your prediction against the measurement, on the largest model:
@@ -626,8 +626,9 @@ print(f"{lesson.device}: data-sheet bandwidth {bandwidth / 1e9:.0f} GB/s, a larg
 for name, ways in speeds.items():
     print(f"{name}: {own} at {1e3 / median(ways[own]):.0f} tok/s, {shares[(name, own)]:.0f}% of the data-sheet bound "
           f"and {practical_shares[(name, own)]:.0f}% of the practical one; against {dynamic} (at "
-          f"{baseline[name].split(':')[0]}{', overhead-bound' if 'overhead-bound' in baseline[name] else ''}"
-          f"{', not a valid measurement' if 'not a valid' in baseline[name] else ''}): "
+          f"{100 * baseline[name][0]:.2g}% of its bound"
+          f"{', overhead-bound' if baseline[name][0] < OVERHEAD_BOUND_SHARE else ''}"
+          f"{', not a valid measurement' if baseline[name][0] > 1 else ''}): "
           f"{compare(paired_ratio(ways[dynamic], ways[own]))}")
 for way in (dynamic, own):
     print(f"{name_profiled}, {way}: " + (f"{busy_what} fill {100 * median(share[way]):.0f}% of a profiled step{plain[way]}"

@@ -359,8 +359,8 @@ check("08-predict", answer_predict, ratio=measured, variant=variants[0], base=ba
 # one step, counted from the same kind of profile: how many **CUDA graphs** it replays (`cudaGraphLaunch`), how many
 # kernels it launches one by one outside graphs, and how often it waits for the GPU (a synchronize: until the host
 # has launched the next work, the GPU has none). Then a table of the kernels that take the most time in the variant's
-# steps, read from the profiler (`top_kernels`: each kernel's own time and its share of all kernels' time) (the compiler settings above name inductor's generated kernels alike, `triton_`, so they may
-# share one row there).
+# steps, read from the profiler (`top_kernels`: each kernel's own time and its share of all kernels' time; the compiler
+# settings above name inductor's generated kernels alike, `triton_`, so they may share one row there).
 
 # %%
 from helpers.plots import stacked_bars
@@ -404,8 +404,8 @@ if any(readable.values()):
 # (`intermediate_size` × `hidden_size`) at batch 1, in each torchao format and in 16-bit, eager and compiled
 # (`torch.compile` of the layer, default mode, with the settings above). Each call is timed on the GPU (CUDA events,
 # `cold_cache_ms`) right after a 512 MiB buffer is written: a large GPU's L2 cache (its size is printed below) can hold
-# a 4-bit copy of this layer, or more, so without the flush the second call could read the weights from the cache. From the
-# time, the bandwidth each reached: weight bytes over time, in interleaved rounds. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the
+# a 4-bit copy of this layer, or more, so without the flush the second call could read the weights from the cache.
+# From the time, the bandwidth each reached: weight bytes over time, in interleaved rounds. Fewer bytes pay off when the kernel's bandwidth, as a fraction of the
 # 16-bit kernel's, is larger than the fraction of the bytes it reads: a kernel that reads a quarter of the bytes at
 # half the bandwidth still takes half the time. It need not reach the 16-bit kernel's bandwidth.
 
@@ -485,13 +485,14 @@ step_ratio = paired_ratio(busy[base], busy[v]) if timed[v] and timed[base] else 
 print(f"{v}, the whole step's {busy_what} against {base}'s: "
       f"{compare(step_ratio) if step_ratio else 'not read (the profile above)'}; the whole step: {compare(measured)}.")
 more_median, more_q1, more_q3 = spread([a - b for a, b in zip(idle[v], idle[base], strict=True)])  # can be near 0
-if readable[v] and readable[base]:  # the course's rule for a difference: measurable when the quartiles leave 0 out
+# the course's rule for a difference: measurable when the quartiles leave 0 out; unread rows claim none
+measurable = readable[v] and readable[base] and (more_q1 > 0 or more_q3 < 0)
+if readable[v] and readable[base]:
     print(f"{v}'s step outside {busy_what} ({median(idle[v]):.2f} ms) against {base}'s ({median(idle[base]):.2f} ms): "
           + (f"{more_median:.2f} ms more (quartiles {more_q1:.2f} to {more_q3:.2f})" if more_q1 > 0 else
              f"{-more_median:.2f} ms less (quartiles {-more_q3:.2f} to {-more_q1:.2f})" if more_q3 < 0 else
              f"no measurable difference (quartiles {more_q1:.2f} to {more_q3:.2f} ms more)") + ".")
 else:
-    more_q1, more_q3 = 0.0, 0.0  # not read: no difference is claimed below
     print(f"{v}'s step outside {busy_what} against {base}'s: not read (the profile above).")
 for w, counts in (runtime or {}).items():
     graphs, launched, waits, copies = counts.values()
@@ -504,7 +505,6 @@ step_share, step_reading = bound_share(1e3 / median(shapes[largest]["ms"][v]), s
 near = step_share >= OVERHEAD_BOUND_SHARE  # below a fifth of its bound a step is overhead-bound: no candidate named
 if runtime:
     same_calls = [round(n) for n in runtime[v].values()] == [round(n) for n in runtime[base].values()]
-    measurable = more_q1 > 0 or more_q3 < 0  # the time outside kernels differs, by the quartiles
     print(f"{v} and {base}: " + ("different runtime calls a step (the table above)." if not same_calls else
                                  "the same runtime calls a step, so the difference in their time outside kernels is "
                                  "not in what the host launches; candidates, which these counts do not separate: the "
@@ -531,8 +531,8 @@ if any(nbytes / (median(layer_ms[(w, form)]) / 1e3) > bandwidth for w, nbytes in
 # is not, the time goes elsewhere in the step: its other kernels, and the time outside kernels in the step split, whose
 # runtime calls say what the host does around the kernels. The layer is timed as torchao's module; the compiled step
 # runs its unwrapped weights, which the compiler may hand to other kernels.
-# Where int4 runs, its kernel here is `tinygemm`, written for the A100; other int4 kernels exist: torchao's default `"plain"`
-# packing on Hopper uses the `mslk` / fbgemm GPU kernel packages, which the course does not install, and vLLM and
+# Where int4 runs, its kernel here is `tinygemm`, written for the A100; other int4 kernels exist: torchao's default
+# `"plain"` packing on Hopper uses the `mslk` / fbgemm GPU kernel packages, which the course does not install, and vLLM and
 # SGLang ship their own (Marlin, Machete).
 
 # %% [markdown]
