@@ -37,7 +37,7 @@ def token_losses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, 
 
 def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int = 1024, window: int = 512) -> float:
     """Return the perplexity of the model on the first `max_tokens` tokens of the evaluation text: exp(mean token loss)."""
-    return math.exp(token_losses(model, tokenizer, max_tokens=max_tokens, window=window).double().mean().item())
+    return token_losses(model, tokenizer, max_tokens=max_tokens, window=window).double().mean().exp().item()
 
 
 def perplexity_ratio(losses: torch.Tensor, reference: torch.Tensor, block: int = 32) -> tuple[float, float, float]:

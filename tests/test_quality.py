@@ -56,3 +56,14 @@ def test_perplexity_ratio_holds_1_for_noise_and_not_for_a_shift():
     assert low > 1.0 and math.isclose(ratio, math.exp(0.05), rel_tol=0.02)
     with pytest.raises(ValueError, match="fewer than two blocks"):
         perplexity_ratio(reference[:40], reference[:40])
+
+
+def test_perplexity_of_a_diverging_model_is_infinite_not_an_error(monkeypatch):
+    import math
+
+    import torch
+
+    import helpers.quality
+
+    monkeypatch.setattr(helpers.quality, "token_losses", lambda *args, **kwargs: torch.tensor([800.0, 900.0]))
+    assert perplexity(None, None) == math.inf  # exp(850) overflows a float: inf, which lessons print and never record
