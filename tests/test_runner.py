@@ -63,3 +63,13 @@ def test_stored_notebook_keeps_outputs_but_library_progress_bars():
     drop_progress_bars(notebook)
     assert notebook.cells[0].outputs == [text, slider]
     assert list(notebook.metadata) == ["language_info"]
+
+
+def test_every_course_command_drops_the_kernels_note(tmp_path, capsys):
+    from coursetools.__main__ import main
+
+    logger = logging.getLogger(KERNELS_NOTE_LOGGER)
+    for installed in [f for f in logger.filters if f is not_kernels_note]:
+        logger.removeFilter(installed)  # as in a fresh process: publish and doctor import bitsandbytes themselves
+    assert main(["table", str(tmp_path)]) == 0
+    assert not_kernels_note in logger.filters
