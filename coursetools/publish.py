@@ -270,7 +270,7 @@ def stamp_text(run: dict) -> str:
         lessons.setdefault(stamp, []).append(notebook[:2])
     if len(lessons) <= 1:
         return run["stamp"]
-    return "; ".join(f"lessons {', '.join(ids)} on {stamp}" for stamp, ids in lessons.items())
+    return "; ".join(f"lesson{'s' if len(ids) > 1 else ''} {', '.join(ids)} on {stamp}" for stamp, ids in lessons.items())
 
 
 def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:

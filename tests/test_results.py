@@ -115,8 +115,8 @@ def test_publishing_a_few_lessons_keeps_the_other_lessons_run_times_each_with_it
     assert merged["seconds"] == {"00_tour.ipynb": 50.0, "07_decode.ipynb": 900.0}
     assert merged["stamps"] == {"00_tour.ipynb": "H200 | torch 2.11 | profile gpu | 2026-11-26",
                                 "07_decode.ipynb": "H100 | torch 2.11 | profile gpu | 2026-12-05"}
-    assert stamp_text(merged) == ("lessons 00 on H200 | torch 2.11 | profile gpu | 2026-11-26; "
-                                  "lessons 07 on H100 | torch 2.11 | profile gpu | 2026-12-05")
+    assert stamp_text(merged) == ("lesson 00 on H200 | torch 2.11 | profile gpu | 2026-11-26; "
+                                  "lesson 07 on H100 | torch 2.11 | profile gpu | 2026-12-05")
     alone = merged_runtimes(later, tmp_path / "none.json")
     assert alone["seconds"] == later["seconds"] and stamp_text(alone) == later["stamp"] and stamp_text({}) == "not run yet"
 
