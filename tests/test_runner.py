@@ -65,7 +65,7 @@ def test_stored_notebook_keeps_outputs_but_library_progress_bars():
     assert list(notebook.metadata) == ["language_info"]
 
 
-def test_every_course_command_drops_the_kernels_note(tmp_path, capsys):
+def test_every_course_command_drops_the_kernels_note(tmp_path):
     from coursetools.__main__ import main
 
     logger = logging.getLogger(KERNELS_NOTE_LOGGER)
