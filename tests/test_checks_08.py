@@ -85,3 +85,11 @@ def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_d
     with pytest.raises(ExerciseError, match="True, False"):
         check("08-predict", "faster", ratio=(0.97, 0.93, 1.04), **MEASURED)
     assert EXERCISES["08-predict"].choices == (True, False)
+
+
+def test_int4_with_its_head_reading_no_fewer_bytes_than_int4_is_a_problem():
+    from coursetools.checks.lesson08 import head_problem
+
+    assert head_problem({"bfloat16": 3000, "int4": 1000, "int4+head": 800}) is None
+    problem = head_problem({"int4": 1000, "int4+head": 1000})
+    assert problem == "int4+head left the head 16-bit: it reads 1000 bytes per token, int4 1000"

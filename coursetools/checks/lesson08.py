@@ -56,6 +56,13 @@ def check_call(answer: Any, group_size: int) -> str | None:
     return None
 
 
+def head_problem(read: dict[str, int]) -> str | None:
+    """Return a problem unless int4+head reads fewer bytes per token than int4 (`read`: variant -> bytes per token)."""
+    if read["int4+head"] < read["int4"]:
+        return None
+    return f"int4+head left the head 16-bit: it reads {read['int4+head']} bytes per token, int4 {read['int4']}"
+
+
 def compare_decode(
     answer: bool, ratio: tuple[float, float, float], variant: str, base: str, shape: str, byte_ratio: float
 ) -> tuple[bool, str]:
