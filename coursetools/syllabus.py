@@ -352,7 +352,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "copy_mib": 256,  # a copy far larger than the CPU caches (64 MiB can stay in a large L3)
             "answer_tokens": 8,
             "profile_rounds": 3,
-            "profile_tokens": 16,
+            "profile_tokens": 8,  # profiling a token on a CPU costs several times decoding it
             "kv_contexts": [512, 2048],
             "kv_batches": [1, 4],
             "fit_contexts": [4096, 32768, 131072],
@@ -397,7 +397,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "new_tokens": 16,
             "rounds": 3,
             "profile_rounds": 3,
-            "profile_tokens": 16,
+            "profile_tokens": 8,  # profiling a token on a CPU costs several times decoding it
             "layer_calls": 5,
             "layer_warmup": 1,
             "compile_mode": None,
