@@ -10,6 +10,9 @@ from coursetools.publish import RUNS
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
+    from coursetools.lesson import quiet_bitsandbytes_kernels_note
+
+    quiet_bitsandbytes_kernels_note()  # publish and doctor import bitsandbytes in this process too
     parser = argparse.ArgumentParser(prog="./course")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("doctor", help="report this machine's GPU, SDPA backends, bitsandbytes, versions, hub")

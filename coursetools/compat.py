@@ -1,9 +1,11 @@
-"""Which of the course's libraries work with a runtime's torch: the floors, and lesson 08's torchao question."""
+"""Which of the course's libraries work with a runtime's torch: the floors, lesson 08's torchao question, and whether
+torch's varlen attention runs here (lesson 01)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import re
 
 # The oldest torch each pinned library works with: transformers 5.17 turns its torch support off below 2.5
@@ -69,6 +71,28 @@ def torchao_unusable() -> str | None:
         importlib.import_module("torchao.quantization")
     except Exception as error:  # noqa: BLE001 - a broken build fails in many ways; the lesson only needs the reason
         return f"torchao {torchao} does not import here: {type(error).__name__}: {error}"
+    return None
+
+
+def varlen_unusable(device: str, dtype: object) -> str | None:
+    """Return what stops torch's varlen attention here in `dtype` (tried on two short sequences), None if nothing."""
+    import torch
+
+    from helpers.attention import MISSING_SDPA_BACKENDS
+    from helpers.tables import reason
+
+    if importlib.util.find_spec("torch.nn.attention.varlen") is None:
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen"
+    if device == "cuda" and not torch.backends.cuda.flash_sdp_enabled():  # varlen_attn runs the flash kernel
+        return MISSING_SDPA_BACKENDS.get("flash", "flash attention is switched off (torch.backends.cuda.flash_sdp_enabled())")
+    from torch.nn.attention.varlen import varlen_attn
+
+    tokens = torch.randn(5, 2, 32, device=device, dtype=dtype)  # 5 tokens, 2 heads of 32: sequences of 2 and 3 tokens
+    starts = torch.tensor([0, 2, 5], dtype=torch.int32, device=device)
+    try:
+        varlen_attn(tokens, tokens, tokens, starts, starts, 3, 3)
+    except Exception as err:  # noqa: BLE001  (whatever stops it is the reason given)
+        return reason(err)
     return None
 
 

@@ -43,9 +43,10 @@ def verdict_of(exercise_id: str, answer: Any, context: dict[str, Any]) -> tuple[
         problem = form_error(found, answer)
         if problem:
             return f"not yet: {problem} ({found.question})", False, True
-        agrees, measured = found.compare(answer, **context)
-        said = "the measurement agrees" if agrees else "the measurement says otherwise"
-        return f"you predicted {answer!r}; {said}: {measured}", agrees, False
+        agrees, measured = found.compare(answer, **context)  # None: nothing measured here settles it
+        said = {True: "the measurement agrees", False: "the measurement says otherwise",
+                None: "nothing here settles it"}[agrees]
+        return f"you predicted {answer!r}; {said}: {measured}", agrees is True, False
     hint = found.check(answer, **context)
     return ("right!", True, False) if hint is None else (f"not yet: {hint}", False, True)
 

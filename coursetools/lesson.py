@@ -43,6 +43,13 @@ class Lesson:
         cap = self.profile.memory_cap_gib or self.report.memory_gib
         return min(cap, self.report.memory_gib) * 2**30
 
+    @property
+    def capability(self) -> tuple[int, int]:
+        """The compute capability kernels are chosen for: an emulated GPU's, this GPU's, or (0, 0) on a CPU."""
+        if self.device != "cuda":
+            return (0, 0)
+        return self.profile.compute_capability or torch.cuda.get_device_capability()
+
     def size(self, key: str) -> Any:
         """Return one of this lesson's sizes under the current profile."""
         return self.profile.size(self.id, key)
@@ -79,13 +86,13 @@ class Lesson:
         return self.profile.sizes[self.id].get(self.timing_key(measurement, "warmup"), self.profile.warmup)
 
     def record(self, **values: float | str | tuple[float, float, float]) -> None:
-        """Record headline results; a ratio given as (median, low, high) of rounds gets an interval widened by run-to-run."""
+        """Record headline results; a ratio given as (median, q1, q3) of rounds gets an interval widened by run-to-run."""
         for name, value in values.items():
             if isinstance(value, tuple):
                 median, low, high = value
                 stored = widened(name, value)
-                print(f"{name}: {median:.3g}, rounds {low:.3g}-{high:.3g}, recorded interval "
-                      f"{stored[name + LOW]:.3g}-{stored[name + HIGH]:.3g} (rounds' range widened by run-to-run)")
+                print(f"{name}: {median:.3g}, quartiles {low:.3g}-{high:.3g}, recorded interval "
+                      f"{stored[name + LOW]:.3g}-{stored[name + HIGH]:.3g} (quartiles widened by run-to-run)")
         path = record(self.id, self.stamp, **values)
         print(f"recorded {len(values)} results in this run's {path.name}")
 

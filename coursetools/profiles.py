@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +15,7 @@ from coursetools.syllabus import SYLLABUS
 from helpers.attention import MISSING_SDPA_BACKENDS
 from helpers.tables import one_of
 
-__all__ = ["PROFILES", "Profile", "allow_sdpa_backends", "detect_profile_name", "use_profile"]
+__all__ = ["PROFILES", "Profile", "allow_sdpa_backends", "detect_profile_name", "real_sdpa_switches", "use_profile"]
 
 T4_MEMORY_GIB = 15.0
 SMALLEST_GPU_GIB = 14.0  # a Colab T4 reports 14.6 GiB; the t4 sizes are made to fit in it
@@ -36,6 +38,7 @@ class Profile:
     sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory_cap_gib: float | None = None
     sdpa_backends: tuple[str, ...] | None = None  # the SDPA backends an emulated GPU has; None: every one this GPU runs
+    compute_capability: tuple[int, int] | None = None  # an emulated GPU's; None: this GPU's own
 
     def size(self, lesson: str, key: str) -> Any:
         """Return one size of one lesson, with a ValueError naming the sizes the lesson has when it has no such size."""
@@ -61,6 +64,7 @@ PROFILES: dict[str, Profile] = {
         sizes=T4_SIZES,
         memory_cap_gib=T4_MEMORY_GIB,
         sdpa_backends=T4_SDPA_BACKENDS,
+        compute_capability=T4_COMPUTE_CAPABILITY,
     ),
 }
 
@@ -110,6 +114,24 @@ def allow_sdpa_backends(names: tuple[str, ...], gpu: str = "this GPU") -> None:
             switch(False)
             oldest = ".".join(map(str, SDPA_MIN_COMPUTE_CAPABILITY[name]))
             MISSING_SDPA_BACKENDS[name] = f"not on {gpu}: PyTorch's {name} kernel needs sm {oldest} or newer"
+
+
+@contextmanager
+def real_sdpa_switches() -> Iterator[None]:
+    """Inside, torch's SDPA switches act as on a GPU that has every backend (an emulated GPU's wrappers are lifted).
+
+    A check that enters a learner's `sdpa_kernel(...)` to read what it allows uses it: under T4 emulation the flash and
+    cuDNN switches otherwise stay off whatever the call asks. The wrappers come back on leaving, and the switches are
+    as the call's own exit restored them.
+    """
+    wrapped = {setter: getattr(torch._C, setter) for setter in SDPA_SWITCHES.values()}
+    for name, setter in SDPA_SWITCHES.items():
+        setattr(torch._C, setter, TORCH_SWITCHES[name])
+    try:
+        yield
+    finally:
+        for setter, switch in wrapped.items():
+            setattr(torch._C, setter, switch)
 
 
 def use_profile(name: str | None = None) -> Profile:

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from coursetools.placements import PLACEMENT_NAMES, decode_bound, placement_rows
 from coursetools.results import interval, is_bound, load_results
 from coursetools.syllabus import SYLLABUS, lesson_record
 from coursetools.workshop import AGENDA_RUNS, AGENDAS, Agenda, day_minutes, disk_table
 from helpers.decoding import OVERHEAD_BOUND_SHARE
-from helpers.multi_gpu import PLACEMENT_NAMES, decode_bound, placement_rows
 from helpers.tables import cell, one_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def lesson_table(root: Path = ROOT) -> str:
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
         times = " | ".join(duration(runs[name].get(f"{stem}.ipynb")) for name in RUNS)
         rows.append(f"| [{stem}](notebooks/{stem}.ipynb) {badge} | {topic} | {measured} | {times} |")
-    stamps = [f"{heading}: {stored[name].get('stamp', 'not run yet')}" for name, heading in RUNS.items()]
+    stamps = [f"{heading}: {stamp_text(stored[name])}" for name, heading in RUNS.items()]
     return "\n".join(rows) + "\n\nRun times measured on: " + "; ".join(stamps) + "."
 
 
@@ -156,12 +156,17 @@ def placements_markdown(two_gpu: dict[str, Any]) -> str:
     lines.insert(1, "|" + "---|" * len(headers))
     shares = {placement: next(iter(result["decode"].values()))["median"] / decode_bound(result, two_gpu["bandwidth"])
               for placement, result in two_gpu["placements"].items()}
-    reading = ("each is below a fifth of its bound, where a step is host-bound: the decode columns compare eager "
+    reading = ("each is below a fifth of its bound, where a step is overhead-bound: the decode columns compare eager "
                "`generate`'s overhead, not the placements" if max(shares.values()) < OVERHEAD_BOUND_SHARE else
-               "a share below a fifth of its bound is host-bound, and names no placement as the cause")
+               "a share below a fifth of its bound is overhead-bound, and names no placement as the cause")
     verdict = ("Decode ran as eager `generate` (no static cache, no compiled step); batch-1 decode as a share of each "
                "placement's bandwidth bound: "
                + ", ".join(f"{PLACEMENT_NAMES[p]} {100 * share:.0f}%" for p, share in shares.items()) + f"; {reading}.")
+    loops = {p: r.get("loop") or {} for p, r in two_gpu["placements"].items()}
+    if all(loop.get("tok_s") for loop in loops.values()):
+        verdict += (" In the static-cache loop (one compiled step, lesson 07's): " + ", ".join(
+            f"{PLACEMENT_NAMES[p]} {100 * loop['tok_s']['median'] / decode_bound(two_gpu['placements'][p], two_gpu['bandwidth']):.0f}%"
+            for p, loop in loops.items()) + " of the bound.")
     return "\n".join([f"Measured on: {two_gpu['stamp']}; GPU link {two_gpu['link']}. Medians, [quartiles].", "", *lines,
                       "", verdict])
 
@@ -243,6 +248,31 @@ def write_documents(root: Path = ROOT) -> None:
         path.write_text(fill(path.read_text(), generated))
 
 
+def notebook_stamps(run: dict) -> dict[str, str]:
+    """Return the stamp each notebook of a stored run ran under (files from before 2026-12-05 hold one for all)."""
+    return {notebook: run.get("stamps", {}).get(notebook, run["stamp"]) for notebook in run.get("seconds", {})}
+
+
+def merged_runtimes(run: dict, stored: Path) -> dict:
+    """Return run's times plus the stored times of other notebooks, each notebook with the stamp it ran under."""
+    old = json.loads(stored.read_text()) if stored.exists() else {}
+    seconds = {**old.get("seconds", {}), **run["seconds"]}
+    stamps = {**notebook_stamps(old), **dict.fromkeys(run["seconds"], run["stamp"])}  # {} when nothing was stored
+    return {"stamp": run["stamp"], "seconds": seconds, "stamps": stamps}
+
+
+def stamp_text(run: dict) -> str:
+    """Return where a stored run's times were measured: its stamp, or each stamp with the lessons run under it."""
+    if not run:
+        return "not run yet"
+    lessons: dict[str, list[str]] = {}
+    for notebook, stamp in sorted(notebook_stamps(run).items()):
+        lessons.setdefault(stamp, []).append(notebook[:2])
+    if len(lessons) <= 1:
+        return run["stamp"]
+    return "; ".join(f"lesson{'s' if len(ids) > 1 else ''} {', '.join(ids)} on {stamp}" for stamp, ids in lessons.items())
+
+
 def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
     """Store a course run from build as results/<name> (and its executed notebooks over notebooks/), then regenerate."""
     one_of("run", name, RUNS)
@@ -251,8 +281,13 @@ def publish(build: Path, name: str, notebooks: bool, root: Path = ROOT) -> None:
         raise FileNotFoundError(f"{runtimes} is missing: run `./course run --build {build}` first")
     target = root / "results" / name
     target.mkdir(parents=True, exist_ok=True)
-    for path in [*(build / "results").glob("*.json"), runtimes]:
-        shutil.copy2(path, target / path.name)
+    run = json.loads(runtimes.read_text())
+    finished = {notebook[:2] for notebook in run["seconds"]}  # a notebook stopped midway may have recorded results
+    for path in (build / "results").glob("*.json"):
+        if path.stem in finished:
+            shutil.copy2(path, target / path.name)
+    merged = merged_runtimes(run, target / runtimes.name)
+    (target / runtimes.name).write_text(json.dumps(merged, indent=2, sort_keys=True))
     if notebooks:
         for path in sorted((build / "notebooks").glob("[0-9]*.ipynb")):
             shutil.copy2(path, root / "notebooks" / path.name)

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("helpers", "coursetools")
 MAX_DEPTH = 5  # modules in the longest import chain inside helpers
-MAX_LINES = 2500  # lines of helpers/*.py: issue 27's "about 2,500 or less", reached by moving machinery to coursetools
+MAX_LINES = 2600  # lines of helpers/*.py: issue 27 asked for "about 2,500"; issues 28-31 added measurements every lesson makes (the loop without a host wait, compile counts, the quartile tie rule, the planner mirroring from_pretrained), and one-lesson code moved into its lesson or coursetools to stay near it
 
 
 def modules(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:

@@ -64,24 +64,32 @@ SYLLABUS: tuple[LessonRecord, ...] = (
     LessonRecord(
         stem="00_tour",
         title="the course tools",
-        measures_text=("stamp, profile, model sources, timing, memory, bandwidth bound, perplexity"),
-        cpu={"eval_tokens": 512, "new_tokens": 16, "prompt_tokens": 64},
+        measures_text=(
+            "stamp, profile, model sources (the 2023 guide's torch_dtype call and today's dtype), timing, footprint "
+            "against the memory a load takes (16-bit and nf4), decode speed against its bandwidth bound, perplexity"
+        ),
+        cpu={"eval_tokens": 256, "new_tokens": 16, "prompt_tokens": 64},
         gpu={"eval_tokens": 4096, "new_tokens": 64, "prompt_tokens": 512},
         t4={"eval_tokens": 2048},
         recorded=(
             Measure("decode_bound_tok_s", "decode bound (weights / bandwidth)", "tok/s"),
+            Measure("decode_pct_of_bound", "decode, share of its bandwidth bound", "%"),
             Measure("decode_tok_s", "decode, batch 1", "tok/s"),
             Measure("footprint_mib", "weights", "MiB"),
             Measure("forward_ms", "forward pass", "ms"),
+            Measure("nf4_decode_pct_of_bound", "decode, nf4 weights, share of its bandwidth bound", "%"),
+            Measure("nf4_decode_tok_s", "decode, batch 1, nf4 weights", "tok/s"),
+            Measure("nf4_vs_base_footprint", "nf4 weights vs the profile's dtype", "x"),
             Measure("perplexity", "perplexity, SmolLM2 from its Q4_1 GGUF"),
             Measure("prefill_ms", "prefill", "ms"),
+            Measure("prompt_vs_one_token_pass", "forward pass over the prompt vs over one token", "x"),
         ),
     ),
     LessonRecord(
         stem="01_encoder_fast_path",
         title="what BetterTransformer did, today",
         measures_text=(
-            "padding waste; HF eager vs sdpa vs PyTorch fast path (nested tensors): time, agreement per dtype, speed-up vs padding; reverse + save round trip"
+            "padding waste; HF eager vs sdpa vs PyTorch fast path (nested tensors; dense on unpadded batches) vs unpadded varlen attention: time, agreement per dtype against tolerances, what makes float32 differ (TF32, kernels, CPU vs GPU), speed-up vs padding; ONNX Runtime against PyTorch on its own device; reverse + save round trip"
         ),
         cpu={
             "batch": 16,
@@ -92,7 +100,8 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "warmup": 1,
             "rounds": 5,
             "large_rounds": None,
-            "ort_rounds": None,
+            "ort_warmup": 1,
+            "ort_rounds": 5,
         },
         gpu={
             "batch": 64,
@@ -103,14 +112,23 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "warmup": 5,
             "rounds": 20,
             "large_rounds": 30,
+            "ort_warmup": 1,  # ONNX Runtime runs on the CPU where onnxruntime-gpu is missing: about a second a call
             "ort_rounds": 5,
         },
         t4={"batch": 32, "dtypes": ["float32", "float16"]},
         recorded=(
             Measure("bert_base_fast_vs_sdpa", "BERT-base shape: fast path vs HF sdpa", "x"),
-            Measure("minilm_fast_vs_eager", "MiniLM: fast path vs HF eager", "x"),
-            Measure("minilm_fast_vs_sdpa", "MiniLM: fast path vs HF sdpa", "x"),
-            Measure("minilm_ort_vs_sdpa", "MiniLM: ONNX Runtime vs HF sdpa (on a GPU without onnxruntime-gpu: ORT on the CPU)", "x"),
+            Measure("minilm_half_fast_vs_sdpa", "MiniLM, 16-bit, half padding, rows down to 1 token: fast path vs HF sdpa", "x"),
+            Measure("minilm_half_fast_vs_compiled", "MiniLM, 16-bit, half padding, rows down to 1 token: fast path vs HF sdpa compiled", "x"),
+            Measure("minilm_half_fast_vs_sdpa_quarter_rows", "MiniLM, 16-bit, half padding, rows of at least 1/4 width: fast path vs HF sdpa", "x"),
+            Measure("minilm_half_fast_vs_compiled_quarter_rows", "MiniLM, 16-bit, half padding, rows of at least 1/4 width: fast path vs HF sdpa compiled", "x"),
+            Measure("minilm_half_dense_vs_sdpa_unpadded", "MiniLM, 16-bit, batch without padding: dense fast path vs HF sdpa", "x"),
+            Measure("minilm_fast_vs_eager", "MiniLM, float32: fast path vs HF eager", "x"),
+            Measure("minilm_fast_vs_sdpa", "MiniLM, float32: fast path vs HF sdpa", "x"),
+            Measure("minilm_fast_float32_agrees_to", "MiniLM: tolerance the float32 fast path meets against HF eager"),
+            Measure("minilm_dense_vs_sdpa_unpadded", "MiniLM, float32, batch without padding: dense fast path vs HF sdpa", "x"),
+            Measure("minilm_varlen_vs_sdpa", "MiniLM, 16-bit, half padding: the course's torch varlen wrapper vs HF sdpa", "x"),
+            Measure("minilm_ort_vs_sdpa_on_*", "MiniLM: ONNX Runtime vs HF sdpa, both on the {}", "x"),
         ),
     ),
     LessonRecord(
@@ -155,7 +173,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         measures_text=(
             "code books, blockwise round trip from scratch vs bitsandbytes; footprint (predicted and measured), perplexity, answers and interleaved decode per variant; what stays unquantized; which GPU fits an 8B model"
         ),
-        cpu={"eval_tokens": 384, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None, "rounds": 5, "warmup": 1},
+        cpu={"eval_tokens": 256, "prompt_tokens": 64, "new_tokens": 8, "half": "bfloat16", "large_shape": None, "rounds": 5, "warmup": 1},
         gpu={
             "eval_tokens": 4096,
             "prompt_tokens": 512,
@@ -178,11 +196,11 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="04_llm_int8",
         title="LLM.int8()",
         measures_text=(
-            "outlier features of a real model; the decomposition from scratch vs bitsandbytes; footprint, perplexity and speed against the threshold; skip modules; batch size; generate vs pipeline"
+            "outlier features of a real model (residual stream, linear-layer inputs, the paper's criteria); the decomposition from scratch vs bitsandbytes; footprint, perplexity (with the text's noise) and speed against the threshold; skip modules; batch size and the bandwidth bound; generate vs pipeline"
         ),
         cpu={
             "capture_tokens": 256,
-            "eval_tokens": 384,
+            "eval_tokens": 256,
             "prompt_tokens": 64,
             "new_tokens": 8,
             "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
@@ -195,7 +213,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         },
         gpu={
             "capture_tokens": 1024,
-            "eval_tokens": 2048,
+            "eval_tokens": 4096,
             "prompt_tokens": 512,
             "new_tokens": 16,
             "thresholds": [0.0, 1.0, 3.0, 6.0, 10.0],
@@ -206,9 +224,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "decode_warmup": 1,
             "decode_rounds": 5,
         },
-        t4={},
+        t4={"eval_tokens": 2048},
         recorded=(
             Measure("int8_vs_fp16_decode_batch1", "decode at batch 1: int8 vs fp16", "x"),
+            Measure("decode_*_pct_of_bound", "decode at batch 1, {} weights (timed model), share of the bandwidth bound", "%"),
             Measure("outlier_dims_max_layer", "outlier columns in the worst layer"),
             Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
@@ -217,35 +236,47 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="05_four_bit_with_flash",
         title="4-bit + flash attention",
         measures_text=(
-            "weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, peak memory, interleaved prefill and decode; a decision table with ties; model dtype × compute dtype; decode vs the bandwidth bound; whether generate compiles a bitsandbytes model"
+            "the seed's recipe as written and the dtype it gets; weights {16-bit, nf4, int8} × attention {eager, flash, cuDNN}: footprint, peak memory and what the quantized layers hold beyond it, interleaved prefill and decode against the bandwidth bound; a decision table with ties; model dtype × compute dtype; generate vs an own compiled loop (nf4 uncompiled)"
         ),
         cpu={
             "half": "float32",
             "model": "smollm2-135m",
+            "prompt_tokens": 16,
+            "probe_tokens": 2,
             "contexts": [64, 192],
             "new_tokens": 4,
             "batch": 2,
             "eval_tokens": 256,
-            "compile": False,
+            "compile_mode": None,
             "matrix_warmup": 1,
             "matrix_rounds": 3,
             "static_warmup": 3,
+            "static_rounds": 3,
+            "static_nf4_warmup": 1,
+            "static_nf4_rounds": 3,
         },
         gpu={
             "half": "bfloat16",
             "model": "llama-1b-shape",
+            "prompt_tokens": 32,
+            "probe_tokens": 4,
             "contexts": [512, 4096],
             "new_tokens": 64,
             "batch": 16,
             "eval_tokens": 4096,
-            "compile": True,
+            "compile_mode": "reduce-overhead",
             "matrix_warmup": 1,
             "matrix_rounds": 5,
             "static_warmup": 3,
+            "static_rounds": 20,
+            "static_nf4_warmup": 1,
+            "static_nf4_rounds": 5,
         },
         t4={"half": "float16", "eval_tokens": 2048},
         recorded=(
             Measure("compiled_static_vs_dynamic_decode", "decode: compiled static cache vs plain generate (dynamic cache)", "x"),
+            Measure("own_loop_vs_dynamic_decode", "decode: own compiled loop (StaticGreedy) vs plain generate (dynamic cache)", "x"),
+            Measure("own_loop_*_pct_of_bound", "decode in the own loop, {} weights, share of the bandwidth bound", "%"),
             Measure("decode_*_pct_of_bound", "decode, {} weights, share of the bandwidth bound", "%"),
             Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
@@ -254,7 +285,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="06_device_map",
         title="device_map and max_memory",
         measures_text=(
-            "planning on the meta device (the seed's 600MB/1GB, a 70B shape on 2 x 80 GiB); strategies; no_split_module_classes; budget errors; real GPU/CPU/disk offload and its speed cost; the seed's 4-bit and 8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU"
+            "planning on the meta device with transformers' planner (the guide's BLOOM-3B at 600MB/1GB and 1GB/2GB, a 70B shape on 2 x 80 GiB); strategies, balanced_low_0; no_split_module_classes; budget errors; the guide's budgets loaded for real (refused, spilled to disk, what fits) with plans checked against the loads; max_memory as a weights budget against the peak; GPU/CPU/disk offload and its cost against the host link; 4-bit and 8-bit recipes over two GPUs; pipeline split vs tensor parallel vs one GPU"
         ),
         cpu={
             "dispatch_model": "smollm2-135m",
@@ -264,8 +295,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "parallel_model": None,  # two GPUs only: other machines show the stored two-GPU run
             "parallel_options": [],
             "offload_rounds": 3,
-            "mixed_warmup": 1,
-            "mixed_rounds": 3,
+            "bloom_model": "bloom-tiny-shape",  # BLOOM's vocabulary, 4 narrow layers: the guide's budgets scaled to it
+            "bloom_new_tokens": 4,
+            "bloom_warmup": 1,
+            "bloom_rounds": 3,
             "recipe_rounds": 5,
         },
         gpu={
@@ -290,8 +323,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
                 "5",
             ],
             "offload_rounds": 5,
-            "mixed_warmup": 1,
-            "mixed_rounds": 3,
+            "bloom_model": "bloom-3b-shape",  # the guide's bigscience/bloom-3b, first named bloom-2b5
+            "bloom_new_tokens": 4,  # a spilled load computes on the CPU from disk: seconds per token
+            "bloom_warmup": 1,
+            "bloom_rounds": 3,
             "recipe_rounds": 5,
         },
         t4={"cpu_budget": "20GiB"},
@@ -314,6 +349,10 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "new_tokens": 16,
             "rounds": 3,
             "compile_mode": None,
+            "copy_mib": 256,  # a copy far larger than the CPU caches (64 MiB can stay in a large L3)
+            "answer_tokens": 8,
+            "profile_rounds": 3,
+            "profile_tokens": 8,  # profiling a token on a CPU costs several times decoding it
             "kv_contexts": [512, 2048],
             "kv_batches": [1, 4],
             "fit_contexts": [4096, 32768, 131072],
@@ -324,15 +363,22 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "dtype": "bfloat16",
             "prompt_tokens": 128,
             "new_tokens": 128,
-            "rounds": 5,
+            "rounds": 10,
             "compile_mode": "reduce-overhead",
+            "copy_mib": 4096,
+            "answer_tokens": 32,
+            "profile_rounds": 5,
+            "profile_tokens": 16,
             "kv_contexts": [4096, 32768],
             "kv_batches": [1, 8],
             "fit_contexts": [4096, 32768, 131072],
         },
         t4={"models": ["llama-1b-shape"], "dtype": "float16", "kv_contexts": [4096, 16384]},
         recorded=(
+            Measure("*_pct_of_practical_bound", "decode, {}, share of the practical bound (a large copy)", "%"),
             Measure("*_pct_of_bound", "decode, {}, share of the bandwidth bound", "%"),
+            Measure("*_own_loop_tok_s", "decode, {}, own loop", "tok/s"),
+            Measure("practical_bandwidth_pct_of_data_sheet", "a large on-device copy, share of the data-sheet bandwidth", "%"),
             Measure("busy_share_*_pct", "share of a decode step in kernels, {}", "%"),
         ),
     ),
@@ -340,7 +386,7 @@ SYLLABUS: tuple[LessonRecord, ...] = (
         stem="08_fast_four_bit",
         title="can 4-bit weights decode faster than 16-bit?",
         measures_text=(
-            "TorchAoConfig int4 weight-only (tinygemm) and float8, bitsandbytes nf4 and 16-bit in a compiled static-cache loop: footprint, bytes per token, decode speed against each bound and against 16-bit; whether generate compiles each; perplexity"
+            "TorchAoConfig int4 (output head quantized and not), int8 and float8 weight-only, bitsandbytes nf4 and 16-bit in one compiled static-cache loop with one set of compiler settings: footprint, bytes per token, decode speed against each bound and against 16-bit; where a slower format's step time goes; one layer's kernel with a cold L2 cache; whether generate compiles each; perplexity"
         ),
         cpu={
             "shapes": ["smollm2-135m"],
@@ -350,23 +396,33 @@ SYLLABUS: tuple[LessonRecord, ...] = (
             "prompt_tokens": 32,
             "new_tokens": 16,
             "rounds": 3,
+            "profile_rounds": 3,
+            "profile_tokens": 8,  # profiling a token on a CPU costs several times decoding it
+            "layer_calls": 5,
+            "layer_warmup": 1,
             "compile_mode": None,
             "eval_tokens": 256,
         },
         gpu={
-            "shapes": ["llama-1b-shape", "llama3-8b-shape"],
+            "shapes": ["llama3-8b-shape"],
             "dtype": "bfloat16",
-            "variants": ["int4", "int8", "nf4", "fp8"],
+            "variants": ["int4", "int4+head", "int8", "fp8", "nf4"],
             "group_size": 64,
             "prompt_tokens": 128,
             "new_tokens": 128,
-            "rounds": 5,
+            "rounds": 10,
+            "profile_rounds": 5,
+            "profile_tokens": 32,
+            "layer_calls": 20,
+            "layer_warmup": 3,
             "compile_mode": "reduce-overhead",
             "eval_tokens": 4096,
         },
         t4={"shapes": ["llama-1b-shape"], "dtype": "float16", "eval_tokens": 2048},
         recorded=(
             Measure("*_decode", "decode speed, {}", "x"),
+            Measure("*_tok_s", "decode, {}", "tok/s"),
+            Measure("*_pct_of_bound", "decode, {}, share of its bandwidth bound", "%"),
             Measure("ppl_*", "perplexity, SmolLM2 from its Q4_1 GGUF as {}"),
         ),
     ),

@@ -156,7 +156,8 @@ def warm_cache(profile: str) -> None:
         model_class = getattr(transformers, model_class_name(name))
         if kind == "onnx":
             encoder = model_class.from_pretrained(pretrained_path(name, model_class), attn_implementation="eager")
-            print(f"{name}: ONNX export <- {export_encoder(name, encoder)}")
+            path, how = export_encoder(name, encoder)
+            print(f"{name}: ONNX export <- {path} ({how})")
         else:
             print(weights_in_use(name, model_class))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -13,14 +14,15 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from helpers.decoding import native_stderr_silenced
 from helpers.memory import peak_memory
 from helpers.tables import one_of
-from helpers.timing import benchmark, decode_step_ms, generate_run, interleaved
+from helpers.timing import benchmark, spread
 from helpers.widgets import progress
 
-__all__ = ["HEADINGS", "allowed_backends", "attention_flops", "decode_rounds", "default_backend",
-           "draw_attention_memory", "math_score_dtype", "priority_order", "probe_backends", "run_with_backend",
-           "sweep_prefill", "sweep_sequence_lengths", "without_location"]
+__all__ = ["HEADINGS", "allowed_backends", "attention_flops", "backends_run", "default_backend", "math_score_dtype",
+           "priority_order", "probe_backends", "reasons_by_backend", "register_unpadded_attention", "run_with_backend",
+           "sweep_prefill", "sweep_sequence_lengths", "unpadded_attention", "without_location"]
 
 BACKENDS = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
             "cudnn": SDPBackend.CUDNN_ATTENTION}
@@ -36,12 +38,13 @@ MISSING_SDPA_BACKENDS: dict[str, str] = {}
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One backend at one sequence length: median ms and peak bytes above what was allocated before, None if it failed."""
+    """One backend at one sequence length: median ms, its quartiles and peak bytes above what was allocated before."""
 
     seq: int
-    ms: float | None
+    ms: float | None  # None (and peak_bytes None) where it failed, with the reason in error
     peak_bytes: int | None
     error: str = ""
+    quartiles: tuple[float, float] | None = None
 
 
 def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int, repeats: int) -> SweepPoint:
@@ -49,7 +52,7 @@ def measure_point(call: Callable[[], object], seq: int, device: str, warmup: int
     try:
         peak = peak_memory(call, device)
         timing = benchmark(call, device=device, warmup=warmup, repeats=repeats)
-        point = SweepPoint(seq, timing.median, peak.added)
+        point = SweepPoint(seq, timing.median, peak.added, quartiles=spread(list(timing.times_ms))[1:])
     except (RuntimeError, torch.OutOfMemoryError) as err:  # out of memory (CUDA or CPU allocator), or refused
         oom = isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
         point = SweepPoint(seq, None, None, "out of memory" if oom else str(err).split("\n")[0])
@@ -120,6 +123,22 @@ def default_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask
     """Return the backend SDPA picks by itself for these inputs on this machine (its priority order, global switches)."""
     choice = torch._fused_sdp_choice(q, k, v, attn_mask, 0.0, is_causal)
     return next(name for name, backend in BACKENDS.items() if int(backend) == choice)
+
+
+# the aten operator each SDPA backend runs as, by the profiler's name for it (the CPU's flash kernel has its own)
+BACKEND_OPS = {"aten::_scaled_dot_product_flash_attention": "flash",
+               "aten::_scaled_dot_product_flash_attention_for_cpu": "flash",
+               "aten::_scaled_dot_product_efficient_attention": "efficient",
+               "aten::_scaled_dot_product_cudnn_attention": "cudnn", "aten::_scaled_dot_product_attention_math": "math"}
+
+
+def backends_run(fn: Callable[[], object]) -> Counter:
+    """Call fn under the profiler; return how many SDPA calls each backend ran (by its aten operator): empty if none."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return Counter(BACKEND_OPS[event.name] for event in prof.events() if event.name in BACKEND_OPS)
 
 
 def priority_order() -> list[str]:
@@ -196,37 +215,34 @@ def sweep_prefill(models: dict[str, torch.nn.Module], seq_lens: list[int], *, vo
     return results
 
 
-def decode_rounds(models: dict[str, torch.nn.Module], input_ids: torch.Tensor, *, new_tokens: int, warmup: int,
-                  rounds: int) -> dict[str, list[float]]:
-    """Time greedy decoding of each model in interleaved rounds; return each one's ms per decode step, one value a round."""
-    # a round: generate of new_tokens minus generate of 1 token (the prefill), over new_tokens - 1 (decode_step_ms)
-    steps = {name: decode_step_ms(generate_run(model, input_ids), new_tokens, input_ids.device)
-             for name, model in models.items()}
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    return interleaved(steps, rounds)
+UNPADDED = "torch_varlen"  # the attn_implementation name register_unpadded_attention gives transformers
 
 
-def draw_attention_memory(seq: int, *, batch: int, heads: int, head_dim: int, element: int, score_element: int,
-                          limit_bytes: float, sweep: dict[str, list[SweepPoint]] | None = None) -> None:
-    """Show, at one sequence length, the math kernel's score matrix against the fused kernels' inputs and output, beside the memory limit."""
-    # element: the bytes of one input value; score_element: those of one score as the math kernel stores it
-    import matplotlib.pyplot as plt
+def unpadded_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                       **kwargs: object) -> tuple[torch.Tensor, None]:
+    """Attend over the real tokens alone, for transformers: packed end to end and run by torch's varlen_attn (flash)."""
+    from torch.nn.attention.varlen import varlen_attn
 
-    bars = {"math: scores (b·h·n²)": batch * heads * seq * seq * score_element,
-            "fused: q, k, v, out (4·b·h·n·d)": 4 * batch * heads * seq * head_dim * element}
-    for name, points in (sweep or {}).items():
-        for point in points:
-            if point.seq == seq and point.peak_bytes:
-                bars[f"measured peak, {name}"] = point.peak_bytes
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(bars)))
-    gib = [v / 2**30 for v in bars.values()]
-    drawn = ax.barh(list(bars), gib, color=["tab:red", "tab:green"] + ["tab:gray"] * (len(bars) - 2))
-    ax.bar_label(drawn, labels=[f"{v:.3g} GiB" for v in gib], padding=3)
-    ax.axvline(limit_bytes / 2**30, color="black", linestyle="--", label=f"memory limit {limit_bytes / 2**30:.0f} GiB")
-    ax.set(xscale="log", xlabel="GiB (log)", title=f"attention memory at {seq} tokens")
-    ax.invert_yaxis()
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    plt.show()
+    batch, heads, length, dim = query.shape
+    if dropout or (scaling is not None and abs(scaling * dim**0.5 - 1) > 1e-6):
+        raise ValueError("unpadded_attention runs inference at the default scale 1/sqrt(head_dim) only")
+    # the 2-D padding mask (True: a real token), as transformers gives flash_attention_2; None: no padding
+    real = query.new_ones(batch, length, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    lengths = real.sum(1, dtype=torch.int32)
+    starts = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))  # where each sequence begins among the packed tokens
+    longest = int(lengths.max())
+    packed = varlen_attn(*(t.transpose(1, 2)[real] for t in (query, key, value)), starts, starts, longest, longest)
+    output = query.new_zeros(batch, length, heads, dim)  # (batch, tokens, heads, dim), as transformers expects back
+    output[real] = packed
+    return output, None
+
+
+def register_unpadded_attention() -> str:
+    """Make unpadded_attention loadable as from_pretrained(..., attn_implementation=UNPADDED); return that name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(UNPADDED, unpadded_attention)
+    AttentionMaskInterface.register(UNPADDED, ALL_MASK_ATTENTION_FUNCTIONS["flash_attention_2"])  # the 2-D mask
+    return UNPADDED

@@ -1,4 +1,4 @@
-"""One decoder, all the numbers a lesson compares: footprint, perplexity, a greedy answer, prefill and decode speed."""
+"""Decoders compared: decode speed in interleaved rounds, a weights-by-attention matrix, and which variants lead."""
 
 from __future__ import annotations
 
@@ -12,48 +12,15 @@ from typing import Any
 
 import torch
 from torch.nn.attention import sdpa_kernel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from helpers.attention import BACKENDS, measure_point
-from helpers.memory import MiB, model_footprint
-from helpers.quality import ask, input_device, perplexity
+from helpers.memory import model_footprint
+from helpers.quality import input_device
 from helpers.tables import one_of
-from helpers.timing import benchmark_generation, decode_step_ms, generate_run, interleaved, time_once
+from helpers.timing import decode_step_ms, generate_run, interleaved, paired_ratio, time_once
 
-__all__ = ["REPORT_HEADER", "evaluate_decoder", "interleaved_decode", "leaders", "measure_matrix"]
-
-
-@dataclass(frozen=True)
-class DecoderReport:
-    """Measured figures of one decoder variant."""
-
-    footprint_bytes: int
-    perplexity: float | None
-    answer: str
-    prefill_ms: float
-    decode_tokens_per_s: float
-
-    def row(self, name: str) -> str:
-        """Return this report as one aligned text row."""
-        ppl = f"{self.perplexity:8.2f}" if self.perplexity is not None else "       -"
-        return (f"{name:<32}{self.footprint_bytes / MiB:>9.0f}{ppl}{self.prefill_ms:>10.1f}"
-                f"{self.decode_tokens_per_s:>9.1f}  {self.answer[:60]!r}")
-
-
-REPORT_HEADER = f"{'variant':<32}{'MiB':>9}{'ppl':>8}{'prefill':>10}{'tok/s':>9}  answer"
-
-
-def evaluate_decoder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, *, eval_tokens: int,
-                     prompt_tokens: int, new_tokens: int, warmup: int, repeats: int,
-                     question: str = "What is the capital of France?") -> DecoderReport:
-    """Measure footprint, perplexity and a greedy answer (real weights only), then prefill ms and decode tokens/s."""
-    real = tokenizer is not None
-    device = input_device(model)
-    prompt = torch.randint(0, model.config.vocab_size, (1, prompt_tokens), device=device)
-    speed = benchmark_generation(model, prompt, new_tokens=new_tokens, warmup=warmup, repeats=repeats)
-    return DecoderReport(model_footprint(model), perplexity(model, tokenizer, max_tokens=eval_tokens) if real else None,
-                         ask(model, tokenizer, question) if real else "(synthetic weights: no meaningful text)",
-                         speed.prefill.median, speed.decode_tokens_per_s)
+__all__ = ["interleaved_decode", "leaders", "measure_matrix"]
 
 
 Variant = tuple[PreTrainedModel, str, str | None]  # a model, its attention implementation, the one SDPA backend allowed
@@ -139,13 +106,13 @@ def measure_matrix(variants: dict[Hashable, Variant], contexts: list[int], *, ne
 
 
 def leaders(per_round: dict[Hashable, Sequence[float]], *, lower_is_better: bool, tolerance: float = 0.0) -> list:
-    """Return the best variant by median, then every other one whose per-round ratios to it hold 1 (a tie)."""
-    # rounds pair up by position (interleaved runs); `tolerance` widens the ratios, e.g. 0.01 for deterministic memory
+    """Return the best variant by median, then every other one whose per-round ratios' quartiles to it hold 1 (a tie)."""
+    # rounds pair up by position (interleaved runs); `tolerance` widens the quartiles, e.g. 0.01 for deterministic memory
     pick = min if lower_is_better else max
     best = pick(per_round, key=lambda key: statistics.median(per_round[key]))
     tied = []
     for key, values in per_round.items():
-        ratios = [v / b for v, b in zip(values, per_round[best], strict=True)]
-        if min(ratios) * (1 - tolerance) <= 1.0 <= max(ratios) * (1 + tolerance):
+        _, low, high = paired_ratio(list(values), list(per_round[best]))
+        if low * (1 - tolerance) <= 1.0 <= high * (1 + tolerance):
             tied.append(key)
     return [best] + [key for key in tied if key != best]

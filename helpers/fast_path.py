@@ -7,10 +7,16 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-__all__ = ["agreement", "from_fast_path", "hidden_states", "to_fast_path"]
+__all__ = ["agreement", "agrees_to", "from_fast_path", "hidden_states", "to_fast_path", "tolerance"]
 
 SUPPORTED_TYPES = ("bert", "roberta")
 FAST_PATH_ACTIVATIONS = ("gelu", "relu")
+# A correct variant's largest |difference| from float32 HF eager stays within this many epsilons of the precision it
+# computes in (tf32: 10 mantissa bits, as float16), times the reference's largest |state|. float32 sums more of its
+# small roundings than the half precisions, whose rounded weights dominate: each count sits several times above a
+# correct run and far below a regression (tests/test_fast_path.py feeds one).
+PRECISION_EPS = {"float32": 2.0**-23, "tf32": 2.0**-10, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+TOLERANCE_EPS = {"float32": 128, "tf32": 32, "float16": 32, "bfloat16": 16}
 
 
 class FastPathUnsupportedError(ValueError):
@@ -41,13 +47,18 @@ def check_convertible(model: PreTrainedModel) -> None:
 class FastPathEncoder(nn.Module):
     """A BERT-family encoder whose layers run as one fused nn.TransformerEncoder, skipping padding via nested tensors."""
 
-    def __init__(self, model: PreTrainedModel, encoder: nn.TransformerEncoder) -> None:
+    def __init__(self, model: PreTrainedModel, encoder: nn.TransformerEncoder, packs: bool = True) -> None:
         super().__init__()
         self.config = model.config
         self.embeddings = model.embeddings
         self.pooler = getattr(model, "pooler", None)
         self.encoder = encoder
+        self.packs = packs  # False: no padding mask, so no nested tensor (`dense`)
         self.eval()
+
+    def dense(self) -> FastPathEncoder:
+        """Return these layers run without a padding mask: PyTorch's fused kernels on the dense batch, for unpadded ones."""
+        return FastPathEncoder(self, self.encoder, packs=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -68,10 +79,12 @@ class FastPathEncoder(nn.Module):
             raise FastPathUnsupportedError("the fast path is for inference only: call .eval() first")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        elif not self.packs and bool((attention_mask == 0).any()):  # one host sync, as transformers' mask code has
+            raise FastPathUnsupportedError("dense() runs without a padding mask: give it batches with no padding")
         with torch.inference_mode():
             hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
             # the padding mask (True = padding) is what lets the encoder pack the real tokens into a nested tensor
-            hidden = self.encoder(hidden, src_key_padding_mask=attention_mask == 0)
+            hidden = self.encoder(hidden, src_key_padding_mask=attention_mask == 0 if self.packs else None)
             pooled = self.pooler(hidden) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled)
 
@@ -152,3 +165,13 @@ def agreement(states: torch.Tensor, reference: torch.Tensor, attention_mask: tor
     real = attention_mask.bool()
     cosine = (mean_pooled(states, attention_mask) * mean_pooled(reference, attention_mask)).sum(-1)
     return {"max_abs_diff": (states[real] - reference[real]).abs().max().item(), "min_cosine": cosine.min().item()}
+
+
+def tolerance(precision: str, scale: float) -> float:
+    """Return the largest absolute difference from float32 eager allowed a variant computing in `precision`, at `scale`."""
+    return TOLERANCE_EPS[precision] * PRECISION_EPS[precision] * scale
+
+
+def agrees_to(difference: float, scale: float) -> str | None:
+    """Return the finest precision whose tolerance a difference meets ("float32", "tf32", "bfloat16"), None if none."""
+    return next((p for p in ("float32", "tf32", "bfloat16") if difference <= tolerance(p, scale)), None)

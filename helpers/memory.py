@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import psutil
 import torch
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-__all__ = ["GiB", "MiB", "analytic_size", "model_footprint", "parameter_count", "peak_memory", "stored_bytes"]
+__all__ = ["GiB", "MiB", "analytic_size", "layer_transients", "memory_in_use", "model_footprint", "parameter_count",
+           "peak_memory", "stored_bytes"]
 
 GiB = 2**30
 MiB = 2**20
@@ -104,6 +107,18 @@ def _resident_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+def memory_in_use(device: str | torch.device = "cpu") -> int | None:
+    """Return the bytes in use now: live tensors on a GPU (its allocator's count), the resident set on a CPU (glibc only)."""
+    gc.collect()  # an object dropped earlier but kept by a reference cycle would otherwise be freed inside a measurement
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.memory_allocated(device)
+    if GLIBC is None:
+        return None  # without malloc_trim freed memory can stay resident, and a difference of two readings means little
+    GLIBC.malloc_trim(0)
+    return _resident_bytes()
+
+
 def _high_water_mark_bytes() -> int:
     """Return the kernel's resident high-water mark of this process (VmHWM, Linux), in bytes."""
     match = re.search(r"^VmHWM:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
@@ -155,3 +170,35 @@ def peak_memory(fn: Callable[[], Any], device: str | torch.device = "cpu") -> Pe
         fn()
         torch.cuda.synchronize(device)
         return PeakMemory(before, torch.cuda.max_memory_allocated(device), "GPU peak allocated")
+
+
+def layer_transients(model: torch.nn.Module, fn: Callable[[], Any], device: str | torch.device,
+                     kinds: tuple[type, ...] = (torch.nn.Linear,)) -> dict[str, int]:
+    """Call fn; for each module of these kinds, return the most bytes one of its calls held beyond its output.
+
+    That is its peak during the call less what was in use when it began and less its output: buffers it makes and
+    frees itself (a dequantized weight, say). GPU: the allocator's counters; CPU: the resident set (Linux's /proc).
+    """
+    cuda = torch.device(device).type == "cuda"
+    now = partial(torch.cuda.memory_allocated, device) if cuda else _resident_bytes
+    high = partial(torch.cuda.max_memory_allocated, device) if cuda else _high_water_mark_bytes
+    reset = partial(torch.cuda.reset_peak_memory_stats, device) if cuda else partial(CLEAR_REFS.write_text, "5")
+    names = {module: name for name, module in model.named_modules() if isinstance(module, kinds)}
+    found, began = {}, {}
+
+    def enter(module, args):
+        reset()
+        began[module] = now()
+
+    def leave(module, args, output):
+        held = high() - began[module] - output.numel() * output.element_size()
+        found[names[module]] = max(found.get(names[module], held), held)
+
+    hooks = [hook for m in names for hook in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        with torch.inference_mode():
+            fn()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found

@@ -18,6 +18,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     BertConfig,
+    BloomConfig,
     LlamaConfig,
     PretrainedConfig,
     PreTrainedModel,
@@ -72,6 +73,9 @@ SYNTHETIC: dict[str, PretrainedConfig] = {
                              tie_word_embeddings=True),
     "llama3-8b-shape": llama3(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32),
     "llama3-70b-shape": llama3(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64),
+    # bigscience/bloom-3b's config.json (first named bloom-2b5: transformers PR #18531); the tiny shape keeps BLOOM's vocabulary
+    "bloom-3b-shape": BloomConfig(vocab_size=250880, hidden_size=2560, n_layer=30, n_head=32),
+    "bloom-tiny-shape": BloomConfig(vocab_size=250880, hidden_size=256, n_layer=4, n_head=8),
     "bert-base-shape": BertConfig(),
     "bert-tiny-shape": BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
 }
@@ -128,19 +132,15 @@ def build_synthetic(name: str, model_class: type, dtype: torch.dtype, device: st
     return model.eval()
 
 
-def checkpoint_bytes(name: str, model_class: type = AutoModelForCausalLM) -> int:
-    """Return the bf16 size of a synthetic model built as model_class, counted on the meta device (no memory used)."""
-    from helpers.memory import parameter_count
-
-    return 2 * parameter_count(empty_model(name, model_class))  # the class saved: an encoder is no causal LM
-
-
 def synthetic_checkpoint(name: str, model_class: type, seed: int = 0) -> Path:
     """Return a saved bf16 checkpoint of a synthetic model, writing it once into the cache."""
     target = cache_dir() / "synthetic" / f"{name}-seed{seed}"
     if target.exists():
         return target
-    fits_gpu = torch.cuda.is_available() and checkpoint_bytes(name, model_class) < 0.8 * torch.cuda.mem_get_info()[0]
+    from helpers.memory import parameter_count
+
+    bf16_bytes = 2 * parameter_count(empty_model(name, model_class))  # on the meta device; an encoder is no causal LM
+    fits_gpu = torch.cuda.is_available() and bf16_bytes < 0.8 * torch.cuda.mem_get_info()[0]
     device = "cuda" if fits_gpu else "cpu"
     print(f"Writing synthetic checkpoint {target} (once, built on {device})...")
     model = build_synthetic(name, model_class, torch.bfloat16, device, seed)

@@ -56,14 +56,20 @@ def int8_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (xq.float() @ wq.float().T) * x_scale * w_scale.T  # integer products, exact in float32 at these sizes
 
 
-def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
-    """LLM.int8(): outlier columns of x in 16-bit, the rest in int8; the weight is stored once, in int8."""
+def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0, paper_scales: bool = False) -> torch.Tensor:
+    """LLM.int8() as bitsandbytes 0.50 runs it: outlier columns of x in 16-bit, the rest in int8, the weight once in int8.
+
+    bitsandbytes leaves the values at the threshold out of each row's scale; the paper (`paper_scales=True`) leaves
+    out the whole outlier columns, so a column's values below the threshold set no scale either.
+    """
     wq, w_scale = quantize_rows(weight.float())
-    outliers = outlier_features(x, threshold)
-    regular_x = x.float().clone()
-    regular_x[:, outliers] = 0  # outlier columns leave the int8 part (and its row scales)
-    dequantized = wq[:, outliers].float() * w_scale  # no 16-bit weights kept: the int8 ones, dequantized (as bitsandbytes)
-    return int8_matmul(regular_x, weight) + x[:, outliers].half().float() @ dequantized.half().float().T
+    columns = x.abs().amax(dim=0) >= threshold  # outlier_features' rule, as a mask
+    left_out = columns.expand_as(x) if paper_scales else x.abs() >= threshold
+    xq, x_scale = quantize_rows(x.float().masked_fill(left_out, 0))
+    xq[:, columns] = 0  # outlier columns leave the int8 product
+    dequantized = wq[:, columns].float() * w_scale  # no 16-bit weights kept: the int8 ones, dequantized (as bitsandbytes)
+    int8_part = (xq.float() @ wq.float().T) * x_scale * w_scale.T
+    return int8_part + x[:, columns].half().float() @ dequantized.half().float().T
 
 
 def relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:

@@ -6,7 +6,8 @@ Lesson 06 runs each placement twice and reads the JSON each run writes; you can 
     python -m helpers.parallel_decode --model PATH --placement pipeline --out pipeline.json
     torchrun --nproc-per-node 2 -m helpers.parallel_decode --model PATH --placement tensor-parallel --out tp.json
 
-`load` holds the three `from_pretrained` calls that place the model; everything else measures.
+`load` holds the three `from_pretrained` calls that place the model; everything else measures: prefill, eager `generate`
+at each batch, and batch-1 decode in the course's static-cache loop (`--loop-compile`; lesson 07 builds it).
 """
 
 from __future__ import annotations
@@ -15,24 +16,24 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from helpers.timing import ALL_GPUS, benchmark, benchmark_generation
+from helpers.decoding import StaticGreedy, compile_events, step_split, weight_bytes_per_token
+from helpers.timing import ALL_GPUS, benchmark, benchmark_generation, decode_step_ms, spread
 
 __all__: list[str] = []  # a program (python or torchrun -m helpers.parallel_decode); lesson 06 shows its code
 
 PLACEMENTS = ("one-gpu", "pipeline", "tensor-parallel")
+LOOP_COMPILE = ("reduce-overhead", "default", "none")  # torch.compile modes for the static-cache loop; none: eager
 
 
 def quartiles(times: list[float]) -> dict[str, Any]:
     """Return the median, quartiles and raw values of repeated measurements (as this script writes them)."""
-    low, _, high = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
-    return {"median": statistics.median(times), "q1": low, "q3": high, "times": times}
+    return {**dict(zip(("median", "q1", "q3"), spread(times), strict=True)), "times": times}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--loop-compile", default="reduce-overhead", choices=LOOP_COMPILE,
+                        help="how the batch-1 static-cache loop (helpers.decoding.StaticGreedy) is compiled")
     args = parser.parse_args(argv)
     problem = placement_problem(args.placement, int(os.environ.get("WORLD_SIZE", "1")), torch.cuda.device_count())
     if problem:
@@ -87,6 +90,15 @@ def load(model: str, placement: str, dtype: torch.dtype) -> Any:
     return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, distributed_config=DistributedConfig(tp_plan="auto"))
 
 
+def every_rank(value: Any, world_size: int) -> list[Any]:
+    """Return every process's value, in rank order (all_gather_object under torchrun; one process: [value])."""
+    if world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
 def memory_report(world_size: int) -> list[dict[str, float]]:
     """Return the weights (allocated after loading) and peak memory of every GPU this run used, in GiB."""
     if not torch.cuda.is_available():
@@ -97,9 +109,7 @@ def memory_report(world_size: int) -> list[dict[str, float]]:
                 "peak_gib": torch.cuda.max_memory_allocated(i) / 2**30}
 
     if world_size > 1:
-        gathered: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(gathered, gpu(torch.cuda.current_device()))
-        return gathered
+        return every_rank(gpu(torch.cuda.current_device()), world_size)
     return [gpu(i) for i in range(torch.cuda.device_count())]
 
 
@@ -114,8 +124,44 @@ def allreduce_cost(model: Any, device: torch.device, args: argparse.Namespace) -
     return report
 
 
+def failure(error: Exception) -> str:
+    """Return an exception's type, first line and (torch.compile's) explanation line, short enough for a table."""
+    lines = [line.strip() for line in str(error).strip().splitlines()] or [""]
+    why = next((line for line in lines[1:] if line.startswith("Explanation:")), "")
+    return f"{type(error).__name__}: {lines[0][:200]}" + (f" ({why[:200]})" if why else "")
+
+
+def loop_decode(model: Any, args: argparse.Namespace, clock: str | torch.device, greedy_prompt: torch.Tensor,
+                world_size: int) -> dict[str, Any]:
+    """Profile one eager step of the static-cache loop, then time the loop compiled as asked (or say why it does not compile)."""
+    first = model.get_input_embeddings().weight.device
+    prompt = torch.randint(0, model.config.vocab_size, (1, args.decode_prompt)).to(first)
+    cache_len = max(args.decode_prompt, greedy_prompt.shape[1] + 8) + args.new_tokens  # room for both prompts' decoding
+    eager = StaticGreedy(model, max_cache_len=cache_len, compile_mode=None)
+    split = step_split(lambda n: eager(prompt, n), args.new_tokens, clock)
+    report: dict[str, Any] = {"compile_mode": args.loop_compile, "error": None, "warmup_s": None, "warmup": None,
+                              "events": None, "tokens": None, "tok_s": None,
+                              "eager_step": {"wall_ms": split.wall_ms, "busy_ms": split.busy_ms, "busy_what": split.busy_what}}
+    began, error = time.perf_counter(), None
+    try:
+        with compile_events() as warmup:  # compiling and CUDA-graph recording happen here, in the warm-up
+            loop = eager if args.loop_compile == "none" else StaticGreedy(model, cache_len, args.loop_compile)
+            loop(prompt, args.new_tokens), loop(prompt, 1)
+    except Exception as err:  # noqa: BLE001  (whatever stops compiling the placement is the reason given)
+        error = failure(err)
+    # every rank takes the same path: a rank timing all-reduces its peer never joins would hang
+    error = next((e for e in every_rank(error, world_size) if e), None)
+    if error:
+        return {**report, "error": error}
+    report |= {"warmup_s": time.perf_counter() - began, "warmup": dict(warmup)}
+    step_ms = decode_step_ms(lambda n: loop(prompt, n), args.new_tokens, clock)
+    with compile_events() as events:  # in the timed rounds: recompiles or re-recordings would be counted here
+        times = [1e3 / step_ms() for _ in range(args.repeats)]
+    return {**report, "events": dict(events), "tokens": loop(greedy_prompt, 8)[0].tolist(), "tok_s": quartiles(times)}
+
+
 def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, Any]:
-    """Time prefill at each prompt length and decode at each batch size; return them with the greedy tokens."""
+    """Time prefill per prompt length, `generate`'s decode per batch and the static-cache loop's; return them with tokens."""
     first = model.get_input_embeddings().weight.device
     clock = ALL_GPUS if args.placement == "pipeline" else first
     vocab = model.config.vocab_size
@@ -140,7 +186,9 @@ def measure(model: Any, args: argparse.Namespace, world_size: int) -> dict[str, 
     with torch.inference_mode():
         greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,
                                 pad_token_id=0)
-    result = {"prefill_ms": prefill, "decode": decode, "greedy_tokens": greedy[0, 16:].tolist(), "allreduce": None}
+    result = {"prefill_ms": prefill, "decode": decode, "greedy_tokens": greedy[0, 16:].tolist(), "allreduce": None,
+              "read_bytes": every_rank(weight_bytes_per_token(model), world_size),  # a DTensor counts its local shard
+              "loop": loop_decode(model, args, clock, prompt, world_size)}
     if world_size > 1:
         result["allreduce"] = allreduce_cost(model, first, args)
     return result

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ALL_GPUS", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare", "decode_step_ms",
-           "interleaved", "paired_ratio", "spread", "tally", "verdict"]
+__all__ = ["ALL_GPUS", "RUN_TO_RUN", "benchmark", "benchmark_generation", "benchmark_interleaved", "compare",
+           "decode_step_ms", "generate_run", "interleaved", "paired_ratio", "spread", "tally", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,8 @@ class Timing:
         low, _, high = statistics.quantiles(self.times_ms, n=4, method="inclusive")
         return high - low
 
-    def __str__(self) -> str:
-        return f"{self.median:.2f} ms (IQR {self.spread:.2f} ms, n={len(self.times_ms)})"
 
-
+RUN_TO_RUN = 0.10  # how far two runs on two machines of one GPU kind moved a headline ratio (7.7%): README "Results"
 ALL_GPUS = "gpus"  # a `device` for work spread over every visible GPU: all are synchronized, the wall clock times it
 
 
@@ -124,17 +122,12 @@ class GenerationTiming:
 
     prefill: Timing
     decode: Timing  # ms per decode step, one value a round (decode_step_ms)
-    new_tokens: int
     batch: int
 
     @property
     def decode_tokens_per_s(self) -> float:
         """Decode speed of one sequence in tokens per second (from the median ms of one decode step)."""
         return 1e3 / self.decode.median
-
-    def __str__(self) -> str:
-        return (f"prefill {self.prefill.median:.1f} ms, decode {self.decode_tokens_per_s:.1f} tok/s per sequence "
-                f"(batch {self.batch}, {self.new_tokens} new tokens)")
 
 
 def generate_run(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -160,7 +153,7 @@ def benchmark_generation(model: torch.nn.Module, input_ids: torch.Tensor, *, new
     prefill = benchmark(partial(run, 1), device=device, warmup=warmup, repeats=repeats)
     for _ in range(warmup):
         step()
-    return GenerationTiming(prefill, Timing(tuple(step() for _ in range(repeats))), new_tokens, input_ids.shape[0])
+    return GenerationTiming(prefill, Timing(tuple(step() for _ in range(repeats))), input_ids.shape[0])
 
 
 def interleaved(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -175,28 +168,34 @@ def interleaved(calls: dict[str, Callable[[], float]], rounds: int) -> dict[str,
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, float, float]:
-    """Return the median, lowest and highest of per-round ratios numerator/denominator of interleaved rounds."""
+    """Return the median and quartiles of per-round ratios numerator/denominator of interleaved rounds."""
     return spread([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
-    """Return the median, lowest and highest of values (one per round): the triple `Lesson.record` takes."""
-    return statistics.median(values), min(values), max(values)
+    """Return the median and the quartiles of values (one per round): the triple `Lesson.record` takes."""
+    # the middle half of the rounds: one slow round (a clock change, a page fault) moves it little, unlike min-max
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return statistics.median(values), low, high
 
 
 def compare(ratio: tuple[float, float, float], faster: str = "faster", slower: str = "slower") -> str:
-    """Return how a ratio with its interval reads: 'N.NNx faster', 'N.NNx slower' or 'no measurable difference'."""
+    """Return how a ratio reads ('N.NNx faster', 'N.NNx slower', 'no measurable difference'), flagging one within RUN_TO_RUN."""
     median, low, high = ratio
     reading = verdict(ratio)
     if reading == "tie":
-        return f"no measurable difference ({median:.2f}x, interval {low:.2f}-{high:.2f})"
+        return f"no measurable difference ({median:.2f}x, quartiles {low:.2f}-{high:.2f})"
+    small = (f"; measurable in this run's rounds, smaller than the {100 * RUN_TO_RUN:.0f}% by which separate runs moved"
+             if 1 / (1 + RUN_TO_RUN) < median < 1 + RUN_TO_RUN else "")
     if reading == "faster":
-        return f"{median:.2f}x {faster} (interval {low:.2f}-{high:.2f})"
-    return f"{1 / median:.2f}x {slower} (interval {1 / high:.2f}-{1 / low:.2f})"
+        return f"{median:.2f}x {faster} (quartiles {low:.2f}-{high:.2f}{small})"
+    return f"{1 / median:.2f}x {slower} (quartiles {1 / high:.2f}-{1 / low:.2f}{small})"
 
 
 def verdict(ratio: tuple[float, float, float]) -> str:
-    """Return 'faster', 'slower' or 'tie' for a ratio (median, low, high), with compare's rule: a tie where it holds 1."""
+    """Return 'faster', 'slower' or 'tie' for a ratio (median, q1, q3), with compare's rule: a tie where it holds 1."""
     _, low, high = ratio
     return "tie" if low <= 1.0 <= high else "faster" if low > 1 else "slower"
 
@@ -204,7 +203,7 @@ def verdict(ratio: tuple[float, float, float]) -> str:
 def tally(ratios: list[tuple[float, float, float]], faster: str = "faster", slower: str = "slower") -> str:
     """Return how many ratios are measurably faster, slower or tied, naming only counts that are not zero."""
     verdicts = [verdict(r) for r in ratios]
-    words = {"slower": f"measurably {slower}", "tie": "tied (interval spans 1)", "faster": f"measurably {faster}"}
+    words = {"slower": f"measurably {slower}", "tie": "tied (quartiles span 1)", "faster": f"measurably {faster}"}
     parts = [f"{verdicts.count(v)} {words[v]}" for v in ("slower", "tie", "faster") if v in verdicts]
     if len(parts) == 1 and len(ratios) > 1:
         return f"all {parts[0]}"

@@ -50,8 +50,9 @@ if "google.colab" in sys.modules or "COURSE_BOOTSTRAP_FROM" in os.environ:
 #
 # * the **stamp** every notebook prints first, so stored results say where they came from;
 # * the **profile**, which sizes each experiment for this machine (CPU, a 15 GB T4, or a large GPU);
-# * the **model sources**: Hub ids, real weights shipped in packages, synthetic weights of real shapes;
-# * **timing**, **memory**, the **bandwidth bound** of decoding, and **perplexity**.
+# * the **model sources**: Hub ids, real weights shipped in packages, synthetic weights of real shapes, and the
+#   2023 guide's loading call next to today's;
+# * **timing**, **memory** (measured two independent ways), the **bandwidth bound** of decoding, and **perplexity**.
 
 # %% [markdown]
 # ## The stamp and the profile
@@ -90,33 +91,83 @@ print(available_models())
 # Every lesson loads a model the way you would at home, with `from_pretrained`. The course's only part in it is
 # `pretrained_path(name)`, which turns a course name into what `from_pretrained` reads (the Hub id online, the
 # converted folder offline, a synthetic checkpoint for a model shape); `weights_in_use` says which it is here.
+#
+# The 2023 guide this course grew from (the Chinese edition of Hugging Face's "Efficient inference on a single GPU")
+# loads its decoder with
+# `AutoModelForCausalLM.from_pretrained("facebook/opt-350m", torch_dtype=torch.float16).to("cuda")`. Here is that
+# call as written, the guide's OPT swapped for SmolLM2 and `"cuda"` for this lesson's device. What transformers
+# logs while it runs is kept and printed once below the call.
 
 # %%
+import logging
+
+import torch
 from transformers import AutoModelForCausalLM
 
 from helpers.models import load_tokenizer, pretrained_path, weights_in_use
-from helpers.quality import ask
 
 print(weights_in_use("smollm2-135m"))
-model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=lesson.profile.dtype,
-                                             device_map=lesson.device).eval()
-tokenizer = load_tokenizer("smollm2-135m")
-answer = ask(model, tokenizer, "What is the capital of France?")
-print(answer)
+said = []
+
+
+def keep_message(record: logging.LogRecord) -> bool:
+    """Keep what transformers logs, to print it once below the call instead of as a log line."""
+    said.append(record.getMessage())
+    return False
+
+
+config_log = logging.getLogger("transformers.configuration_utils")  # the module that reports the old keyword
+config_log.addFilter(keep_message)
+try:
+    guide_model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"),
+                                                       torch_dtype=torch.float16).to(lesson.device)  # the guide's call
+finally:
+    config_log.removeFilter(keep_message)
+print("transformers said:", *(said or ["nothing this time: it says it once per process, and said it earlier"]))
+print(f"the model still loaded, in {guide_model.dtype} on {guide_model.device}: the old keyword still works")
+del guide_model
+
+# %% [markdown]
+# **What changed.** transformers renamed the keyword `torch_dtype` to `dtype`. transformers 5.17, the version the course
+# pins (`requirements/pins.txt`; the stamp above names the one running here) and whose line numbers are cited below,
+# still honours the old name: `AutoModelForCausalLM.from_pretrained` passes it on to the model's `from_pretrained`
+# (`transformers/models/auto/auto_factory.py`, lines 348-349), which uses it when `dtype` is not given
+# (`transformers/modeling_utils.py`, lines 4069 and 4096-4098, "kept for BC"). The message comes from the configuration:
+# the keyword also goes to `AutoConfig.from_pretrained` (`auto_factory.py`, line 336), whose `from_dict` looks the name
+# up on the configuration (`transformers/configuration_utils.py`, line 915), where `torch_dtype` is now a property that
+# forwards to `dtype` and logs the message with `logger.warning_once` (lines 461-474): once per process, however many
+# calls use the old name.
+#
+# Today's call names `dtype`, and `device_map`, which puts each weight on the device as it is read
+# (`transformers/core_model_loading.py`, lines 1716-1735), instead of building the model on the CPU and moving it with
+# `.to(...)`. Leaving `dtype` out loads the dtype the checkpoint was saved in (`"auto"`, `modeling_utils.py` lines
+# 4099-4100). This is the call every lesson uses; the lines around it read how much memory is in use before and after
+# it, for the memory section below.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-assert "Paris" in answer, answer
-print("the packaged model answers correctly")
+from helpers.memory import memory_in_use
+from helpers.quality import ask
+
+base_name = str(lesson.profile.dtype).removeprefix("torch.")  # this profile's dtype names the unquantized model
+before = memory_in_use(lesson.device)
+model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), dtype=lesson.profile.dtype,
+                                             device_map=lesson.device).eval()
+after = memory_in_use(lesson.device)
+load_took = {base_name: None if before is None else after - before}
+tokenizer = load_tokenizer("smollm2-135m")
+france_answer = ask(model, tokenizer, "What is the capital of France?")
+print(france_answer)
 
 # %% [markdown]
 # ### A real encoder: all-MiniLM-L6-v2
-# A 6-layer BERT that turns sentences into vectors (mean of token states). Similar sentences get similar vectors.
+# A 6-layer BERT that turns sentences into vectors (mean of token states). Similar sentences get similar vectors: the
+# table holds the cosine similarity of each pair, and the checks at the end of the lesson hold sentence (0) closer to its
+# paraphrase (1) than to the unrelated sentence (2), by a margin.
 
 # %%
-import torch
-
 from transformers import AutoModel
+
+from helpers.tables import table
 
 encoder = AutoModel.from_pretrained(pretrained_path("minilm-l6", AutoModel), device_map=lesson.device).eval()
 encoder_tokenizer = load_tokenizer("minilm-l6")
@@ -127,12 +178,8 @@ with torch.inference_mode():
 mask = batch["attention_mask"].unsqueeze(-1)
 embeddings = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
 similarity = embeddings @ embeddings.T
-print(similarity.round(decimals=2))
-
-# %%
-# NBVAL_CHECK_OUTPUT
-assert similarity[0, 1] > similarity[0, 2] + 0.2
-print("paraphrases are closer than unrelated sentences")
+display(table(["sentence", *(f"({i})" for i in range(len(sentences)))],
+              [[f"({i}) {sentence}", *similarity[i].tolist()] for i, sentence in enumerate(sentences)]))
 
 # %% [markdown]
 # ### Exercise: write the call
@@ -155,127 +202,251 @@ check("00-call", answer_call, dtype=lesson.profile.dtype, device=lesson.device)
 
 # %% [markdown]
 # ## Timing
-# A first call can pay for one-off work (memory allocation, kernel selection and compilation, caches):
-# on a GPU it can be several times slower than the next ones (the first line below says by how much here), on a CPU
-# the gap is usually smaller (not measured here). Either way one call is a noisy sample. `benchmark` runs warm-up
-# calls first, then times several repeats (CUDA events on a GPU, `perf_counter` on a CPU) and reports the median and
-# the interquartile range.
+# A first call can pay for one-off work (memory allocation, kernel selection and compilation, caches), so one call is
+# a noisy sample, and the first one more so: the line below says how much slower it was here. `benchmark` runs
+# warm-up calls first, then times several calls (CUDA events on a GPU, `perf_counter` on a CPU); the course reports
+# their median and quartiles (`spread`): half of the calls took between the two quartiles.
 
 # %%
-from helpers.timing import benchmark
+from helpers.timing import benchmark, spread
 
 prompt_ids = torch.randint(100, 1000, (1, lesson.size("prompt_tokens")), device=lesson.device)
 cold = benchmark(lambda: model(prompt_ids), device=lesson.device, warmup=0, repeats=1)
 warm = benchmark(lambda: model(prompt_ids), device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds())
-print(f"first call: {cold.median:.1f} ms ({cold.median / warm.median:.1f}x the median) | after warm-up: {warm}")
-
-# %% [markdown]
-# ## Memory
-# Two numbers matter: the model's **footprint** (its weights, which stay in memory) and the **peak** a call
-# needs on top (activations, attention scores, the KV cache). Compare the footprint with the analytic size,
-# parameters × bits per weight; on a GPU the peak is the allocator's peak, on a CPU the process's resident
-# high-water mark. "Before" is everything this lesson holds in memory at that point (the encoder loaded above
-# included), not only this model's weights.
-
-# %%
-from helpers.memory import MiB, analytic_size, model_footprint, parameter_count, peak_memory
-
-bits = torch.finfo(lesson.profile.dtype).bits
-footprint = model_footprint(model)
-analytic = analytic_size(parameter_count(model), bits)
-print(f"{parameter_count(model) / 1e6:.1f} M parameters at {bits} bits: analytic {analytic / MiB:.0f} MiB, measured footprint {footprint / MiB:.0f} MiB")
-print("one forward pass:", peak_memory(lambda: model(prompt_ids), device=lesson.device))
-
-# %% [markdown]
-# ## The bandwidth bound of decoding
-# Generating one token at batch 1 reads every weight once, so tokens/s can never exceed
-# *memory bandwidth ÷ weight bytes*. Prefill (the prompt, time to first token) and decode (each next token)
-# behave differently, so the course always reports them separately. A small model on a fast GPU lands far below its
-# bound. The likely cause, not measured here: each token launches many small kernels from Python, and that overhead,
-# not memory, sets the pace (lesson 07 measures how much of a step the GPU is busy, and how much a static cache and
-# `torch.compile` change it).
-
-# %%
-from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
-from helpers.timing import benchmark_generation
-
-generation = benchmark_generation(
-    model, prompt_ids, new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(), repeats=lesson.rounds()
-)
-bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
-bound = decode_bound_tokens_per_s(footprint, bandwidth)
-print(generation)
-print(f"bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source}) -> bound {bound:.0f} tok/s; "
-      f"measured decode is {100 * generation.decode_tokens_per_s / bound:.1f}% of it")
-
-# %% [markdown]
-# ### Exercise
-# What would the bound on this machine be if the same model's weights took 4 bits each instead of `bits`?
-# Use `footprint`, `bits` and `bandwidth` from the cells above (the bound is bandwidth over the bytes read per token).
-# Write it as `answer = ...` and run the check below it. A solution is in
-# [`workshop/solutions/00.py`](../workshop/solutions/00.py).
-# In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/00.py` and run
-# it: the cell then holds the solution; run it again.
-
-# %% tags=["exercise"]
-answer = ...  # your answer
-
-# %%
-check("00", answer, footprint=footprint, bits=bits, bandwidth=bandwidth)
+forward = spread(list(warm.times_ms))
+print(f"a forward pass over {prompt_ids.shape[1]} tokens: the first call {cold.median:.1f} ms "
+      f"({cold.median / forward[0]:.1f}x the median after warm-up); after {lesson.warmup()} warm-up call(s), "
+      f"median {forward[0]:.2f} ms, quartiles {forward[1]:.2f}-{forward[2]:.2f} over {len(warm.times_ms)} calls")
 
 # %% [markdown]
 # ### Exercise: predict, then measure
-# Decoding runs one forward pass per new token; prefill runs the whole prompt through one pass. Per token, is one
-# pass over the whole prompt measurably cheaper than a pass over a single token (a decode step's work, its cache
-# aside)? Write `answer_predict = True` or `False` before you run the measurement; the cell after it times both passes
-# in interleaved rounds, and the check compares your answer with this machine's rounds. A reasoned answer is in
+# Decoding runs one forward pass per new token; prefill runs the whole prompt (`prompt_ids`, its length printed above)
+# through one pass. How many times the time of a pass over a single token (a decode step's work, its cache aside)
+# does the pass over the whole prompt take? If a pass cost in proportion to its tokens, the answer would be the
+# prompt's length. Write `answer_predict = ` your number before you run the measurement: the cell after it times both
+# passes in interleaved rounds (prompt, one token, prompt, ...), and the check says whether your number lies within a
+# small factor of the rounds' quartiles. A reasoned answer is in
 # [`workshop/solutions/00-predict.py`](../workshop/solutions/00-predict.py).
 # In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/00-predict.py` and run
 # it: the cell then holds the solution; run it again.
 
 # %% tags=["exercise"]
-answer_predict = ...  # True or False: per token, the prompt's pass is cheaper than a pass over one token
+answer_predict = ...  # a number: the prompt's pass takes this many times a one-token pass
 
 # %%
 from helpers.timing import benchmark_interleaved, paired_ratio
 
 passes = benchmark_interleaved(
-    {"prompt": lambda: model(prompt_ids), "one token": lambda: model(prompt_ids[:, :1])},
+    {"the prompt": lambda: model(prompt_ids), "one token": lambda: model(prompt_ids[:, :1])},
     device=lesson.device, warmup=lesson.warmup(), repeats=lesson.rounds(),
 )
-prompt_longer = paired_ratio(passes["prompt"].times_ms, passes["one token"].times_ms)
-print(f"one pass over {prompt_ids.shape[1]} tokens: {passes['prompt']} | over one token: {passes['one token']}")
-print(f"the prompt's pass took {prompt_longer[0]:.2f}x a one-token pass (rounds {prompt_longer[1]:.2f}-"
-      f"{prompt_longer[2]:.2f})")
-
-# %%
+for name, timing in passes.items():
+    typical, low, high = spread(list(timing.times_ms))
+    print(f"a pass over {name}: median {typical:.2f} ms, quartiles {low:.2f}-{high:.2f} ({len(timing.times_ms)} rounds)")
+prompt_longer = paired_ratio(list(passes["the prompt"].times_ms), list(passes["one token"].times_ms))
 check("00-predict", answer_predict, longer=prompt_longer, tokens=prompt_ids.shape[1])
 
 # %% [markdown]
-# ## Quality: perplexity on a fixed text
-# Perplexity is how surprised the model is by a text (lower is better). The course scores every model on the
-# same text, shipped with `helpers` (docstrings of the Python standard library), so numbers compare across
-# lessons and machines. Quantized variants in later lessons are judged against this baseline.
+# ## Memory
+# Two numbers matter: the model's **footprint** (its weights, which stay in memory) and the **peak** a call needs on
+# top (activations, attention scores, the KV cache): on a GPU the allocator's peak, on a CPU the process's resident
+# high-water mark. "Before" is everything in use at that point: on a GPU this lesson's tensors (the encoder loaded
+# above included), on a CPU the whole process's resident memory (Python and its libraries too).
 
 # %%
+from helpers.memory import MiB, analytic_size, model_footprint, parameter_count, peak_memory, stored_bytes
+
+print("one forward pass:", peak_memory(lambda: model(prompt_ids), device=lesson.device))
+
+# %% [markdown]
+# `model_footprint` sums the bytes of the model's tensors; the analytic size, parameters × bits per weight, is that
+# same sum written as a formula, so the two agreeing proves little. A measurement that does not read the tensors'
+# shapes is the memory the loading call took, read above before and after `from_pretrained` with `memory_in_use`:
+# on a GPU, the allocator's count of bytes held by live tensors (`torch.cuda.memory_allocated`), which rounds each
+# tensor up; on a CPU, the process's resident memory after freed memory went back to the system (glibc's
+# `malloc_trim`), which also grows with the Python objects a load creates. The checks at the end hold the two within a
+# tolerance per device (printed below).
+#
+# The same model in 4 bits, with bitsandbytes' **nf4** (lesson 03 explains the format and this call), is measured
+# the same way. nf4 quantizes the linear layers' weights only: the embedding (here also the output head) and the norms
+# stay in this profile's dtype, and each block of weights keeps a scale (the last line below reads both off the model).
+
+# %%
+import bitsandbytes  # noqa: F401 (imported before the measurement: its libraries are not the model's memory)
+from transformers import BitsAndBytesConfig
+
+from coursetools.checks.lesson00 import FOOTPRINT_SLACK
+
+nf4_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=lesson.profile.dtype)
+before = memory_in_use(lesson.device)
+nf4_model = AutoModelForCausalLM.from_pretrained(pretrained_path("smollm2-135m"), quantization_config=nf4_config,
+                                                 dtype=lesson.profile.dtype, device_map=lesson.device).eval()
+after = memory_in_use(lesson.device)
+load_took["nf4"] = None if before is None else after - before
+
+bits = torch.finfo(lesson.profile.dtype).bits
+footprint, nf4_footprint = model_footprint(model), model_footprint(nf4_model)
+loaded = {base_name: (model, bits, footprint), "nf4": (nf4_model, 4, nf4_footprint)}
+display(table(["weights", "parameters (M)", "bits", "parameters × bits (MiB)", "tensors (MiB)",
+               "the load took (MiB)", f"vs {base_name} tensors"],
+              [[name, parameter_count(m) / 1e6, b, analytic_size(parameter_count(m), b) / MiB, held / MiB,
+                "not measured" if load_took[name] is None else load_took[name] / MiB, held / footprint]
+               for name, (m, b, held) in loaded.items()]))
+share, extra = FOOTPRINT_SLACK[torch.device(lesson.device).type]
+embedding = stored_bytes(model.get_input_embeddings().weight)
+print(f"the embedding (tied to the output head) is {100 * embedding / footprint:.0f}% of the {base_name} tensors: a "
+      f"footprint that counted it twice, or left it out, would be off by that much; the check allows {share:.0%} + "
+      f"{extra / MiB:.0f} MiB on {lesson.device}")
+quant_state = next(p.quant_state for p in nf4_model.parameters() if getattr(p, "quant_state", None) is not None)
+print(f"nf4 holds {nf4_footprint / footprint:.3f} of the {base_name} bytes, not the {4 / bits:.3f} that 4 bits for "
+      f"every weight would give: the embedding stays in {base_name}, and each block of {quant_state.blocksize} weights "
+      f"keeps a {quant_state.absmax.element_size()}-byte scale")
+
+# %% [markdown]
+# ## The bandwidth bound of decoding
+# Generating one token at batch 1 reads every weight once (SmolLM2's output head is its embedding, read once), so
+# tokens/s can never exceed *memory bandwidth ÷ weight bytes*. On a GPU with a known data sheet the bandwidth is the
+# data sheet's; elsewhere it is measured with a large copy.
+
+# %%
+from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth
+
+bandwidth, bandwidth_source = memory_bandwidth(lesson.device)
+bound = decode_bound_tokens_per_s(footprint, bandwidth)
+print(f"bandwidth {bandwidth / 1e9:.0f} GB/s ({bandwidth_source}) -> the {base_name} model's bound: {bound:.0f} tok/s")
+
+# %% [markdown]
+# ### Exercise
+# What is the bound on this machine for the nf4 model? Use its measured footprint `nf4_footprint` and `bandwidth` from
+# the cells above. Write it as `answer = ...` and run the check below it. A solution is in
+# [`workshop/solutions/00.py`](../workshop/solutions/00.py).
+# In the notebook, replace the exercise cell's text by `%load ../workshop/solutions/00.py` and run
+# it: the cell then holds the solution; run it again.
+
+# %% tags=["exercise"]
+answer = ...  # your answer, in tokens/s
+
+# %%
+check("00", answer, nf4_footprint=nf4_footprint, bandwidth=bandwidth, footprint=footprint, bits=bits)
+
+# %% [markdown]
+# Now both models decode, in interleaved rounds (one round: each model in turn). One measurement is the time of
+# `generate` for `new_tokens` tokens minus its time for one, over `new_tokens - 1`: a decode step without the prefill.
+# Each speed is set against its own bound. Below 20% of it (`OVERHEAD_BOUND_SHARE` in `helpers.decoding`),
+# `bound_share` reads the speed as **overhead-bound**: reading the weights is a small part of each step, so the speeds
+# do not follow the bytes the two models read, and a difference between them is other work: on a GPU mostly the work
+# around the kernels (Python, launches, waits), on a CPU also the kernels' own arithmetic, which can run far below the
+# bandwidth of a copy (lesson 07 measures where a step's time goes).
+#
+# The last line compares the two **per round** (`paired_ratio`: the median of each round's ratio, with its
+# quartiles), which is not the ratio of the two medians in the table: a round pairs the models under the same
+# conditions, so a slow spell of the machine cancels in its ratio. With few or noisy rounds the two readings can
+# differ, even in direction; every lesson's "x faster / slower" is the per-round one.
+
+# %%
+from helpers.decoding import bound_share
+from helpers.evaluation import interleaved_decode
+from helpers.plots import interval_bars
+from helpers.timing import compare
+
+decoders = {base_name: model, "nf4": nf4_model}
+tok_s = interleaved_decode({name: (m, prompt_ids, {}) for name, m in decoders.items()},
+                           new_tokens=lesson.size("new_tokens"), warmup=lesson.warmup(), rounds=lesson.rounds())
+read = {name: model_footprint(m) for name, m in decoders.items()}  # what a step reads now
+bounds = {name: decode_bound_tokens_per_s(read[name], bandwidth) for name in decoders}
+decode = {name: spread(rates) for name, rates in tok_s.items()}
+shares = {name: bound_share(decode[name][0], read[name], bandwidth) for name in decoders}
+display(table(["weights", "decode tok/s", "quartiles", "bound tok/s", "% of bound"],
+              [[name, decode[name][0], f"{decode[name][1]:.3g}-{decode[name][2]:.3g}", bounds[name],
+                100 * shares[name][0]] for name in decoders]))
+for name, (_, reading) in shares.items():
+    print(f"{name}: {reading}")
+if read["nf4"] != nf4_footprint:
+    print(f"the nf4 model holds {read['nf4'] / MiB:.1f} MiB now, {nf4_footprint / MiB:.1f} MiB as loaded: bitsandbytes "
+          "repacked its 4-bit weights at their first forward here (lesson 03); its bound uses what it holds now")
+print(f"nf4 against {base_name}, per round: {compare(paired_ratio(tok_s['nf4'], tok_s[base_name]))}")
+interval_bars(decode, f"SmolLM2-135M decode at batch 1 on {lesson.report.device_name} (profile {lesson.profile.name})",
+              "tokens/s (log scale)", markers=("bandwidth bound", bounds), log=True)
+
+# %% [markdown]
+# ## Quality: perplexity on a fixed text
+# Perplexity is how surprised the model is by a text (lower is better). The course scores every model on the same
+# text, shipped with `helpers` (docstrings of the Python standard library), over its first `eval_tokens` tokens; the
+# profile fixes that length. So a perplexity compares with another one measured at the same length (under the same
+# profile, the lessons printed below) and on the same weights (the `weights_in_use` line above: offline the packaged
+# Q4_1 copy, online the Hub original). Quantized variants in later lessons are judged against this baseline.
+
+# %%
+from coursetools.profiles import PROFILES
 from helpers.quality import perplexity
 
-baseline_ppl = perplexity(model, tokenizer, max_tokens=lesson.size("eval_tokens"))
-print(f"perplexity of SmolLM2-135M ({lesson.profile.dtype}) on {lesson.size('eval_tokens')} tokens: {baseline_ppl:.2f}")
+eval_tokens = lesson.size("eval_tokens")
+baseline_ppl = perplexity(model, tokenizer, max_tokens=eval_tokens)
+print(f"perplexity of SmolLM2-135M ({base_name}) on the first {eval_tokens} tokens: {baseline_ppl:.2f}")
+print("lesson 00's evaluation length by profile:",
+      ", ".join(f"{name} {profile.size('00', 'eval_tokens')}" for name, profile in PROFILES.items()), "tokens")
+lengths = {lid: sizes["eval_tokens"] for lid, sizes in lesson.profile.sizes.items() if "eval_tokens" in sizes}
+by_length = {length: [lid for lid, other in lengths.items() if other == length] for length in lengths.values()}
+print(f"under the {lesson.profile.name} profile, the lessons that evaluate on these {eval_tokens} tokens: "
+      + ", ".join(by_length[eval_tokens])
+      + "".join(f"; on {length}: {', '.join(ids)}" for length, ids in by_length.items() if length != eval_tokens))
 
 # %% [markdown]
 # ## Recording results
-# Each lesson records a few headline numbers; `./course run` gathers them into one table for the whole course.
+# Each lesson records a few headline numbers; `./course run` gathers them into one table for the whole course. A number
+# measured in rounds is recorded with an interval: its rounds' quartiles, widened on each side by `RUN_TO_RUN` (in
+# `helpers/timing.py`), how far separate runs on one kind of machine have moved such numbers.
 
 # %%
+pct_of_bound = {name: spread([100 * bound_share(rate, read[name], bandwidth)[0] for rate in tok_s[name]])
+                for name in decoders}  # per round, so each decode speed's share has quartiles too
 lesson.record(
-    forward_ms=warm.median,
-    prefill_ms=generation.prefill.median,
-    decode_tok_s=generation.decode_tokens_per_s,
-    decode_bound_tok_s=bound,
+    forward_ms=forward[0],
+    prompt_vs_one_token_pass=prompt_longer,
     footprint_mib=footprint / MiB,
+    nf4_vs_base_footprint=nf4_footprint / footprint,
+    decode_bound_tok_s=bound,
+    decode_tok_s=decode[base_name],
+    decode_pct_of_bound=pct_of_bound[base_name],
+    nf4_decode_tok_s=decode["nf4"],
+    nf4_decode_pct_of_bound=pct_of_bound["nf4"],
     perplexity=baseline_ppl,
 )
+
+# %% [markdown]
+# ## Summary
+# What this run measured, read from the variables above:
+
+# %%
+print(f"machine: {lesson.stamp}")
+print(f"SmolLM2-135M in {base_name}: {footprint / MiB:.0f} MiB of tensors"
+      + ("" if load_took[base_name] is None else f", {load_took[base_name] / MiB:.0f} MiB taken by loading it")
+      + f"; in nf4 {nf4_footprint / MiB:.0f} MiB, {nf4_footprint / footprint:.3f} of it")
+print(f"a forward pass over {prompt_ids.shape[1]} tokens: {forward[0]:.2f} ms (quartiles {forward[1]:.2f}-"
+      f"{forward[2]:.2f}); in interleaved rounds, {prompt_longer[0]:.2f}x a pass over one token (quartiles "
+      f"{prompt_longer[1]:.2f}-{prompt_longer[2]:.2f})")
+for name in decoders:
+    print(f"decode at batch 1, {name}: {decode[name][0]:.1f} tok/s (quartiles {decode[name][1]:.1f}-"
+          f"{decode[name][2]:.1f}) against a bound of {bounds[name]:.0f}: {shares[name][1]}")
+print(f"perplexity on {eval_tokens} tokens of the course text: {baseline_ppl:.2f}")
+
+# %% [markdown]
+# The lesson's checks, last so that a failing one leaves the measurements above recorded: the packaged decoder answers
+# the question, the encoder puts the paraphrase closer than the unrelated sentence, and each footprint agrees with the
+# memory its load took.
+
+# %%
+from coursetools.checks.lesson00 import answer_problem, footprint_problem, paraphrase_problem
+
+problems = {"answer": answer_problem(france_answer), "paraphrases": paraphrase_problem(similarity),
+            **{f"{name} footprint": footprint_problem(held, load_took[name], lesson.device)
+               for name, (_, _, held) in loaded.items()}}
+failed = {what: problem for what, problem in problems.items() if problem}
+assert not failed, failed
+unmeasured = [name for name, took in load_took.items() if took is None]
+print("checks passed: the answer names Paris, the paraphrase is the closer sentence, "
+      + ("every footprint agrees with the memory its load took" if not unmeasured else
+         f"footprints not held to a load's memory here ({', '.join(unmeasured)}: no glibc to measure it)"))
 
 # %% [markdown]
 # Next: **01 · the encoder fast path**, what BetterTransformer did and how to get its speed today.

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 from helpers.attention import (
     allowed_backends,
     attention_flops,
-    decode_rounds,
+    backends_run,
     default_backend,
     math_score_dtype,
     priority_order,
@@ -98,13 +98,15 @@ def test_prefill_sweep_on_a_real_shape():
     assert all(p.ms > 0 for p in result["sdpa"])
 
 
-def test_decode_rounds_give_one_step_time_per_round_and_model():
-    models = {impl: tiny_decoder(impl) for impl in ("eager", "sdpa")}
+def test_interleaved_decode_gives_one_speed_per_round_and_model():
+    from helpers.evaluation import interleaved_decode
+
     ids = torch.randint(0, 100, (1, 8))
-    rounds = decode_rounds(models, ids, new_tokens=3, warmup=0, rounds=2)
-    assert set(rounds) == {"eager", "sdpa"} and all(len(v) == 2 for v in rounds.values())
+    runs = {impl: (tiny_decoder(impl), ids, {}) for impl in ("eager", "sdpa")}
+    rounds = interleaved_decode(runs, new_tokens=3, warmup=0, rounds=2)
+    assert set(rounds) == {"eager", "sdpa"} and all(len(v) == 2 and min(v) > 0 for v in rounds.values())
     with pytest.raises(ValueError, match="at least 2"):
-        decode_rounds(models, ids, new_tokens=1, warmup=0, rounds=1)
+        interleaved_decode(runs, new_tokens=1, warmup=0, rounds=1)
 
 
 def test_set_priority_makes_the_list_order_the_priority_and_exit_restores_it():
@@ -117,6 +119,14 @@ def test_set_priority_makes_the_list_order_the_priority_and_exit_restores_it():
         assert allowed_backends() == ["efficient", "flash"]
         assert priority_order()[:2] == ["efficient", "flash"]
     assert (priority_order(), allowed_backends()) == (before_order, before_allowed)
+
+
+def test_backends_run_names_the_backend_each_sdpa_call_ran_and_nothing_without_sdpa():
+    q = torch.randn(1, 2, 32, 64)
+    with sdpa_kernel(SDPBackend.MATH):
+        assert backends_run(lambda: run_with_backend("math", q, q, q)) == {"math": 1}
+    assert backends_run(lambda: [run_with_backend("flash", q, q, q) for _ in range(3)]) == {"flash": 3}  # the CPU's
+    assert backends_run(lambda: q @ q.transpose(-1, -2)) == {}
 
 
 def test_deprecated_sdp_kernel_still_allows_cudnn():
@@ -181,3 +191,38 @@ def test_each_backend_keeps_only_the_reasons_under_its_own_heading():
         "cudnn": ("cuDNN attention has been runtime disabled.",),
     }
     assert reasons_by_backend(["an unrelated warning" + where]) == {}
+
+
+def packed_sdpa(query, key, value, starts_q, starts_k, longest_q, longest_k):
+    """What varlen_attn computes, on a CPU: each packed sequence on its own through scaled_dot_product_attention."""
+    out = torch.empty_like(query)
+    for begin, end in zip(starts_q[:-1].tolist(), starts_q[1:].tolist(), strict=True):
+        heads_first = (t[begin:end].transpose(0, 1) for t in (query, key, value))
+        out[begin:end] = torch.nn.functional.scaled_dot_product_attention(*heads_first).transpose(0, 1)
+    return out
+
+
+def test_unpadded_attention_gives_transformers_the_states_of_sdpa(monkeypatch):
+    from transformers import AutoModel, BertConfig
+
+    from helpers.attention import register_unpadded_attention
+    from helpers.batches import padded_batch
+
+    monkeypatch.setattr("torch.nn.attention.varlen.varlen_attn", packed_sdpa)  # the flash kernel needs a GPU
+    config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=500)
+    torch.manual_seed(0)
+    sdpa = AutoModel.from_config(config, attn_implementation="sdpa").eval()
+    unpadded = AutoModel.from_config(config, attn_implementation=register_unpadded_attention()).eval()
+    unpadded.load_state_dict(sdpa.state_dict())
+    assert unpadded.config._attn_implementation == "torch_varlen"
+    for ids, mask in (padded_batch(500, 4, 12, 0.5), padded_batch(500, 3, 9, 0.0)):  # with padding, and with none
+        with torch.inference_mode():
+            expected, got = (m(input_ids=ids, attention_mask=mask).last_hidden_state for m in (sdpa, unpadded))
+        torch.testing.assert_close(got[mask.bool()], expected[mask.bool()], atol=1e-5, rtol=1e-4)
+
+
+def test_what_stops_varlen_attention_is_said_from_a_real_try():
+    from coursetools.compat import varlen_unusable
+
+    reason = varlen_unusable("cpu", torch.bfloat16)
+    assert reason.startswith("NotImplementedError: Could not run 'aten::_flash_attention_forward'") and "CPU" in reason

@@ -4,7 +4,7 @@ The test starts `./course lab` the way a learner does (the lessons' folder, this
 COURSE_PROFILE=cpu and HF_HUB_OFFLINE=1 so it runs offline on a CPU), opens lesson 00 in JupyterLab's own UI, clears the
 outputs stored in the file (Edit > Clear Outputs of All Cells: what the page shows next is live) and runs its cells
 from the top, one at a time through JupyterLab's command registry (what Shift+Enter does), until the first
-cell whose output is a table: the machine report printed as aligned columns in a <pre>. Lesson 00 draws no figure, so
+cell whose output is a table: the machine report printed as aligned columns in a <pre>. For a figure
 it then opens lesson 01 and runs it from the top until its first figure, a matplotlib PNG shown as an <img> in the
 output area. It asserts both are rendered in the page and saves a screenshot of each (lesson-00.png, lesson-01.png in
 BROWSER_SCREENSHOTS, else in the test's temporary folder); docs/lab-lesson-00.png and docs/lab-lesson-01.png in the

@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig
 
 from coursetools.checks import exercise
-from coursetools.checks.lesson01 import check_call, compare_no_padding
+from coursetools.checks.lesson01 import check_answer, check_call, compare_gain
 from helpers.models import pretrained_path
 
 
@@ -47,19 +47,39 @@ def test_answers_that_are_not_the_bare_minilm_are_named():
     assert "not all-MiniLM-L6-v2" in check_call(other, device="cpu")
 
 
-def test_prediction_agrees_contradicts_and_ties():
-    faster, half = (1.10, 1.05, 1.15), (1.40, 1.30, 1.50)
-    agrees, sentence = compare_no_padding(True, no_padding=faster, half_padding=half)
-    assert agrees and "1.10x faster" in sentence and "it beats HF sdpa" in sentence and "a larger gain" in sentence
-    assert not compare_no_padding(False, no_padding=faster, half_padding=half)[0]
-    slower = (1 / 1.04, 1 / 1.05, 1 / 1.03)
-    agrees, sentence = compare_no_padding(False, no_padding=slower, half_padding=half)
-    assert agrees and "1.04x slower" in sentence and "it is slower" in sentence
-    agrees, sentence = compare_no_padding(True, no_padding=(1.01, 0.97, 1.05), half_padding=(1.02, 0.99, 1.06))
-    assert not agrees and "no measurable difference" in sentence and "not a measurably larger gain" in sentence
-    assert compare_no_padding(False, no_padding=(1.01, 0.97, 1.05), half_padding=half)[0]
+def test_a_predicted_gain_inside_the_rounds_agrees_and_one_outside_is_placed_against_them():
+    measured, none = (1.64, 1.63, 1.66), (1 / 1.05, 1 / 1.06, 1 / 1.04)
+    agrees, sentence = compare_gain(1.6, measured=measured, padding=0.75, no_padding=none)
+    assert agrees and "1.64x faster" in sentence and "at most 4x cheaper" in sentence and "41% of that bound" in sentence
+    assert "with no padding it was 1.05x slower" in sentence
+    agrees, sentence = compare_gain(2.7, measured=measured, padding=0.75, no_padding=none)
+    assert not agrees and sentence.endswith("your 2.7 lies above the middle half of the rounds")
+    assert compare_gain(1.0, measured=measured, padding=0.75, no_padding=none)[1].endswith("lies below the middle half of the rounds")
+    assert compare_gain(1.8, measured=measured, padding=0.75, no_padding=none)[0]  # within 10% of the rounds
 
 
-def test_both_exercises_are_registered_and_the_prediction_takes_true_or_false():
+def test_the_prediction_takes_a_number_and_a_contradicted_one_does_not_fail_a_strict_run(monkeypatch, capsys):
+    from coursetools.exercises import ExerciseError, check
+
+    monkeypatch.setenv("COURSE_EXERCISES_STRICT", "1")
+    context = {"measured": (1.64, 1.63, 1.66), "padding": 0.75, "no_padding": (1.0, 0.98, 1.02)}
+    check("01-predict", 3.0, **context)
+    assert "the measurement says otherwise" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match="answer with a number"):
+        check("01-predict", True, **context)
+
+
+def test_both_exercises_are_registered_and_the_prediction_takes_a_number():
     assert exercise("01-call").check is check_call
-    assert exercise("01-predict").choices == (True, False)
+    assert exercise("01-predict").choices == ()
+
+
+def test_the_padding_share_of_attention_scores_passes_and_the_token_share_gets_its_hint():
+    lengths, padded_to = [57, 20, 10, 3], 57  # scores: 57**2 + 20**2 + 10**2 + 3**2 of 4 * 57**2 are needed
+    right = 1 - (57**2 + 20**2 + 10**2 + 3**2) / (4 * 57**2)
+    assert check_answer(right, lengths=lengths, padded_to=padded_to) is None
+    tokens = 1 - sum(lengths) / (4 * padded_to)  # the share of padded tokens, not of scores
+    assert "share of padded tokens" in check_answer(tokens, lengths=lengths, padded_to=padded_to)
+    squared = 1 - (1 - tokens) ** 2  # the mean length squared, not the mean of the squares
+    assert "padded_to**2 scores" in check_answer(squared, lengths=lengths, padded_to=padded_to)
+    assert check_answer(..., lengths=lengths, padded_to=padded_to) is not None

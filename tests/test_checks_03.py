@@ -2,7 +2,13 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig
 
-from coursetools.checks.lesson03 import EVERY_WEIGHT_4BIT, EXERCISES
+from coursetools.checks.lesson03 import (
+    EVERY_WEIGHT_4BIT,
+    EXERCISES,
+    prediction_problem,
+    round_trip_problem,
+    variants_problem,
+)
 from coursetools.exercises import STRICT_ENV, check, is_right
 
 
@@ -73,3 +79,26 @@ def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_d
     assert "the measurement says otherwise" in capsys.readouterr().out
     with pytest.raises(ExerciseError, match="a number"):
         check("03-predict", True, measured=0.43, unquantized_share=0.21)
+
+
+def test_the_round_trip_check_fails_on_a_worse_nf4_or_a_difference_off_a_midpoint():
+    assert round_trip_problem({"fp4": 0.018, "nf4": 0.0136}, {"fp4": 0, "nf4": 0}) is None
+    assert "not below FP4" in round_trip_problem({"fp4": 0.018, "nf4": 0.02}, {"fp4": 0, "nf4": 0})
+    assert "not on a midpoint" in round_trip_problem({"fp4": 0.018, "nf4": 0.0136}, {"fp4": 3, "nf4": 0})
+
+
+def test_the_variants_check_fails_on_each_wrong_value():
+    footprint = {"bfloat16": 256, "fp4": 111, "nf4": 111}
+    ppl = {"fp4": 15.8, "nf4": 12.9}
+    answers = {"bfloat16": "Paris.", "fp4": "Lyon.", "nf4": "It is Paris."}
+    assert variants_problem(footprint, ppl, answers, "bfloat16", ["fp4", "nf4"]) is None  # fp4's answer is not checked
+    assert "not below half" in variants_problem(footprint | {"nf4": 128}, ppl, answers, "bfloat16", ["fp4", "nf4"])
+    assert "perplexity" in variants_problem(footprint, ppl | {"nf4": 16.0}, answers, "bfloat16", ["fp4", "nf4"])
+    assert "nf4" in variants_problem(footprint, ppl, answers | {"nf4": "Lyon."}, "bfloat16", ["fp4", "nf4"])
+    assert "bfloat16" in variants_problem(footprint, ppl, answers | {"bfloat16": "Rome."}, "bfloat16", ["fp4", "nf4"])
+
+
+def test_the_prediction_check_fails_beyond_its_tolerance():
+    assert prediction_problem({"nf4": 100}, {"nf4": 100}) is None
+    assert prediction_problem({"nf4": 101}, {"nf4": 100}) is None
+    assert "nf4" in prediction_problem({"nf4": 102}, {"nf4": 100})

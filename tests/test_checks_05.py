@@ -4,7 +4,16 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
-from coursetools.checks.lesson05 import EXERCISES, check_call, compare_decode
+from coursetools.checks.lesson05 import (
+    EXERCISES,
+    allowed_problem,
+    backend_problem,
+    check_call,
+    compare_decode,
+    dtype_problem,
+    footprint_order_problem,
+    goal_reading,
+)
 from coursetools.exercises import verdict_of
 
 HALF = torch.bfloat16
@@ -62,34 +71,80 @@ def test_keywords_from_pretrained_refuses_are_reported(tiny_checkpoint):
     assert problem is not None and "from_pretrained refused" in problem
 
 
-def test_a_prediction_agreeing_and_one_contradicted():
+def test_a_predicted_ratio_agreeing_and_one_contradicted():
     slower = (0.8, 0.75, 0.85)
-    agrees, sentence = compare_decode(False, slower, "bfloat16")
-    assert agrees and "1.25x slower" in sentence
-    agrees, sentence = compare_decode(True, slower, "bfloat16")
-    assert not agrees
-    agrees, sentence = compare_decode(True, (1.3, 1.2, 1.4), "bfloat16")
-    assert agrees and "1.30x faster" in sentence
+    agrees, sentence = compare_decode(0.8, slower, "bfloat16", byte_ratio=2.4, base_share=0.04)
+    assert agrees and "0.80x the speed of bfloat16" in sentence and "2.40x" in sentence
+    assert compare_decode(0.7, slower, "bfloat16", byte_ratio=2.4, base_share=0.04)[0]  # inside the widened range
+    agrees, sentence = compare_decode(2.4, slower, "bfloat16", byte_ratio=2.4, base_share=0.04)
+    assert not agrees and "what the bytes alone predict" in sentence
+    assert not compare_decode(0.5, slower, "bfloat16", byte_ratio=2.4, base_share=0.04)[0]
 
 
-def test_a_tie_agrees_with_not_faster():
-    agrees, sentence = compare_decode(False, (1.02, 0.97, 1.06), "bfloat16")
-    assert agrees and "no measurable difference" in sentence
-    assert not compare_decode(True, (1.02, 0.97, 1.06), "bfloat16")[0]
+def test_an_overhead_bound_base_names_no_format_as_the_cause_and_a_bandwidth_bound_one_compares_shares():
+    _, overhead = compare_decode(0.8, (0.8, 0.75, 0.85), "bfloat16", byte_ratio=2.4, base_share=0.04)
+    assert "overhead-bound" in overhead and "not the bytes nf4 saves" in overhead and "quartiles" in overhead
+    assert "unpack" not in overhead and "dequantiz" not in overhead
+    _, bound = compare_decode(1.9, (1.92, 1.8, 2.0), "bfloat16", byte_ratio=2.4, base_share=0.6)
+    assert "overhead-bound" not in bound and "60% of its bandwidth bound" in bound and "0.80 of the share" in bound
 
 
 def test_only_a_wrong_form_fails_a_prediction_and_a_contradicted_one_does_not():
-    context = {"ratio": (0.8, 0.75, 0.85), "baseline": "bfloat16"}
-    assert verdict_of("05-predict", "no", context)[2]
-    text, counted, fails = verdict_of("05-predict", True, context)
+    context = {"ratio": (0.8, 0.75, 0.85), "baseline": "bfloat16", "byte_ratio": 2.4, "base_share": 0.04}
+    assert verdict_of("05-predict", True, context)[2]  # a number is asked for
+    assert verdict_of("05-predict", "0.8", context)[2]
+    text, counted, fails = verdict_of("05-predict", 2.0, context)
     assert not counted and not fails and "says otherwise" in text
-    assert EXERCISES["05-predict"].choices == (True, False)
+    assert verdict_of("05-predict", 0.8, context)[1]
+    assert EXERCISES["05-predict"].choices == ()
+
+
+def test_a_goal_names_its_overhead_bound_leaders_and_only_those():
+    assert goal_reading({"bfloat16, eager": 0.042, "bfloat16, sdpa flash": 0.045}) == "overhead-bound: 4.2-4.5%"
+    assert goal_reading({"bfloat16, eager": 0.199}) == "overhead-bound: 19.9%"  # just below the threshold
+    assert goal_reading({"bfloat16, eager": 0.20, "nf4, eager": 0.35}) == "20.0-35.0%"  # at it: not overhead-bound
+    mixed = goal_reading({"bfloat16, eager": 0.25, "nf4, eager": 0.04})
+    assert mixed == "overhead-bound: nf4, eager 4.0%; at least 20% of the bound: bfloat16, eager 25.0%"
+    assert "not a valid measurement" in goal_reading({"int8, eager": 1.3})  # a speed above its bound
+
+
+def test_footprints_must_shrink_along_the_formats():
+    assert footprint_order_problem({"bfloat16": 300, "int8": 200, "nf4": 100}, ["bfloat16", "int8", "nf4"]) is None
+    problem = footprint_order_problem({"bfloat16": 300, "int8": 90, "nf4": 100}, ["bfloat16", "int8", "nf4"])
+    assert problem is not None and "nf4 takes 100 bytes, not fewer than int8's 90" in problem
+    assert footprint_order_problem({"bfloat16": 300, "int8": 300, "nf4": 100}, ["bfloat16", "int8", "nf4"])
+
+
+def test_a_model_of_another_dtype_is_named():
+    expected = {"seed": torch.bfloat16, "int8": torch.float16}
+    assert dtype_problem({"seed": torch.bfloat16, "int8": torch.float16}, expected) is None
+    problem = dtype_problem({"seed": torch.float16, "int8": torch.float16}, expected)
+    assert problem is not None and "seed" in problem and "torch.float16 instead of torch.bfloat16" in problem
+    assert "missing" in dtype_problem({"int8": torch.float16} | {"missing": None}, {**expected, "missing": torch.float32})
+
+
+def test_a_backend_outside_the_allowed_ones_or_a_wrong_refusal_is_a_problem():
+    assert backend_problem({"flash": 30}, {"flash", "cudnn"}) is None
+    assert backend_problem(None, {"flash"}) is None  # refused: nothing ran
+    assert "['math']" in backend_problem({"flash": 2, "math": 28}, {"flash"})
+    assert "no SDPA call" in backend_problem({}, {"flash"})
+    assert "refused" in backend_problem(None, {"flash"}, should_run=True)
+    assert "run" in backend_problem({"flash": 30}, {"flash"}, should_run=False)
+    assert backend_problem({"flash": 30}, {"flash"}, should_run=True) is None
+
+
+def test_the_seed_context_on_a_gpu_must_refuse_float32_and_run_16_bit():
+    seed_context = {"flash", "cudnn"}  # what sdp_kernel(enable_flash=True, ...) leaves on (enable_cudnn=True)
+    assert backend_problem(None, seed_context, should_run=False) is None  # a float32 model refused, as on a GPU
+    assert "run" in backend_problem({"flash": 60}, seed_context, should_run=False)  # a float32 model run on a GPU
+    assert "refused" in backend_problem(None, seed_context, should_run=True)  # the 16-bit model refused on an H200
+    assert backend_problem(None, seed_context, should_run=None) is None  # no claim (a GPU older than sm 8.0)
 
 
 def test_leaders_name_every_variant_tied_with_the_best():
     from helpers.evaluation import leaders
 
-    rounds = {"a": [10.0, 11.0, 10.5], "b": [10.2, 10.8, 10.9], "c": [20.0, 21.0, 19.0]}
+    rounds = {"a": [10.0, 11.0, 10.5, 10.2, 10.6], "b": [10.4, 10.6, 10.6, 10.1, 10.7], "c": [20.0, 21.0, 19.0, 20.5, 19.5]}
     assert leaders(rounds, lower_is_better=True) == ["a", "b"]
     assert leaders(rounds, lower_is_better=False) == ["c"]
     memory = {"x": [100.0], "y": [100.5], "z": [120.0]}
@@ -124,3 +179,24 @@ def test_measure_matrix_rejects_an_unknown_backend_listing_the_backends(tiny_che
         assert model.config._attn_implementation == "sdpa"
     with pytest.raises(ValueError, match=r"unknown SDPA backend 'fast'; choose one of \['cudnn', 'efficient', 'flash', 'math'\]"):
         measure_matrix({"sdpa fast": (model, "sdpa", "fast")}, [8], new_tokens=4, batches=(1,), warmup=0, rounds=1)
+
+
+def test_the_memory_answer_takes_the_pair_as_a_tuple_or_a_list_and_hints_at_anything_else():
+    from types import SimpleNamespace
+
+    from coursetools.checks.lesson05 import check_answer
+
+    ran = {("bf16", "eager"): SimpleNamespace(footprint_bytes=100, peak_bytes={8: 50}),
+           ("nf4", "eager"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 200}),
+           ("nf4", "flash"): SimpleNamespace(footprint_bytes=30, peak_bytes={8: 10})}
+    assert check_answer(("nf4", "flash"), ran, long=8) is None
+    assert check_answer(["nf4", "flash"], ran, long=8) is None
+    assert "take the smallest" in check_answer(("nf4", "eager"), ran, long=8)  # least weights, not least in all
+    for unhashable in (["nf4", ["flash"]], {"nf4": "flash"}):  # a hint, not a TypeError from `answer in ran`
+        assert "one key of `ran`" in check_answer(unhashable, ran, long=8)
+
+
+def test_allowed_problem_reads_the_context_it_is_given():
+    assert allowed_problem(["flash", "cudnn"], {"flash", "cudnn"}) is None
+    assert "not ['cudnn', 'flash']" in allowed_problem(["flash"], {"flash", "cudnn"})
+    assert allowed_problem(["efficient", "flash", "cudnn"], {"flash", "cudnn"}) is not None

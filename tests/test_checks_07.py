@@ -82,3 +82,14 @@ def test_a_contradicted_prediction_does_not_fail_a_strict_run_but_a_wrong_form_d
     with pytest.raises(ExerciseError, match="True, False"):
         check("07-predict", 2.5, **measured)
     assert EXERCISES["07-predict"].choices == (True, False)
+
+
+def test_cache_size_problem_fails_on_a_wrong_size():
+    mib = 2**20
+    from coursetools.checks.lesson07 import cache_size_problem
+
+    assert cache_size_problem(64 * mib, 64 * mib, None) is None
+    assert cache_size_problem(64 * mib, 64 * mib, 64 * mib + 4096) is None  # the allocator's rounding
+    assert "tensors hold" in cache_size_problem(64 * mib, 32 * mib, None)
+    assert "GPU memory" in cache_size_problem(64 * mib, 64 * mib, 128 * mib)  # a second copy kept somewhere
+    assert "GPU memory" in cache_size_problem(64 * mib, 64 * mib, 0)  # nothing allocated: not the cache measured

@@ -30,7 +30,7 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch):
 @pytest.mark.parametrize(
     ("lesson", "right", "wrong", "context"),
     [
-        ("00", 1e12 / 250, 1e12 / 1000, {"footprint": 1000, "bits": 16, "bandwidth": 1e12}),
+        ("00", 1e12 / 433, 1e12 / 250, {"nf4_footprint": 433, "bandwidth": 1e12, "footprint": 1000, "bits": 16}),
         ("01", 1 - (4 + 16) / (2 * 16), 1 - 6 / 8, {"lengths": [2, 4], "padded_to": 4}),
         ("02", 1 * 2 * 65536 * 65536 * 4, 1 * 2 * 65536 * 4, {"batch": 1, "heads": 2, "element": 4}),
         ("03", 10, 11, {}),
@@ -78,6 +78,8 @@ def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_ru
     from coursetools.checks import Prediction
 
     def compare(answer, faster):
+        if faster is None:
+            return None, "not measured here"
         return answer == faster, f"measured {'faster' if faster else 'slower'}"
 
     monkeypatch.setenv(STRICT_ENV, "1")
@@ -86,8 +88,11 @@ def test_a_prediction_is_compared_not_graded_and_only_its_form_fails_a_strict_ru
     check("99-predict", True, faster=False)  # contradicted: said, not raised
     assert is_right("99-predict", True, faster=True)
     assert not is_right("99-predict", True, faster=False)
+    check("99-predict", True, faster=None)  # unsettled: said, neither counted right nor raised
+    assert not is_right("99-predict", True, faster=None)
     out = capsys.readouterr().out
     assert "the measurement agrees: measured faster" in out and "says otherwise: measured slower" in out
+    assert "nothing here settles it: not measured here" in out
     with pytest.raises(ExerciseError, match="one of True, False"):
         check("99-predict", "yes", faster=True)
     with pytest.raises(ExerciseError, match="not answered"):

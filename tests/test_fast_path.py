@@ -2,7 +2,14 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, RobertaConfig
 
-from helpers.fast_path import FastPathUnsupportedError, from_fast_path, mean_pooled, to_fast_path
+from helpers.fast_path import (
+    FastPathUnsupportedError,
+    agrees_to,
+    from_fast_path,
+    mean_pooled,
+    to_fast_path,
+    tolerance,
+)
 from helpers.models import load_tokenizer, pretrained_path
 
 
@@ -103,3 +110,30 @@ def test_an_odd_head_count_is_refused_because_pytorch_would_skip_the_fast_path()
         assert not torch.nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=True).use_nested_tensor
     with pytest.raises(FastPathUnsupportedError, match=r"3 attention heads: .*attn_implementation=\"sdpa\""):
         to_fast_path(tiny(BertConfig, hidden_size=48, num_attention_heads=3))
+
+
+def test_dense_runs_the_same_layers_without_nested_tensors_and_refuses_padding():
+    model = tiny(BertConfig)
+    fast = to_fast_path(model)
+    dense = fast.dense()
+    assert not dense.packs and dense.encoder is fast.encoder  # the same layers, called without a padding mask
+    ids, _ = random_padded_batch(500)
+    full = torch.ones_like(ids)
+    with torch.inference_mode():
+        expected = model(input_ids=ids, attention_mask=full).last_hidden_state
+        torch.testing.assert_close(dense(input_ids=ids, attention_mask=full).last_hidden_state, expected,
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(dense(input_ids=ids).last_hidden_state, expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(FastPathUnsupportedError, match="batches with no padding"):
+        dense(input_ids=ids, attention_mask=random_padded_batch(500)[1])
+
+
+def test_tolerances_pass_a_correct_difference_and_catch_a_wrong_one():
+    scale = 6.0  # about the largest |state| of all-MiniLM-L6-v2
+    assert agrees_to(4e-6, scale) == "float32"  # float32 rounding alone
+    assert tolerance("float32", scale) < 1e-3 < tolerance("tf32", scale) == tolerance("float16", scale)
+    wrong = 2e-2  # a float32 variant that computes products at 10 bits, as TF32 does
+    assert wrong > tolerance("float32", scale) and agrees_to(wrong, scale) == "tf32"
+    assert agrees_to(0.3, scale) == "bfloat16"  # bfloat16 rounding: beyond 10 bits, within its own 8
+    assert agrees_to(3.0, scale) is None  # a regression such as a padded key attended: outside every tolerance
+    assert tolerance("float32", 2 * scale) == 2 * tolerance("float32", scale)

@@ -6,7 +6,15 @@ import torch
 
 from helpers import limits, memory
 from helpers.limits import decode_bound_tokens_per_s, memory_bandwidth, peak_flops_16bit
-from helpers.memory import PeakMemory, analytic_size, model_footprint, parameter_count, peak_memory
+from helpers.memory import (
+    PeakMemory,
+    analytic_size,
+    layer_transients,
+    memory_in_use,
+    model_footprint,
+    parameter_count,
+    peak_memory,
+)
 
 
 @pytest.mark.parametrize(("dtype", "bytes_per_weight"), [(torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)])
@@ -73,6 +81,42 @@ def test_cpu_peak_check_fails_on_a_measurement_that_misses_the_allocation(monkey
     without_linux_proc(monkeypatch, tmp_path)
     monkeypatch.setattr(memory, "_resident_bytes", lambda: 300 * 2**20)  # a reading that never moves
     assert not saw_200_mib(peak_memory(allocate_200_mib))
+
+
+class Wasteful(torch.nn.Linear):
+    """A linear layer that makes and frees a 64 MiB buffer of its own in every call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        buffer = torch.ones(64 * 2**20, dtype=torch.uint8)
+        return super().forward(x) + buffer[0]
+
+
+def test_layer_transients_finds_the_buffer_a_layer_makes_and_frees_not_its_output():
+    model = torch.nn.Sequential(torch.nn.Linear(256, 4096), Wasteful(4096, 256))
+    x = torch.randn(64, 256)  # the first layer's output is 1 MiB: counted as output, not as a transient
+    model(x)  # the first call of a CPU matrix product sets up the library's own memory: a warm-up, as in the lessons
+    found = layer_transients(model, lambda: model(x), "cpu")
+    assert set(found) == {"0", "1"}
+    assert 60 * 2**20 < found["1"] < 70 * 2**20, found
+    assert found["0"] < 2**20, found
+
+
+def test_layer_transients_without_proc_says_so_instead_of_guessing(monkeypatch, tmp_path):
+    without_linux_proc(monkeypatch, tmp_path)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    with pytest.raises(OSError):
+        layer_transients(model, lambda: model(torch.randn(2, 8)), "cpu")
+    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks  # the hooks are gone again
+
+
+def test_memory_in_use_grows_by_a_held_tensor_and_is_none_without_glibc(monkeypatch):
+    before = memory_in_use()
+    held = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, written so that its pages are resident
+    grown = memory_in_use() - before
+    assert 60 * 2**20 < grown < 72 * 2**20, grown
+    del held
+    monkeypatch.setattr(memory, "GLIBC", None)
+    assert memory_in_use() is None
 
 
 def test_decode_bound_and_bandwidth():

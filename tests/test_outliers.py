@@ -1,6 +1,7 @@
 import bitsandbytes as bnb
 import torch
 
+from coursetools.checks.lesson04 import decomposition_problem
 from helpers.outliers import (
     capture_linear_inputs,
     feature_magnitudes,
@@ -78,3 +79,33 @@ def test_training_mode_on_a_cpu_dequantizes_instead_of_decomposing():
     plain = x @ (weight_q.float() * weight_scale).T  # the dequantized int8 weight times the unquantized input
     assert relative_error(trained, plain) < 0.5 * relative_error(trained, decomposed)
     assert relative_error(decomposed, llm_int8_matmul(x, weight, 6.0)) < 0.01
+
+
+def bitsandbytes_product(x: torch.Tensor, weight: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
+    layer = bnb.nn.Linear8bitLt(weight.shape[1], weight.shape[0], bias=False, has_fp16_weights=False, threshold=threshold)
+    layer.weight = bnb.nn.Int8Params(weight.half(), requires_grad=False, has_fp16_weights=False)
+    with torch.inference_mode():
+        return layer.to("cpu").eval()(x.half()).float()
+
+
+def test_ours_follows_bitsandbytes_row_scales_and_the_paper_option_differs():
+    x = activations_with_outliers()
+    x[:32, 3] = 4.0  # an outlier column's values below the threshold: bitsandbytes lets them set their rows' scales
+    x, weight = x.half().float(), (torch.randn(96, 128, generator=torch.Generator().manual_seed(1)) * 0.05).half().float()
+    theirs = bitsandbytes_product(x, weight)
+    ours, paper = llm_int8_matmul(x, weight, 6.0), llm_int8_matmul(x, weight, 6.0, paper_scales=True)
+    assert relative_error(ours, theirs) < 0.5 * relative_error(paper, theirs)
+
+
+def test_decomposition_problem_rejects_every_product_that_is_not_the_decomposition():
+    x = activations_with_outliers()
+    x, weight = x.half().float(), (torch.randn(96, 128, generator=torch.Generator().manual_seed(1)) * 0.05).half().float()
+    theirs = bitsandbytes_product(x, weight)
+    weight_q, weight_scale = quantize_rows(weight)
+    wrong = {"the float product": x @ weight.T, "naive int8": int8_matmul(x, weight),
+             "int8 weights alone": x @ (weight_q.float() * weight_scale).T}
+    assert decomposition_problem(llm_int8_matmul(x, weight, 6.0), theirs, wrong) is None
+    for name, product in wrong.items():  # each wrong product, put in ours' place, is refused
+        others = {"the decomposition": llm_int8_matmul(x, weight, 6.0), **{n: p for n, p in wrong.items() if n != name}}
+        problem = decomposition_problem(product, theirs, others)
+        assert problem is not None and "the decomposition" in problem, (name, problem)

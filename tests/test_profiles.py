@@ -36,6 +36,18 @@ def test_t4_profile_emulates_a_t4():
     # a T4 is sm 7.5: flash and cuDNN attention need sm 8.0, the memory-efficient kernel sm 5.0
     assert t4.sdpa_backends == ("math", "efficient")
     assert PROFILES["gpu"].sdpa_backends is None
+    assert t4.compute_capability == (7, 5) and PROFILES["gpu"].compute_capability is None
+
+
+def test_lesson_capability_is_the_emulated_gpus_under_t4_and_none_on_a_cpu(monkeypatch):
+    from coursetools.environment import environment_report
+    from coursetools.lesson import Lesson
+
+    report = environment_report(probe_hub=False)
+    assert Lesson("08", PROFILES["cpu"], report).capability == (0, 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    assert Lesson("08", PROFILES["t4"], report).capability == (7, 5)  # an H100 standing in for a T4
+    assert Lesson("08", PROFILES["gpu"], report).capability == (9, 0)
 
 
 def test_allowing_the_t4_backends_switches_off_flash_and_cudnn():

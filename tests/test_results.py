@@ -15,13 +15,22 @@ def test_record_merges_values_and_table_escapes_stamp(tmp_path, monkeypatch):
     record("00", "CPU", decode_tok_s=12.25)
     results = load_results(tmp_path)
     assert [r["lesson"] for r in results] == ["00", "01"]
-    assert results[1]["values"]["note"] == "fp16"
+    assert results[1]["values"]["note"] == "fp16" and results[1]["interval"] == "quartiles"  # what the brackets span
     table = results_markdown(results)
     assert "Measured on: GPU | torch\n" in table and "Measured on: CPU\n" in table
-    assert "| 01 | MiniLM: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
+    assert "| 01 | MiniLM, float32: fast path vs HF sdpa | 2.5 [2, 3] | x |" in table
     assert "| 00 | decode, batch 1 | 12.2 | tok/s |" in table
     assert "| 01 | note | fp16 |  |" in table
     assert plot_results(results, tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_record_refuses_a_value_that_is_not_finite_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"not finite, so not recorded: \['ppl_int8'\]"):
+        record("08", "GPU", ppl_bf16=10.3, ppl_int8=float("nan"))
+    with pytest.raises(ValueError, match="speedup"):
+        record("08", "GPU", speedup=(1.2, 1.1, float("inf")))
+    assert not (tmp_path / "08.json").exists()
 
 
 def test_run_course_executes_notebooks_and_collects_results(tmp_path):
@@ -93,6 +102,42 @@ def test_publish_stores_a_run_and_fills_marked_sections(tmp_path):
     assert fill("<!-- x -->\nold\n<!-- /x -->", {"x": "new"}) == "<!-- x -->\nnew\n<!-- /x -->"
 
 
+def test_publishing_a_few_lessons_keeps_the_other_lessons_run_times_each_with_its_stamp(tmp_path):
+    import json
+
+    from coursetools.publish import merged_runtimes, stamp_text
+
+    stored = tmp_path / "runtimes.json"  # a file from before per-notebook stamps: one stamp for all
+    stored.write_text(json.dumps({"stamp": "H200 | torch 2.11 | profile gpu | 2026-11-26",
+                                  "seconds": {"00_tour.ipynb": 50.0, "07_decode.ipynb": 285.0}}))
+    later = {"stamp": "H100 | torch 2.11 | profile gpu | 2026-12-05", "seconds": {"07_decode.ipynb": 900.0}}
+    merged = merged_runtimes(later, stored)
+    assert merged["seconds"] == {"00_tour.ipynb": 50.0, "07_decode.ipynb": 900.0}
+    assert merged["stamps"] == {"00_tour.ipynb": "H200 | torch 2.11 | profile gpu | 2026-11-26",
+                                "07_decode.ipynb": "H100 | torch 2.11 | profile gpu | 2026-12-05"}
+    assert stamp_text(merged) == ("lesson 00 on H200 | torch 2.11 | profile gpu | 2026-11-26; "
+                                  "lesson 07 on H100 | torch 2.11 | profile gpu | 2026-12-05")
+    alone = merged_runtimes(later, tmp_path / "none.json")
+    assert alone["seconds"] == later["seconds"] and stamp_text(alone) == later["stamp"] and stamp_text({}) == "not run yet"
+
+
+def test_publish_stores_results_only_of_the_notebooks_that_finished(tmp_path):
+    import json
+
+    from coursetools.publish import publish
+
+    build, root = tmp_path / "build", tmp_path / "repo"
+    (build / "results").mkdir(parents=True)
+    for lesson in ("00", "01"):  # 01 stopped midway: it recorded results but has no run time
+        (build / "results" / f"{lesson}.json").write_text(json.dumps({"lesson": lesson, "stamp": "GPU", "values": {}}))
+    (build / "runtimes.json").write_text(json.dumps({"stamp": "GPU | torch", "seconds": {"00_tour.ipynb": 150.0}}))
+    for path in ("README.md", "workshop/instructor_guide.md", "workshop/agenda.md", "helpers/README.md"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("")
+    publish(build, "t4", notebooks=False, root=root)
+    assert sorted(path.name for path in (root / "results" / "t4").glob("*.json")) == ["00.json", "runtimes.json"]
+
+
 def test_a_second_run_is_set_against_the_first_runs_recorded_interval():
     from coursetools.publish import rerun_markdown
 
@@ -102,7 +147,7 @@ def test_a_second_run_is_set_against_the_first_runs_recorded_interval():
     outside = [{"lesson": "01", "stamp": "B", "values": {"minilm_fast_vs_sdpa": 1.6}}]
     table = rerun_markdown(first, inside)
     assert table.startswith("Second run measured on: B")
-    assert "| 01 | MiniLM: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
+    assert "| 01 | MiniLM, float32: fast path vs HF sdpa | 1.3 [1.2, 1.5] | 1.4 | yes |" in table
     assert "no_interval" not in table  # only ratios the first run recorded with an interval are compared
     assert table.endswith("| 1.4 | yes |") and "| 1.6 | **no** |" in rerun_markdown(first, outside)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 
 from coursetools.lesson import KERNELS_NOTE, KERNELS_NOTE_LOGGER, not_kernels_note
+from coursetools.runner import drop_progress_bars
 
 ROOT = Path(__file__).resolve().parent.parent
 TCP_NOTE = "Kernel is running over TCP without encryption"
@@ -47,3 +48,28 @@ def log_record(message: str) -> logging.LogRecord:
 def test_only_the_kernels_note_is_dropped():
     assert not not_kernels_note(log_record(KERNELS_NOTE + ": %s. Please make sure you already `pip install kernels`"))
     assert not_kernels_note(log_record("any other bitsandbytes warning"))
+
+
+def test_stored_notebook_keeps_outputs_but_library_progress_bars():
+    bar = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0},
+        "text/plain": "Converting and de-quantizing GGUF tensors...:   0%|          | 0/272 [00:00<?, ?it/s]"})
+    slider = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "b", "version_major": 2, "version_minor": 0},
+        "text/plain": "IntSlider(value=50)"})
+    text = nbformat.v4.new_output("stream", name="stdout", text="batch 1: 50% of the bound\n")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[text, bar, slider])],
+                                        metadata={"widgets": {"state": {"a": {}}}, "language_info": {"name": "python"}})
+    drop_progress_bars(notebook)
+    assert notebook.cells[0].outputs == [text, slider]
+    assert list(notebook.metadata) == ["language_info"]
+
+
+def test_every_course_command_drops_the_kernels_note(tmp_path):
+    from coursetools.__main__ import main
+
+    logger = logging.getLogger(KERNELS_NOTE_LOGGER)
+    for installed in [f for f in logger.filters if f is not_kernels_note]:
+        logger.removeFilter(installed)  # as in a fresh process: publish and doctor import bitsandbytes themselves
+    assert main(["table", str(tmp_path)]) == 0
+    assert not_kernels_note in logger.filters

@@ -54,9 +54,7 @@ def test_the_depth_check_counts_the_longest_chain():
 
 def test_every_exported_name_is_used_by_a_lesson_and_every_used_name_is_exported():
     exports, uses = exported(), lesson_uses()
-    # helpers/decoding.py and helpers/limits.py are being rewritten on main (issue #27): only their imports change here
-    pending = {"helpers.decoding.TimeSplit", "helpers.limits.measured_bandwidth"}
-    assert set(unused_exports(exports, uses)) <= pending
+    assert unused_exports(exports, uses) == []
     assert unexported_uses(exports, uses) == []
 
 

@@ -52,9 +52,9 @@ def test_rounds_and_warmup_reject_a_measurement_the_lesson_table_lacks_listing_i
 
     lesson = Lesson("06", PROFILES["cpu"], report=None)
     assert lesson.warmup("offload") == PROFILES["cpu"].warmup  # no offload_warmup: the profile's
-    with pytest.raises(ValueError, match=r"no measurement 'decode' .* use one of \['mixed', 'offload', 'recipe'\]"):
+    with pytest.raises(ValueError, match=r"no measurement 'decode' .* use one of \['bloom', 'offload', 'recipe'\]"):
         lesson.rounds("decode")
-    with pytest.raises(ValueError, match=r"use one of \['mixed', 'offload', 'recipe'\]"):
+    with pytest.raises(ValueError, match=r"use one of \['bloom', 'offload', 'recipe'\]"):
         lesson.warmup("recipes")
 
 
@@ -166,7 +166,7 @@ def test_rounds_and_warmups_equal_the_literals_the_notebooks_had():
         ("04", "report"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
         ("04", "decode"): {"cpu": (1, 5), "gpu": (1, 5), "t4": (1, 5)},
         ("05", "matrix"): {"cpu": (1, 3), "gpu": (1, 5), "t4": (1, 5)},  # 5 if cuda else 3
-        ("06", "mixed"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},
+        ("06", "bloom"): {"cpu": (1, 3), "gpu": (1, 3), "t4": (1, 3)},  # the guide's BLOOM loads (before: "mixed")
     }
     for (lesson_id, measurement), by_profile in before.items():
         for name, (warmup, rounds) in by_profile.items():

@@ -56,14 +56,29 @@ def test_interleaved_alternates_and_paired_ratio_spans_the_rounds():
     values = interleaved({"a": lambda: order.append("a") or 2.0, "b": lambda: order.append("b") or 1.0}, rounds=3)
     assert order == ["a", "b"] * 3
     assert paired_ratio(values["a"], values["b"]) == (2.0, 2.0, 2.0)
-    assert paired_ratio([2.0, 3.0, 4.0], [1.0, 1.0, 1.0]) == (3.0, 2.0, 4.0)
+    assert paired_ratio([2.0, 3.0, 4.0], [1.0, 1.0, 1.0]) == (3.0, 2.5, 3.5)
 
 
-def test_spread_is_median_lowest_highest():
+def test_spread_is_median_and_quartiles_so_one_slow_round_barely_moves_it():
     from helpers.timing import spread
 
-    assert spread([3.0, 1.0, 10.0, 2.0]) == (2.5, 1.0, 10.0)
+    assert spread([3.0, 1.0, 10.0, 2.0]) == (2.5, 1.75, 4.75)
+    assert spread([1.0, 2.0, 3.0, 4.0, 100.0]) == (3.0, 2.0, 4.0)  # min-max would say 1-100
     assert spread([4.0]) == (4.0, 4.0, 4.0)
+
+
+def test_the_tie_rule_separates_a_real_20_percent_difference_that_min_max_would_call_a_tie():
+    from helpers.evaluation import leaders
+    from helpers.timing import paired_ratio, verdict
+
+    # lesson 05's case: eager 68.5 and flash 85.5 tok/s, five interleaved rounds with one disturbed round each
+    eager, flash = [68.5, 70.1, 66.0, 69.0, 68.0], [85.5, 84.0, 88.2, 86.1, 55.0]
+    ratios = [f / e for f, e in zip(flash, eager, strict=True)]
+    assert min(ratios) < 1 < max(ratios)  # the old rule, lowest to highest round, called this a tie
+    assert verdict(paired_ratio(flash, eager)) == "faster"
+    assert leaders({"eager": eager, "flash": flash}, lower_is_better=False) == ["flash"]
+    assert verdict(paired_ratio([1.0, 1.02, 0.98, 1.01, 0.99], [1.0, 0.99, 1.01, 1.0, 1.02])) == "tie"
+    assert verdict(paired_ratio([1.0] * 5, [1.2] * 5)) == "slower"  # a wrong (unequal) pair never reads as a tie
 
 
 def test_decode_step_ms_times_a_round_again_when_the_short_run_took_longer_and_gives_up_after_its_retries():
@@ -76,3 +91,12 @@ def test_decode_step_ms_times_a_round_again_when_the_short_run_took_longer_and_g
     stalled = decode_step_ms(lambda count: time.sleep(0.01 if count == 1 else 0.0), 3, "cpu")
     with pytest.raises(RuntimeError, match=f"not measurable: 3 new tokens took no longer than 1 in {DECODE_RETRIES}"):
         stalled()
+
+
+def test_compare_flags_a_measurable_ratio_closer_to_1_than_runs_differ_and_no_other():
+    from helpers.timing import compare
+
+    within = "smaller than the 10% by which separate runs moved"
+    assert within in compare((1.01, 1.005, 1.02)) and within in compare((0.96, 0.95, 0.97))
+    assert within not in compare((1.5, 1.3, 1.7)) and within not in compare((0.5, 0.4, 0.6))
+    assert within not in compare((1.02, 0.97, 1.08))  # a tie says so already

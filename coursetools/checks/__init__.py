@@ -27,13 +27,14 @@ class Call:
 class Prediction:
     """A predict-then-measure exercise: the answer is written before the measurement and compared with it after.
 
-    `compare(answer, **measured)` returns (whether the measurement agrees, one sentence saying what was measured and
-    why). A prediction that the measurement contradicts is a result, not an error: only an answer of the wrong form
-    (not one of `choices`, or not a number when `choices` is empty) fails a strict run.
+    `compare(answer, **measured)` returns (whether the measurement agrees, or None where nothing measured here settles
+    it, one sentence saying what was measured and why). A prediction that the measurement contradicts is a result, not
+    an error: only an answer of the wrong form (not one of `choices`, or not a number when `choices` is empty) fails a
+    strict run.
     """
 
     question: str
-    compare: Callable[..., tuple[bool, str]]
+    compare: Callable[..., tuple[bool | None, str]]
     choices: tuple[Any, ...] = (True, False)
 
 

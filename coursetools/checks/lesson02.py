@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch.nn.attention import SDPBackend
 
 from coursetools.checks import Call, Prediction, close
+from coursetools.profiles import real_sdpa_switches
 from helpers.attention import allowed_backends, priority_order
 
 WANTED = ["flash", "cudnn"]  # allowed, and tried in this order
@@ -30,7 +32,7 @@ def check_call(answer: Any) -> str | None:
     args, kwds = answer.args, answer.kwds  # entering the context manager deletes them
     said_priority = kwds.get("set_priority", args[1] if len(args) > 1 else False)
     try:
-        with answer:
+        with real_sdpa_switches(), answer:  # under T4 emulation flash and cuDNN would stay off whatever the call says
             allowed, order = allowed_backends(), priority_order()
     except (AssertionError, TypeError) as err:  # sdpa_kernel rejects a backends argument of the wrong type so
         return f"sdpa_kernel refused the arguments: {err}"
@@ -45,10 +47,11 @@ def check_call(answer: Any) -> str | None:
     return None
 
 
-def compare_peak(answer: bool, peak_bytes: int | None, scores_bytes: int, stored_scores_bytes: int) -> tuple[bool, str]:
+def compare_peak(answer: bool, peak_bytes: int | None, scores_bytes: int,
+                 stored_scores_bytes: int) -> tuple[bool | None, str]:
     """Compare 'the math kernel's peak is more than twice its score matrix at the input precision' with the measurement."""
     if peak_bytes is None:
-        return True, "the math kernel did not run at this length here (see the sweep), so nothing settles it"
+        return None, "the math kernel did not run at this length here (see the sweep)"
     multiple = peak_bytes / scores_bytes
     wider = stored_scores_bytes / scores_bytes
     held = peak_bytes / stored_scores_bytes
@@ -61,6 +64,47 @@ def compare_peak(answer: bool, peak_bytes: int | None, scores_bytes: int, stored
     if wider > 1:
         why = f"it stores each score in {wider:g}x the bytes of an input value (float32), and {why}"
     return answer == more, f"{measured}, {'more' if more else 'less'} than {THRESHOLD:g}x: {why}"
+
+
+AGREEMENT_TOLERANCE = 1e-4  # attention from scratch against SDPA, float32: a real bug (no scale, no mask) is far larger
+
+
+def agreement_problem(difference: float, tolerance: float = AGREEMENT_TOLERANCE) -> str | None:
+    """Return how far attention from scratch is from SDPA's when its largest difference exceeds the tolerance."""
+    if difference < tolerance:
+        return None
+    return f"attention from scratch differs from F.scaled_dot_product_attention by {difference:.1e} (tolerance {tolerance:g})"
+
+
+def priority_problem(picked: dict[bool, str], order: list[str], listed: list[str], runs_here: list[str]) -> str | None:
+    """Return where the kernel SDPA picked inside sdpa_kernel(listed, set_priority=...) breaks the priority rule."""
+    expected = {False: next(name for name in order if name in listed and name in runs_here),  # SDPA's own order
+                True: next(name for name in listed if name in runs_here)}  # the list's order
+    wrong = [f"set_priority={key}: SDPA ran {picked[key]}, the rule says {expected[key]}"
+             for key in (False, True) if picked[key] != expected[key]]
+    return "; ".join(wrong) or None
+
+
+def expected_score_dtype(dtype: torch.dtype, half_reduction: bool) -> torch.dtype:
+    """Return the dtype the math kernel computes scores in, by torch's rule (float32 for half inputs unless allowed)."""
+    # _scaled_dot_product_attention_math (aten/src/ATen/native/transformers/attention.cpp) converts float16 and bfloat16
+    # query, key and value to float32 unless allowFP16BF16ReductionMathSDP() (default false); other dtypes stay as they are
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) and not half_reduction else dtype
+
+
+def score_dtype_problem(seen: dict[tuple[torch.dtype, bool], torch.dtype]) -> str | None:
+    """Return where the dtype the math kernel's softmax ran in, per (input dtype, half reduction allowed), breaks the rule."""
+    wrong = [f"{dtype} inputs, half reduction {'allowed' if allowed else 'not allowed'}: softmax in {ran}, the rule "
+             f"says {expected_score_dtype(dtype, allowed)}"
+             for (dtype, allowed), ran in seen.items() if ran != expected_score_dtype(dtype, allowed)]
+    return "; ".join(wrong) or None
+
+
+def math_peak_problem(peaks: dict[int, int], batch: int, heads: int, score_element: int) -> str | None:
+    """Return the lengths where the math kernel's peak (bytes above its inputs) held less than scores and weights together."""
+    short = [f"seq {seq}: {peak} bytes, below two score matrices ({2 * batch * heads * seq * seq * score_element})"
+             for seq, peak in peaks.items() if peak < 2 * batch * heads * seq * seq * score_element]
+    return "; ".join(short) or None
 
 
 SCORES_SEQ = 65536  # the sequence length of the score matrix in the first exercise

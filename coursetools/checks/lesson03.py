@@ -73,6 +73,39 @@ def compare_footprint(answer: float, measured: float, unquantized_share: float) 
     return agrees, why
 
 
+def round_trip_problem(errors: dict[str, float], off_midpoint: dict[str, int]) -> str | None:
+    """Return what is wrong with the from-scratch round trip: NF4 not closer than FP4, or differences off a midpoint."""
+    if not errors["nf4"] < errors["fp4"]:
+        return f"NF4's mean |error| {errors['nf4']:.5f} is not below FP4's {errors['fp4']:.5f}"
+    if any(off_midpoint.values()):
+        return f"ours and bitsandbytes' differ on weights that are not on a midpoint between two codes: {off_midpoint}"
+    return None
+
+
+def variants_problem(footprint: dict[str, int], ppl: dict[str, float], answers: dict[str, str], half_name: str,
+                     four_bit: list[str]) -> str | None:
+    """Return a 4-bit footprint not below half the 16-bit one, NF4 not beating FP4, or a 16-bit or NF4 answer without Paris."""
+    big = {name: footprint[name] for name in four_bit if footprint[name] >= 0.5 * footprint[half_name]}
+    if big:
+        return f"4-bit footprints not below half of {half_name}'s {footprint[half_name]} bytes: {big}"
+    if not ppl["nf4"] < ppl["fp4"]:
+        return f"nf4's perplexity {ppl['nf4']:.3f} is not below fp4's {ppl['fp4']:.3f}"
+    wrong = {name: answers[name] for name in [half_name, *four_bit] if name.startswith(("nf4", half_name))
+             and "Paris" not in answers[name]}
+    return f"answers without Paris: {wrong}" if wrong else None
+
+
+PREDICTION_TOLERANCE = 0.01  # module-by-module footprint against the measured one; double quantization alone moves it ~4%
+
+
+def prediction_problem(predicted: dict[str, int], measured: dict[str, int],
+                       tolerance: float = PREDICTION_TOLERANCE) -> str | None:
+    """Return the footprints the module-by-module prediction misses by more than `tolerance` of the measurement."""
+    missed = {name: (predicted[name], measured[name]) for name in measured
+              if abs(predicted[name] - measured[name]) > tolerance * measured[name]}
+    return f"predicted and measured bytes differ by more than {tolerance:.0%}: {missed}" if missed else None
+
+
 WEIGHT, ABSMAX = 0.3, 1.2  # the first exercise: one weight and its block's absmax
 
 

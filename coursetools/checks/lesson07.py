@@ -16,6 +16,15 @@ THRESHOLD = 2.0  # the prediction: the own loop decodes more than twice as fast 
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that record CUDA graphs
 
 
+def cache_size_problem(predicted: int, held: int, taken: int | None, slack: float = 0.02) -> str | None:
+    """Return why a cache's tensors (`held`) or the GPU memory it took (`taken`, None off a GPU) disagree with `predicted`."""
+    if held != predicted:
+        return f"the cache's tensors hold {held} bytes, the formula predicts {predicted}"
+    if taken is not None and not predicted <= taken <= predicted * (1 + slack) + 2**21:
+        return f"making the cache took {taken} bytes of GPU memory, the formula predicts {predicted} (+{slack:.0%} + 2 MiB)"
+    return None
+
+
 def keyword_problem(answer: Any, new_tokens: int, cache_len: int) -> str | None:
     """Return what is wrong with the keywords themselves, or None."""
     from transformers import CompileConfig

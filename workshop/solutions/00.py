@@ -1,2 +1,2 @@
-# 4-bit weights take 4/bits of the bytes; every token still reads each weight once.
-answer = decode_bound_tokens_per_s(int(footprint * 4 / bits), bandwidth)
+# The nf4 model holds nf4_footprint bytes (measured above): every token still reads each of them once.
+answer = decode_bound_tokens_per_s(nf4_footprint, bandwidth)

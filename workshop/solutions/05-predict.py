@@ -1,4 +1,6 @@
-# At batch 1 each step is a matrix-vector product per layer, launched one kernel at a time from Python: for a model
-# this small the step is likely bound by overhead more than by weight bytes, and bitsandbytes adds unpacking work to
-# every layer, so the quarter-size reads are not expected to pay off (the check says what this machine measured).
-prediction = False
+# nf4 reads about a quarter of the 16-bit bytes in its linear layers, so if decoding were bound by reading weights it
+# would be well over 2x faster. But lesson 00 put `generate`'s batch-1 decode far below the bandwidth bound, where most
+# of a step's time is other work than reading the weights: both formats pay it, and each 4-bit layer does more work
+# per call (it unpacks and scales its codes, on a GPU at batch 1 inside bitsandbytes' one fused kernel).
+# So expect no gain, rather a small loss: a little under 1.
+prediction = 0.8
