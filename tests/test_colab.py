@@ -1,11 +1,11 @@
 """The Colab kit: badge and set-up cells stay current, and the set-up installs a course that runs, in a fresh venv."""
 
+import ast
 import base64
 import glob
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -115,17 +115,23 @@ def link_torch(venv: Path) -> None:
         dist = metadata.distribution(name)
         needs = [Requirement(r) for r in dist.requires or []]
         wanted += [r.name for r in needs if r.marker is None or r.marker.evaluate({"extra": ""})]
-        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "bin"}:
-            if not (shelf / top).exists() and (Path(str(dist.locate_file(top)))).exists():
+        for top in {f.parts[0] for f in dist.files or []} - {"..", "bin"}:
+            if not (shelf / top).exists() and Path(dist.locate_file(top)).exists():
                 (shelf / top).symlink_to(dist.locate_file(top))
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "runtime_torch.pth").write_text(f"{shelf}\n")
 
 
 def lesson_modules() -> list[str]:
-    """Return every module a lesson's source imports unconditionally (unindented import and from lines), sorted."""
-    pattern = re.compile(r"^(?:from|import)\s+([A-Za-z_][\w.]*)", re.MULTILINE)
-    return sorted({m for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py") for m in pattern.findall(p.read_text())})
+    """Return every module a lesson's source imports unconditionally (its top-level import statements), sorted."""
+    found = set()
+    for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"):
+        for node in ast.parse(path.read_text()).body:  # as coursetools.structure reads the lessons' imports
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+    return sorted(found)
 
 
 def test_setup_cell_in_a_fresh_venv_keeps_its_torch_installs_the_rest_and_imports_every_lesson_module(tmp_path):
